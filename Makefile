@@ -1,0 +1,37 @@
+# Makefile for pgbatch (plain PGXS)
+MODULE_big = pgbatch
+OBJS = \
+	src/pgbatch.o \
+	src/guc.o \
+	src/util.o \
+	src/counters.o \
+	src/pipeline.o \
+	src/claim.o \
+	src/stage_sql.o \
+	src/retry.o \
+	src/executor.o
+
+EXTENSION = pgbatch
+DATA = pgbatch--1.0.sql
+PGFILEDESC = "pgbatch - durable batches of staged work"
+
+REGRESS = setup pipeline submit run retry requeue views roles
+REGRESS_OPTS = --load-extension=plpgsql
+
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+EXTRA_CLEAN = src/errnames.h
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# Condition names for SQLSTATEs (serialization_failure, ...), generated from
+# the server's errcodes.h so that every code the server knows has its name.
+ERRCODES_H := $(shell $(PG_CONFIG) --includedir-server)/utils/errcodes.h
+
+src/errnames.h: $(ERRCODES_H) src/gen_errnames.awk
+	awk -f src/gen_errnames.awk $< > $@
+
+src/stage_sql.o: src/errnames.h

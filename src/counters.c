@@ -1,0 +1,224 @@
+/*-------------------------------------------------------------------------
+ *
+ * counters.c
+ *		The statement trigger that keeps batch.counters in step with
+ *		batch.items.  It reads the statement's transition tables, sums the
+ *		change in items per batch and state, and adds it to this backend's
+ *		own shard row, so that concurrent executors never wait on one hot
+ *		counter row and batch.progress reads a handful of rows, never the
+ *		items themselves.
+ *
+ * src/counters.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "storage/backendid.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/tuplestore.h"
+
+#include "pgbatch.h"
+
+PG_FUNCTION_INFO_V1(pgbatch_count_items);
+
+/* Counter buckets, in the column order of batch.counters. */
+enum
+{
+	BUCKET_PENDING,
+	BUCKET_RETRYING,
+	BUCKET_RUNNING,
+	BUCKET_COMPLETED,
+	BUCKET_FAILED,
+	BUCKET_CANCELLED,
+	NUM_BUCKETS
+};
+
+typedef struct CountDelta
+{
+	int64		batch_id;		/* hash key */
+	int64		delta[NUM_BUCKETS];
+	bool		started;		/* some item of the batch has been run */
+} CountDelta;
+
+static SPIPlanPtr upsert_plan = NULL;
+
+/*
+ * bucket_of
+ *		The counter bucket of an item state; -1 for an unknown state.
+ */
+static int
+bucket_of(text *status, int attempt)
+{
+	const char *s = VARDATA_ANY(status);
+	int			len = VARSIZE_ANY_EXHDR(status);
+
+#define IS(lit) (len == sizeof(lit) - 1 && memcmp(s, lit, len) == 0)
+	if (IS(PGB_PENDING))
+		return attempt > 0 ? BUCKET_RETRYING : BUCKET_PENDING;
+	if (IS(PGB_RUNNING))
+		return BUCKET_RUNNING;
+	if (IS(PGB_COMPLETED))
+		return BUCKET_COMPLETED;
+	if (IS(PGB_FAILED))
+		return BUCKET_FAILED;
+	if (IS(PGB_CANCELLED))
+		return BUCKET_CANCELLED;
+#undef IS
+	return -1;
+}
+
+/*
+ * fold_table
+ *		Adds sign for every row of a transition table to the deltas of its
+ *		batch and bucket.
+ */
+static void
+fold_table(Tuplestorestate *ts, TupleDesc desc, int sign, HTAB *deltas,
+		   AttrNumber att_batch, AttrNumber att_status, AttrNumber att_attempt)
+{
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+
+	tuplestore_rescan(ts);
+	while (tuplestore_gettupleslot(ts, true, false, slot))
+	{
+		bool		isnull;
+		int64		batch_id = DatumGetInt64(slot_getattr(slot, att_batch, &isnull));
+		text	   *status = DatumGetTextPP(slot_getattr(slot, att_status, &isnull));
+		int			attempt = DatumGetInt32(slot_getattr(slot, att_attempt, &isnull));
+		int			bucket = bucket_of(status, attempt);
+		CountDelta *d;
+		bool		found;
+
+		if (bucket < 0)
+			continue;
+		d = hash_search(deltas, &batch_id, HASH_ENTER, &found);
+		if (!found)
+		{
+			memset(d->delta, 0, sizeof(d->delta));
+			d->started = false;
+		}
+		d->delta[bucket] += sign;
+		if (sign > 0 && (bucket == BUCKET_RUNNING || bucket == BUCKET_COMPLETED ||
+						 bucket == BUCKET_RETRYING ||
+						 (bucket == BUCKET_FAILED && attempt > 0)))
+			d->started = true;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * pgbatch_count_items
+ *		AFTER ... FOR EACH STATEMENT trigger on batch.items with transition
+ *		tables: folds the statement's changes into batch.counters.
+ */
+Datum
+pgbatch_count_items(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	AttrNumber	att_batch,
+				att_status,
+				att_attempt;
+	HASHCTL		ctl;
+	HTAB	   *deltas;
+	HASH_SEQ_STATUS seq;
+	CountDelta *d;
+	PgbColumn	cols[NUM_BUCKETS + 2];
+	Datum		args[NUM_BUCKETS + 4];
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
+		!TRIGGER_FIRED_AFTER(trigdata->tg_event))
+		elog(ERROR, "pgbatch_count_items: must be fired AFTER ... FOR EACH STATEMENT");
+
+	desc = RelationGetDescr(trigdata->tg_relation);
+	att_batch = SPI_fnumber(desc, "batch_id");
+	att_status = SPI_fnumber(desc, "status");
+	att_attempt = SPI_fnumber(desc, "attempt");
+	if (att_batch <= 0 || att_status <= 0 || att_attempt <= 0)
+		elog(ERROR, "pgbatch_count_items: batch.items lacks batch_id, status or attempt");
+
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(CountDelta);
+	ctl.hcxt = CurrentMemoryContext;
+	deltas = hash_create("pgbatch count deltas", 16, &ctl,
+						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	if (trigdata->tg_oldtable)
+		fold_table(trigdata->tg_oldtable, desc, -1, deltas,
+				   att_batch, att_status, att_attempt);
+	if (trigdata->tg_newtable)
+		fold_table(trigdata->tg_newtable, desc, 1, deltas,
+				   att_batch, att_status, att_attempt);
+
+	pgb_column_init(&cols[0], INT8OID);
+	for (i = 0; i < NUM_BUCKETS; i++)
+		pgb_column_init(&cols[i + 1], INT8OID);
+	pgb_column_init(&cols[NUM_BUCKETS + 1], BOOLOID);
+
+	hash_seq_init(&seq, deltas);
+	while ((d = hash_seq_search(&seq)) != NULL)
+	{
+		bool		changed = false;
+
+		for (i = 0; i < NUM_BUCKETS; i++)
+			changed |= (d->delta[i] != 0);
+		if (!changed)
+			continue;
+		pgb_column_add(&cols[0], Int64GetDatum(d->batch_id), false);
+		for (i = 0; i < NUM_BUCKETS; i++)
+			pgb_column_add(&cols[i + 1], Int64GetDatum(d->delta[i]), false);
+		pgb_column_add(&cols[NUM_BUCKETS + 1], BoolGetDatum(d->started), false);
+	}
+	hash_destroy(deltas);
+
+	if (cols[0].n == 0)
+		return PointerGetDatum(NULL);
+
+	SPI_connect();
+	if (upsert_plan == NULL)
+	{
+		Oid			argtypes[NUM_BUCKETS + 4] = {
+			INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
+			INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+			INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID
+		};
+
+		upsert_plan = pgb_prepare(
+								  "INSERT INTO batch.counters AS c (batch_id, shard, pending, retrying,"
+								  "  running, completed, failed, cancelled, started_at, updated_at)"
+								  " SELECT u.b, $1, u.p, u.r, u.ru, u.co, u.f, u.ca,"
+								  "  CASE WHEN u.s THEN $2 END, $2"
+								  " FROM unnest($3, $4, $5, $6, $7, $8, $9, $10)"
+								  "  AS u(b, p, r, ru, co, f, ca, s)"
+								  " ORDER BY u.b"
+								  " ON CONFLICT (batch_id, shard) DO UPDATE"
+								  " SET pending = c.pending + excluded.pending,"
+								  "  retrying = c.retrying + excluded.retrying,"
+								  "  running = c.running + excluded.running,"
+								  "  completed = c.completed + excluded.completed,"
+								  "  failed = c.failed + excluded.failed,"
+								  "  cancelled = c.cancelled + excluded.cancelled,"
+								  "  started_at = coalesce(c.started_at, excluded.started_at),"
+								  "  updated_at = excluded.updated_at",
+								  NUM_BUCKETS + 4, argtypes);
+	}
+	args[0] = Int32GetDatum((int32) MyBackendId);
+	args[1] = TimestampTzGetDatum(now);
+	for (i = 0; i < NUM_BUCKETS + 2; i++)
+		args[i + 2] = pgb_column_array(&cols[i]);
+	if (SPI_execute_plan(upsert_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "pgbatch: updating batch.counters failed");
+	SPI_finish();
+
+	return PointerGetDatum(NULL);
+}

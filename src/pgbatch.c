@@ -1,0 +1,95 @@
+/*-------------------------------------------------------------------------
+ *
+ * pgbatch.c
+ *		Module entry point of pgbatch, and the small SQL-callable helpers
+ *		the extension script uses (limits, stage function lookup).
+ *
+ * src/pgbatch.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+
+#include "pgbatch.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+PG_FUNCTION_INFO_V1(pgbatch_max_payload_size);
+PG_FUNCTION_INFO_V1(pgbatch_stage_function);
+
+/*
+ * _PG_init
+ *		Module load: define the configuration parameters.
+ */
+void
+_PG_init(void)
+{
+	pgb_define_gucs();
+}
+
+/*
+ * pgbatch_max_payload_size
+ *		batch._max_payload_size(): the pgbatch.max_payload_size setting in
+ *		bytes.  Calling it also makes sure the module (and so the GUC) is
+ *		loaded in this backend.
+ */
+Datum
+pgbatch_max_payload_size(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(pgb_max_payload_size);
+}
+
+/*
+ * pgbatch_stage_function
+ *		batch._stage_function(name): resolves the name of a SQL stage to the
+ *		function name(jsonb, jsonb) RETURNS jsonb, or raises an error that
+ *		says what is wrong with it.
+ */
+Datum
+pgbatch_stage_function(PG_FUNCTION_ARGS)
+{
+	char	   *fn = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			argtypes[2] = {JSONBOID, JSONBOID};
+	List	   *names;
+	Oid			funcid;
+	AclResult	aclresult;
+
+	names = stringToQualifiedNameList(fn);
+	funcid = LookupFuncName(names, 2, argtypes, true);
+	if (!OidIsValid(funcid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("stage function %s(jsonb, jsonb) does not exist", fn),
+				 errhint("A SQL stage is a function f(payload jsonb, outputs jsonb) RETURNS jsonb; name it with its schema.")));
+
+	if (get_func_prokind(funcid) != PROKIND_FUNCTION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("stage function %s(jsonb, jsonb) is not a plain function", fn),
+				 errdetail("Procedures, aggregates and window functions cannot be stages.")));
+
+	if (get_func_rettype(funcid) != JSONBOID || get_func_retset(funcid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("stage function %s(jsonb, jsonb) must return jsonb", fn),
+				 errdetail("It returns %s%s.",
+						   get_func_retset(funcid) ? "SETOF " : "",
+						   format_type_be(get_func_rettype(funcid)))));
+
+	aclresult = pg_proc_aclcheck(funcid, GetUserId(), ACL_EXECUTE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(funcid));
+
+	PG_RETURN_OID(funcid);
+}

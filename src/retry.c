@@ -1,0 +1,222 @@
+/*-------------------------------------------------------------------------
+ *
+ * retry.c
+ *		Retry policy: the backoff delay before a retry, and re-queuing
+ *		failed items (batch.retry_failed and batch.retry_item) at the stage
+ *		where they failed, with their earlier stages' outputs kept.
+ *
+ * src/retry.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+
+#include "pgbatch.h"
+
+PG_FUNCTION_INFO_V1(pgbatch_requeue);
+
+static SPIPlanPtr requeue_plan = NULL;
+static SPIPlanPtr batch_check_plan = NULL;
+static SPIPlanPtr event_plan = NULL;
+
+/*
+ * pgb_backoff_ms
+ *		The delay before retry number 'retry' (1 for the first retry):
+ *		min(backoff_max, backoff_base * backoff_factor ^ (retry - 1)),
+ *		then spread uniformly by +/- jitter of itself so that items that
+ *		failed together do not come back together.
+ */
+double
+pgb_backoff_ms(const PgbRetryPolicy *policy, int retry)
+{
+	double		delay;
+
+	delay = policy->backoff_base_ms * pow(policy->backoff_factor, Max(retry - 1, 0));
+	if (!isfinite(delay) || delay > policy->backoff_max_ms)
+		delay = policy->backoff_max_ms;
+	if (policy->jitter > 0)
+		delay *= 1.0 + policy->jitter * (2.0 * pg_prng_double(&pg_global_prng_state) - 1.0);
+	return Max(delay, 0.0);
+}
+
+/*
+ * check_batch
+ *		Errors out if the batch is cancelled, or if 'stage' is given and is
+ *		not a stage of the batch's pipeline.
+ */
+static void
+check_batch(int64 batch_id, text *stage)
+{
+	Datum		args[2];
+	char		nulls[2] = {' ', stage ? ' ' : 'n'};
+	bool		isnull;
+	bool		cancelled;
+	bool		stage_ok;
+
+	if (batch_check_plan == NULL)
+	{
+		Oid			argtypes[2] = {INT8OID, TEXTOID};
+
+		batch_check_plan = pgb_prepare(
+									   "SELECT b.cancelled_at IS NOT NULL,"
+									   " $2 IS NULL OR EXISTS (SELECT FROM batch.stages s"
+									   "  WHERE s.pipeline_id = b.pipeline_id AND s.name = $2)"
+									   " FROM batch.batches b WHERE b.id = $1",
+									   2, argtypes);
+	}
+	args[0] = Int64GetDatum(batch_id);
+	args[1] = PointerGetDatum(stage);
+	if (SPI_execute_plan(batch_check_plan, args, nulls, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pgbatch: reading batch " INT64_FORMAT " failed", batch_id);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("batch " INT64_FORMAT " does not exist", batch_id)));
+	cancelled = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	stage_ok = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+
+	if (cancelled)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("batch " INT64_FORMAT " is cancelled", batch_id),
+				 errhint("Submit the failed items again as a new batch.")));
+	if (!stage_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stage \"%s\" is not a stage of the pipeline of batch " INT64_FORMAT,
+						text_to_cstring(stage), batch_id)));
+}
+
+/*
+ * pgbatch_requeue
+ *		batch._requeue(batch_id, item_id, max_retries, backoff_factor,
+ *		error_codes, stage, take_lock): moves failed items of a batch (all,
+ *		one, or those matching the error codes and stage) back to pending
+ *		at the stage where they failed, attempts reset, outputs kept.  Items
+ *		that failed validation are re-queued only once their payload is
+ *		valid.  With take_lock it first takes the transaction-scoped
+ *		advisory lock (PGB_LOCK_CLASS, batch id) and returns 0 with a
+ *		NOTICE when another transaction holds it.  Returns how many items
+ *		were re-queued.  The UPDATE walks the partial index of failed
+ *		items, so its cost follows the number of failed items, not the
+ *		size of the batch.
+ */
+Datum
+pgbatch_requeue(PG_FUNCTION_ARGS)
+{
+	int64		batch_id;
+	bool		take_lock = PG_ARGISNULL(6) ? true : PG_GETARG_BOOL(6);
+	text	   *stage = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
+	TimestampTz now = GetCurrentTimestamp();
+	Datum		args[8];
+	char		nulls[8];
+	uint64		count;
+	int			i;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("batch must not be NULL")));
+	batch_id = PG_GETARG_INT64(0);
+
+	if (!PG_ARGISNULL(2) && (PG_GETARG_INT32(2) < 0 || PG_GETARG_INT32(2) > 1000))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_retries must be from 0 to 1000, not %d", PG_GETARG_INT32(2))));
+	if (!PG_ARGISNULL(3) && !(PG_GETARG_FLOAT8(3) >= 1.0 && PG_GETARG_FLOAT8(3) <= 100.0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("backoff_factor must be from 1 to 100, not %g", PG_GETARG_FLOAT8(3))));
+
+	if (take_lock &&
+		!DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
+										  Int32GetDatum(PGB_LOCK_CLASS),
+										  Int32GetDatum((int32) batch_id))))
+	{
+		ereport(NOTICE,
+				(errmsg("batch " INT64_FORMAT " is being re-queued by another transaction; nothing done",
+						batch_id),
+				 errdetail("The advisory lock (%d, %d) is held.",
+						   PGB_LOCK_CLASS, (int32) batch_id)));
+		PG_RETURN_INT64(0);
+	}
+
+	SPI_connect();
+	check_batch(batch_id, stage);
+
+	if (requeue_plan == NULL)
+	{
+		Oid			argtypes[8] = {INT8OID, INT8OID, INT4OID, FLOAT8OID,
+		TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, INT4OID};
+
+		requeue_plan = pgb_prepare(
+								   "UPDATE batch.items i SET status = 'pending', attempt = 0,"
+								   " next_due = $7, error_code = NULL, error_message = NULL,"
+								   " finished_at = NULL, updated_at = $7,"
+								   " max_retries = coalesce($3, i.max_retries),"
+								   " backoff_factor = coalesce($4, i.backoff_factor)"
+								   " FROM batch.batches b JOIN batch.pipelines p ON p.id = b.pipeline_id"
+								   " WHERE b.id = $1 AND i.batch_id = $1 AND i.status = 'failed'"
+								   " AND ($2 IS NULL OR i.id = $2)"
+								   " AND ($5 IS NULL OR i.error_code = ANY ($5))"
+								   " AND ($6 IS NULL OR i.stage = $6)"
+								   " AND (i.error_code IS DISTINCT FROM 'invalid_input'"
+								   "  OR batch._invalid_reason(i.payload, p.required, $8) IS NULL)",
+								   8, argtypes);
+	}
+	for (i = 0; i < 6; i++)
+	{
+		args[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+	args[6] = TimestampTzGetDatum(now);
+	nulls[6] = ' ';
+	args[7] = Int32GetDatum(pgb_max_payload_size);
+	nulls[7] = ' ';
+	if (SPI_execute_plan(requeue_plan, args, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "pgbatch: re-queuing failed items failed");
+	count = SPI_processed;
+
+	if (event_plan == NULL)
+	{
+		Oid			argtypes[7] = {INT8OID, INT8OID, INT8OID, INT4OID, FLOAT8OID,
+		TEXTARRAYOID, TEXTOID};
+
+		event_plan = pgb_prepare(
+								 "INSERT INTO batch.events (batch_id, item_id, level, event, message, detail)"
+								 " VALUES ($1, $2, 'info',"
+								 "  CASE WHEN $2 IS NULL THEN 'retry_failed' ELSE 'item_retried' END,"
+								 "  CASE WHEN $2 IS NULL THEN format('%s failed items re-queued', $3)"
+								 "   ELSE format('item %s re-queued', $2) END,"
+								 "  jsonb_strip_nulls(jsonb_build_object('items', $3, 'max_retries', $4,"
+								 "   'backoff_factor', $5, 'error_codes', $6, 'stage', $7)))",
+								 7, argtypes);
+	}
+	args[0] = Int64GetDatum(batch_id);
+	nulls[0] = ' ';
+	args[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
+	args[2] = Int64GetDatum((int64) count);
+	nulls[2] = ' ';
+	for (i = 2; i < 6; i++)
+	{
+		args[i + 1] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		nulls[i + 1] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+	if (SPI_execute_plan(event_plan, args, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "pgbatch: recording the retry event failed");
+
+	SPI_finish();
+	PG_RETURN_INT64((int64) count);
+}

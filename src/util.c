@@ -1,0 +1,125 @@
+/*-------------------------------------------------------------------------
+ *
+ * util.c
+ *		Helpers shared by the pgbatch sources: growable Datum columns that
+ *		become SQL arrays (so a chunk of outcomes is recorded with one
+ *		unnest() statement), saved SPI plans, and small jsonb helpers.
+ *
+ * src/util.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+
+#include "pgbatch.h"
+
+/*
+ * pgb_column_init
+ *		Prepares an empty column of the given element type in the current
+ *		memory context.
+ */
+void
+pgb_column_init(PgbColumn *col, Oid elemtype)
+{
+	col->elemtype = elemtype;
+	get_typlenbyvalalign(elemtype, &col->typlen, &col->typbyval, &col->typalign);
+	col->n = 0;
+	col->cap = 16;
+	col->values = palloc(sizeof(Datum) * col->cap);
+	col->nulls = palloc(sizeof(bool) * col->cap);
+}
+
+/*
+ * pgb_column_add
+ *		Appends a value (or a NULL) to a column.  By-reference values are
+ *		not copied: they must live as long as the column.
+ */
+void
+pgb_column_add(PgbColumn *col, Datum value, bool isnull)
+{
+	if (col->n == col->cap)
+	{
+		col->cap *= 2;
+		col->values = repalloc(col->values, sizeof(Datum) * col->cap);
+		col->nulls = repalloc(col->nulls, sizeof(bool) * col->cap);
+	}
+	col->values[col->n] = isnull ? (Datum) 0 : value;
+	col->nulls[col->n] = isnull;
+	col->n++;
+}
+
+/*
+ * pgb_column_array
+ *		The column as a one-dimensional SQL array Datum.
+ */
+Datum
+pgb_column_array(PgbColumn *col)
+{
+	int			dims[1];
+	int			lbs[1];
+
+	dims[0] = col->n;
+	lbs[0] = 1;
+	return PointerGetDatum(construct_md_array(col->values, col->nulls, 1,
+											  dims, lbs, col->elemtype,
+											  col->typlen, col->typbyval,
+											  col->typalign));
+}
+
+/*
+ * pgb_prepare
+ *		Prepares a statement and keeps the plan for the life of the backend.
+ *		Callers cache the result in a static variable; plan invalidation
+ *		(for instance after the extension is dropped and re-created) is
+ *		handled by SPI, which re-plans saved plans from their source text.
+ */
+SPIPlanPtr
+pgb_prepare(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "pgbatch: SPI_prepare failed: %s",
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "pgbatch: SPI_keepplan failed");
+	return plan;
+}
+
+/*
+ * pgb_text_datum
+ *		A text Datum for a C string, or (Datum) 0 for NULL.
+ */
+Datum
+pgb_text_datum(const char *s)
+{
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+/*
+ * pgb_jsonb_set_key
+ *		obj || {key: value}, where obj may be NULL (an empty object).
+ */
+Jsonb *
+pgb_jsonb_set_key(Jsonb *obj, const char *key, Jsonb *value)
+{
+	Datum		path[1];
+	ArrayType  *patharr;
+
+	if (obj == NULL)
+		obj = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	path[0] = CStringGetTextDatum(key);
+	patharr = construct_array(path, 1, TEXTOID, -1, false, TYPALIGN_INT);
+	return DatumGetJsonbP(DirectFunctionCall4(jsonb_set,
+											  JsonbPGetDatum(obj),
+											  PointerGetDatum(patharr),
+											  JsonbPGetDatum(value),
+											  BoolGetDatum(true)));
+}

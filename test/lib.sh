@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# test/lib.sh - shared shell helpers for the test, demo and bench scripts.
+#
+# Source it; it defines:
+#   pgb_install_deps      apt-get the build and test dependencies (Debian 12, as root)
+#   pgb_build_install     build pgbatch and install it into PostgreSQL 15
+#   pgb_cluster_start DIR PORT [extra postgres -c settings...]
+#                         initdb (if needed) and start a throwaway cluster owned by
+#                         the postgres user, listening on 127.0.0.1:PORT and a unix
+#                         socket in DIR only
+#   pgb_cluster_stop DIR  stop that cluster (pg_ctl, through its own postmaster.pid)
+#   pgb_psql DIR PORT ... psql against it as the postgres superuser
+set -euo pipefail
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PGB_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+pgb_as_postgres() {
+	if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+
+pgb_install_deps() {
+	local pkgs="build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-cron
+		libcurl4-openssl-dev libipc-run-perl"
+	# shellcheck disable=SC2086
+	if dpkg -s $pkgs >/dev/null 2>&1; then
+		return 0
+	fi
+	if [ "$(id -u)" != 0 ]; then
+		echo "missing packages ($pkgs); run as root to install them" >&2
+		return 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	# shellcheck disable=SC2086
+	apt-get install -y -q --no-install-recommends $pkgs
+}
+
+pgb_build_install() {
+	make -C "$PGB_TOP" -s PG_CONFIG="$PG_BIN/pg_config"
+	make -C "$PGB_TOP" -s PG_CONFIG="$PG_BIN/pg_config" install
+}
+
+pgb_cluster_start() {
+	local dir=$1 port=$2
+	shift 2
+	mkdir -p "$dir"
+	chown postgres: "$dir" 2>/dev/null || true
+	if [ ! -f "$dir/data/PG_VERSION" ]; then
+		pgb_as_postgres "$PG_BIN/initdb" -D "$dir/data" -A trust -U postgres \
+			--no-sync >"$dir/initdb.log" 2>&1
+	fi
+	local opts="-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=on"
+	local s
+	for s in "$@"; do opts="$opts -c $s"; done
+	pgb_as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -o "$opts" -l "$dir/server.log" -w start >/dev/null
+}
+
+pgb_cluster_stop() {
+	local dir=$1
+	if [ -f "$dir/data/postmaster.pid" ]; then
+		pgb_as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
+	fi
+}
+
+pgb_psql() {
+	local dir=$1 port=$2
+	shift 2
+	"$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres "$@"
+}
