@@ -16,7 +16,6 @@ DATA = pgbatch--1.0.sql
 PGFILEDESC = "pgbatch - durable batches of staged work"
 
 REGRESS = setup pipeline submit run retry requeue views roles
-REGRESS_OPTS = --load-extension=plpgsql
 
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

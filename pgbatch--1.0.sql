@@ -319,7 +319,7 @@ BEGIN
 			   CASE WHEN why IS NULL THEN 'pending' ELSE 'failed' END,
 			   first_stage,
 			   CASE WHEN why IS NOT NULL THEN 'invalid_input' END,
-			   CASE WHEN why IS NOT NULL THEN format('item %s: %s', ord, why) END,
+			   CASE WHEN why IS NOT NULL THEN format('input element %s: %s', ord, why) END,
 			   CASE WHEN why IS NOT NULL THEN clock_timestamp() END
 		FROM elements
 		ORDER BY ord
@@ -408,7 +408,7 @@ BEGIN
 				RAISE EXCEPTION '% of % must be from 0 to 7 days, not %', k, what, v
 					USING ERRCODE = 'invalid_parameter_value';
 			END IF;
-			result := result || jsonb_build_object(k, iv::text);
+			result := result || jsonb_build_object(k, trim_scale(extract(epoch FROM iv)) || ' s');
 		ELSE
 			RAISE EXCEPTION 'unknown retry key "%" in %', k, what
 				USING ERRCODE = 'invalid_parameter_value',
@@ -465,8 +465,8 @@ BEGIN
 	END IF;
 
 	policy := batch._retry_policy(
-		'{"max_retries": 3, "backoff_base": "00:00:02", "backoff_factor": 2,
-		  "backoff_max": "00:10:00", "jitter": 0.2}',
+		'{"max_retries": 3, "backoff_base": "2 s", "backoff_factor": 2,
+		  "backoff_max": "600 s", "jitter": 0.2}',
 		retry, format('pipeline "%s"', name));
 
 	INSERT INTO batch.pipelines (name, definition, retry, required)
@@ -699,8 +699,13 @@ CREATE FUNCTION batch.retry_item(item_id bigint) RETURNS boolean
 AS $$
 DECLARE
 	it record;
+	why text;
 BEGIN
-	SELECT i.batch_id, i.status INTO it FROM batch.items i WHERE i.id = item_id;
+	SELECT i.batch_id, i.status, i.error_code, i.payload, p.required INTO it
+	FROM batch.items i
+	JOIN batch.batches b ON b.id = i.batch_id
+	JOIN batch.pipelines p ON p.id = b.pipeline_id
+	WHERE i.id = item_id;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'item % does not exist', item_id USING ERRCODE = 'undefined_object';
 	END IF;
@@ -708,6 +713,14 @@ BEGIN
 		RAISE EXCEPTION 'item % is %, not failed', item_id, it.status
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  HINT = 'Only failed items can be retried.';
+	END IF;
+	IF it.error_code = 'invalid_input' THEN
+		why := batch._invalid_reason(it.payload, it.required, batch._max_payload_size());
+		IF why IS NOT NULL THEN
+			RAISE EXCEPTION 'item % is still invalid: %', item_id, why
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  HINT = 'Fix its payload with batch.update_item() first.';
+		END IF;
 	END IF;
 	RETURN batch._requeue(it.batch_id, item_id, NULL, NULL, NULL, NULL, false) = 1;
 END

@@ -188,6 +188,13 @@ pgbatch_requeue(PG_FUNCTION_ARGS)
 		elog(ERROR, "pgbatch: re-queuing failed items failed");
 	count = SPI_processed;
 
+	/* every retry_failed call is logged; retry_item only when it did something */
+	if (!PG_ARGISNULL(1) && count == 0)
+	{
+		SPI_finish();
+		PG_RETURN_INT64(0);
+	}
+
 	if (event_plan == NULL)
 	{
 		Oid			argtypes[7] = {INT8OID, INT8OID, INT8OID, INT4OID, FLOAT8OID,

@@ -21,6 +21,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
 #include "utils/timeout.h"
 
 #include "pgbatch.h"
@@ -112,7 +113,8 @@ check_stage_callable(PgbBatchInfo *batch, PgbStage *stage)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("role \"%s\" that owns the batch does not exist",
 						batch->owner_name)));
-	if (!OidIsValid(stage->func) || get_func_rettype(stage->func) == InvalidOid)
+	if (!OidIsValid(stage->func) ||
+		!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(stage->func)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("the function of stage \"%s\" no longer exists", stage->name)));
