@@ -111,9 +111,9 @@ COMMENT ON COLUMN batch.items.backoff_factor IS
 	'per-item override of the stage''s backoff_factor, set by batch.retry_failed()';
 
 -- Due work, per batch and across batches: only pending rows are indexed.
-CREATE INDEX items_due_batch_idx ON batch.items (batch_id, next_due)
+CREATE INDEX items_due_batch_idx ON batch.items (batch_id, next_due, id)
 	WHERE status = 'pending';
-CREATE INDEX items_due_idx ON batch.items (next_due)
+CREATE INDEX items_due_idx ON batch.items (next_due, id)
 	WHERE status = 'pending';
 -- Failed items: keeps retry_failed() and the review queue O(failed).
 CREATE INDEX items_failed_idx ON batch.items (batch_id, stage, error_code)
@@ -259,12 +259,12 @@ $$;
 /*
  * Why an input element cannot become a runnable item, or NULL when it can:
  * not a JSON object, larger than pgbatch.max_payload_size, or a required key
- * missing or blank.
+ * missing or blank.  It has no SET clause so that the planner can inline it
+ * into the set-based INSERT of submit() (it uses built-in functions only).
  */
 CREATE FUNCTION batch._invalid_reason(e jsonb, required text[], max_size integer)
 	RETURNS text
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT CASE
 		WHEN e IS NULL OR jsonb_typeof(e) <> 'object' THEN
@@ -415,6 +415,12 @@ BEGIN
 					  HINT = 'Retry keys are max_retries, backoff_base, backoff_factor, backoff_max and jitter.';
 		END CASE;
 	END LOOP;
+	IF (result ->> 'backoff_base')::interval > (result ->> 'backoff_max')::interval THEN
+		RAISE EXCEPTION 'backoff_base of % (%) is larger than its backoff_max (%)', what,
+			result ->> 'backoff_base', result ->> 'backoff_max'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Raise backoff_max too: no delay is ever longer than backoff_max.';
+	END IF;
 	RETURN result;
 END
 $$;

@@ -42,6 +42,7 @@ SELECT batch.create_pipeline('p', '[{"name": "a", "sql": "app.outline"}]', retry
 SELECT batch.create_pipeline('p', '[{"name": "a", "sql": "app.outline"}]', retry => '{"jitter": 2}');
 SELECT batch.create_pipeline('p', '[{"name": "a", "sql": "app.outline"}]', retry => '{"backoff_base": "later"}');
 SELECT batch.create_pipeline('p', '[{"name": "a", "sql": "app.outline"}]', retry => '{"backoff_max": "30 days"}');
+SELECT batch.create_pipeline('p', '[{"name": "a", "sql": "app.outline"}]', retry => '{"backoff_base": "1 hour"}');
 SELECT batch.create_pipeline('p', '[{"name": "a", "sql": "app.outline", "retry": {"max_retries": "x"}}]');
 SELECT batch.create_pipeline('p', '[{"name": "a", "sql": "app.outline"}]', retry => '[1]');
 SELECT batch.create_pipeline('p', '[{"name": "a", "sql": "app.outline"}]', required => '{topic,NULL}');

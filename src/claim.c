@@ -29,7 +29,7 @@ static SPIPlanPtr next_due_all_plan = NULL;
 
 #define CLAIM_COLUMNS \
 	"SELECT i.id, i.batch_id, i.stage, i.attempt, i.payload," \
-	" i.max_retries, i.backoff_factor FROM batch.items i"
+	" i.max_retries, i.backoff_factor, i.next_due FROM batch.items i"
 
 /*
  * pgb_claim_locked
@@ -38,13 +38,15 @@ static SPIPlanPtr next_due_all_plan = NULL;
  *		executors share the work without waiting for each other, and copies
  *		them into *items (allocated in the current memory context).  The
  *		items stay 'pending' in the table: their outcome is written in the
- *		same transaction, so nobody else can see them in between.  Returns
- *		how many were claimed.
+ *		same transaction, so nobody else can see them in between.  The scan
+ *		starts after *cursor, in (next_due, id) order, and moves it on.
+ *		Returns how many were claimed.
  */
 int
-pgb_claim_locked(int64 batch_id, TimestampTz now, int limit, PgbWorkItem **items)
+pgb_claim_locked(int64 batch_id, TimestampTz now, int limit,
+				 PgbClaimCursor *cursor, PgbWorkItem **items)
 {
-	Datum		args[3];
+	Datum		args[5];
 	SPIPlanPtr	plan;
 	PgbWorkItem *result;
 	int			ret;
@@ -54,35 +56,43 @@ pgb_claim_locked(int64 batch_id, TimestampTz now, int limit, PgbWorkItem **items
 	{
 		if (claim_batch_plan == NULL)
 		{
-			Oid			argtypes[3] = {INT8OID, TIMESTAMPTZOID, INT4OID};
+			Oid			argtypes[5] = {INT8OID, TIMESTAMPTZOID, INT4OID,
+			TIMESTAMPTZOID, INT8OID};
 
 			claim_batch_plan = pgb_prepare(CLAIM_COLUMNS
 										   " WHERE i.batch_id = $1 AND i.status = 'pending'"
+										   " AND (i.next_due, i.id) > ($4, $5)"
 										   " AND i.next_due <= $2"
-										   " ORDER BY i.next_due LIMIT $3"
+										   " ORDER BY i.next_due, i.id LIMIT $3"
 										   " FOR UPDATE SKIP LOCKED",
-										   3, argtypes);
+										   5, argtypes);
 		}
 		plan = claim_batch_plan;
 		args[0] = Int64GetDatum(batch_id);
 		args[1] = TimestampTzGetDatum(now);
 		args[2] = Int32GetDatum(limit);
+		args[3] = TimestampTzGetDatum(cursor->next_due);
+		args[4] = Int64GetDatum(cursor->id);
 	}
 	else
 	{
 		if (claim_all_plan == NULL)
 		{
-			Oid			argtypes[2] = {TIMESTAMPTZOID, INT4OID};
+			Oid			argtypes[4] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8OID};
 
 			claim_all_plan = pgb_prepare(CLAIM_COLUMNS
-										 " WHERE i.status = 'pending' AND i.next_due <= $1"
-										 " ORDER BY i.next_due LIMIT $2"
+										 " WHERE i.status = 'pending'"
+										 " AND (i.next_due, i.id) > ($3, $4)"
+										 " AND i.next_due <= $1"
+										 " ORDER BY i.next_due, i.id LIMIT $2"
 										 " FOR UPDATE SKIP LOCKED",
-										 2, argtypes);
+										 4, argtypes);
 		}
 		plan = claim_all_plan;
 		args[0] = TimestampTzGetDatum(now);
 		args[1] = Int32GetDatum(limit);
+		args[2] = TimestampTzGetDatum(cursor->next_due);
+		args[3] = Int64GetDatum(cursor->id);
 	}
 
 	ret = SPI_execute_plan(plan, args, NULL, false, 0);
@@ -107,6 +117,8 @@ pgb_claim_locked(int64 batch_id, TimestampTz now, int limit, PgbWorkItem **items
 		it->max_retries = isnull ? -1 : DatumGetInt32(d);
 		d = SPI_getbinval(tup, desc, 7, &isnull);
 		it->backoff_factor = isnull ? 0.0 : DatumGetFloat8(d);
+		cursor->next_due = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
+		cursor->id = it->id;
 	}
 	*items = result;
 	ret = (int) SPI_processed;

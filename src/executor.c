@@ -201,6 +201,7 @@ pgbatch_run(PG_FUNCTION_ARGS)
 	bool		nulls[5] = {false, false, false, false, false};
 	TimestampTz next_due;
 	bool		found;
+	PgbClaimCursor cursor = {DT_NOBEGIN, 0};
 
 	if (max_items < -1 || (!PG_ARGISNULL(1) && max_items < 0))
 		ereport(ERROR,
@@ -242,7 +243,7 @@ pgbatch_run(PG_FUNCTION_ARGS)
 		MemoryContextReset(chunkcxt);
 		oldcxt = MemoryContextSwitchTo(chunkcxt);
 
-		n = pgb_claim_locked(batch_id, GetCurrentTimestamp(), limit, &items);
+		n = pgb_claim_locked(batch_id, GetCurrentTimestamp(), limit, &cursor, &items);
 		if (n == 0)
 		{
 			MemoryContextSwitchTo(oldcxt);
@@ -268,6 +269,7 @@ pgbatch_run(PG_FUNCTION_ARGS)
 	}
 
 	next_due = pgb_next_due(batch_id, &found);
+	pgb_release_batch_cache(cache);
 	SPI_finish();
 	MemoryContextDelete(runcxt);
 

@@ -63,6 +63,7 @@ typedef struct PgbStage
 	Oid			func;			/* SQL stage function, or InvalidOid */
 	int			timeout_ms;		/* 0 = no timeout */
 	PgbRetryPolicy policy;
+	struct PgbStageCall *call;	/* prepared call of func, built on first use */
 } PgbStage;
 
 typedef struct PgbPipeline
@@ -70,6 +71,7 @@ typedef struct PgbPipeline
 	int32		id;
 	int			nstages;
 	PgbStage   *stages;
+	MemoryContext mcxt;			/* where the stages and their calls live */
 } PgbPipeline;
 
 /* What the executor knows of a batch while it runs its items. */
@@ -156,11 +158,24 @@ extern Jsonb *pgb_jsonb_set_key(Jsonb *obj, const char *key, Jsonb *value);
 extern PgbBatchInfo *pgb_batch_info(HTAB *cache, MemoryContext cachecxt,
 									 int64 batch_id);
 extern HTAB *pgb_batch_cache_create(MemoryContext mcxt);
+extern void pgb_release_batch_cache(HTAB *cache);
 extern PgbStage *pgb_find_stage(PgbPipeline *pipeline, const char *name);
+
+/*
+ * Where an in-transaction claim scan resumes: the (next_due, id) of the last
+ * item claimed.  The rows an executor has already updated in its open
+ * transaction stay in the due-items index until it commits, so each claim
+ * starts after the previous one instead of walking them again.
+ */
+typedef struct PgbClaimCursor
+{
+	TimestampTz next_due;
+	int64		id;
+} PgbClaimCursor;
 
 /* claim.c */
 extern int	pgb_claim_locked(int64 batch_id, TimestampTz now, int limit,
-							 PgbWorkItem **items);
+							 PgbClaimCursor *cursor, PgbWorkItem **items);
 extern void pgb_load_outputs(PgbWorkItem *items, int nitems);
 extern void pgb_record_init(PgbRecord *rec);
 extern void pgb_record_flush(PgbRecord *rec, TimestampTz now);
@@ -170,6 +185,7 @@ extern TimestampTz pgb_next_due(int64 batch_id, bool *found);
 extern PgbStageResult pgb_run_sql_stage(PgbBatchInfo *batch, PgbStage *stage,
 										PgbWorkItem *item, Jsonb **output,
 										char **error_code, char **message);
+extern void pgb_release_stage_calls(PgbPipeline *pipeline);
 extern const char *pgb_sqlstate_name(int sqlerrcode);
 extern bool pgb_sqlstate_is_transient(int sqlerrcode);
 

@@ -104,6 +104,7 @@ pgb_batch_info(HTAB *cache, MemoryContext cachecxt, int64 batch_id)
 	info = hash_search(cache, &batch_id, HASH_ENTER, NULL);
 	info->pipeline = palloc0(sizeof(PgbPipeline));
 	info->pipeline->nstages = (int) SPI_processed;
+	info->pipeline->mcxt = cachecxt;
 	info->pipeline->stages = palloc0(sizeof(PgbStage) * SPI_processed);
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -151,4 +152,20 @@ pgb_find_stage(PgbPipeline *pipeline, const char *name)
 		if (strcmp(pipeline->stages[i].name, name) == 0)
 			return &pipeline->stages[i];
 	return NULL;
+}
+
+/*
+ * pgb_release_batch_cache
+ *		Releases what the cached pipelines hold beyond memory (the
+ *		expression contexts of prepared stage calls).
+ */
+void
+pgb_release_batch_cache(HTAB *cache)
+{
+	HASH_SEQ_STATUS seq;
+	PgbBatchInfo *info;
+
+	hash_seq_init(&seq, cache);
+	while ((info = hash_seq_search(&seq)) != NULL)
+		pgb_release_stage_calls(info->pipeline);
 }

@@ -30,9 +30,9 @@ static SPIPlanPtr event_plan = NULL;
 /*
  * pgb_backoff_ms
  *		The delay before retry number 'retry' (1 for the first retry):
- *		min(backoff_max, backoff_base * backoff_factor ^ (retry - 1)),
- *		then spread uniformly by +/- jitter of itself so that items that
- *		failed together do not come back together.
+ *		backoff_base * backoff_factor ^ (retry - 1), spread uniformly by
+ *		+/- jitter of itself so that items that failed together do not come
+ *		back together, and never more than backoff_max.
  */
 double
 pgb_backoff_ms(const PgbRetryPolicy *policy, int retry)
@@ -44,7 +44,7 @@ pgb_backoff_ms(const PgbRetryPolicy *policy, int retry)
 		delay = policy->backoff_max_ms;
 	if (policy->jitter > 0)
 		delay *= 1.0 + policy->jitter * (2.0 * pg_prng_double(&pg_global_prng_state) - 1.0);
-	return Max(delay, 0.0);
+	return Max(Min(delay, policy->backoff_max_ms), 0.0);
 }
 
 /*

@@ -14,7 +14,11 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
 #include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -36,6 +40,18 @@ static const PgbErrName pgb_errnames[] = {
 #include "errnames.h"
 	{NULL, NULL}
 };
+
+/*
+ * A stage call prepared once per run: the expression f($1, $2), planned so
+ * that a simple SQL-language function is inlined, and compiled so that the
+ * function's own caches (PL/pgSQL plans, ...) survive from item to item.
+ */
+typedef struct PgbStageCall
+{
+	ExprState  *state;
+	ExprContext *econtext;
+	ParamListInfo params;
+} PgbStageCall;
 
 /* The timeout that bounds one stage call, registered on first use. */
 static TimeoutId stage_timeout_id = MAX_TIMEOUTS;
@@ -126,6 +142,69 @@ check_stage_callable(PgbBatchInfo *batch, PgbStage *stage)
 }
 
 /*
+ * stage_call_prepare
+ *		Builds the prepared call of a stage's function in the pipeline's
+ *		memory context.  Runs as the batch owner, so that the EXECUTE checks
+ *		made while inlining and compiling are the owner's.
+ */
+static PgbStageCall *
+stage_call_prepare(PgbPipeline *pipeline, PgbStage *stage)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(pipeline->mcxt);
+	PgbStageCall *call = palloc0(sizeof(PgbStageCall));
+	List	   *args = NIL;
+	Expr	   *expr;
+	int			i;
+
+	for (i = 1; i <= 2; i++)
+	{
+		Param	   *param = makeNode(Param);
+
+		param->paramkind = PARAM_EXTERN;
+		param->paramid = i;
+		param->paramtype = JSONBOID;
+		param->paramtypmod = -1;
+		param->paramcollid = InvalidOid;
+		param->location = -1;
+		args = lappend(args, param);
+	}
+	expr = (Expr *) makeFuncExpr(stage->func, JSONBOID, args, InvalidOid,
+								 InvalidOid, COERCE_EXPLICIT_CALL);
+	expr = expression_planner(expr);
+
+	call->params = makeParamList(2);
+	call->params->numParams = 2;
+	for (i = 0; i < 2; i++)
+	{
+		call->params->params[i].ptype = JSONBOID;
+		call->params->params[i].pflags = PARAM_FLAG_CONST;
+		call->params->params[i].isnull = false;
+	}
+	call->state = ExecInitExprWithParams(expr, call->params);
+	call->econtext = CreateStandaloneExprContext();
+	call->econtext->ecxt_param_list_info = call->params;
+	MemoryContextSwitchTo(oldcxt);
+	return call;
+}
+
+/*
+ * pgb_release_stage_calls
+ *		Frees the expression contexts of a pipeline's prepared stage calls.
+ */
+void
+pgb_release_stage_calls(PgbPipeline *pipeline)
+{
+	int			i;
+
+	for (i = 0; i < pipeline->nstages; i++)
+		if (pipeline->stages[i].call != NULL)
+		{
+			FreeExprContext(pipeline->stages[i].call->econtext, true);
+			pipeline->stages[i].call = NULL;
+		}
+}
+
+/*
  * pgb_run_sql_stage
  *		Calls the stage function f(payload, outputs) for one item.  On
  *		success *output is the result (JSON null for SQL NULL) and the
@@ -161,27 +240,27 @@ pgb_run_sql_stage(PgbBatchInfo *batch, PgbStage *stage, PgbWorkItem *item,
 	PG_TRY();
 	{
 		Datum		res;
-		LOCAL_FCINFO(fcinfo, 2);
-		FmgrInfo	flinfo;
+		bool		isnull;
+		PgbStageCall *call;
 
 		check_stage_callable(batch, stage);
-		fmgr_info(stage->func, &flinfo);
-		InitFunctionCallInfoData(*fcinfo, &flinfo, 2, InvalidOid, NULL, NULL);
-		fcinfo->args[0].value = JsonbPGetDatum(item->payload);
-		fcinfo->args[0].isnull = false;
 		if (item->outputs == NULL)
 			item->outputs = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 															   CStringGetDatum("{}")));
-		fcinfo->args[1].value = JsonbPGetDatum(item->outputs);
-		fcinfo->args[1].isnull = false;
 
 		SetUserIdAndSecContext(batch->owner,
 							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		if (stage->call == NULL)
+			stage->call = stage_call_prepare(batch->pipeline, stage);
+		call = stage->call;
+		call->params->params[0].value = JsonbPGetDatum(item->payload);
+		call->params->params[1].value = JsonbPGetDatum(item->outputs);
+
 		stage_timeout_fired = false;
 		if (stage->timeout_ms > 0)
 			enable_timeout_after(stage_timeout_id, stage->timeout_ms);
 
-		res = FunctionCallInvoke(fcinfo);
+		res = ExecEvalExprSwitchContext(call->state, call->econtext, &isnull);
 
 		if (stage->timeout_ms > 0)
 			disable_timeout(stage_timeout_id, false);
@@ -189,11 +268,12 @@ pgb_run_sql_stage(PgbBatchInfo *batch, PgbStage *stage, PgbWorkItem *item,
 
 		/* copy the result out before the subtransaction's memory is gone */
 		MemoryContextSwitchTo(callercxt);
-		if (fcinfo->isnull)
+		if (isnull)
 			*output = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 														 CStringGetDatum("null")));
 		else
 			*output = DatumGetJsonbPCopy(res);
+		ResetExprContext(call->econtext);
 
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(callercxt);
@@ -222,6 +302,8 @@ pgb_run_sql_stage(PgbBatchInfo *batch, PgbStage *stage, PgbWorkItem *item,
 		MemoryContextSwitchTo(callercxt);
 		CurrentResourceOwner = oldowner;
 		SetUserIdAndSecContext(save_userid, save_sec_context);
+		if (stage->call != NULL)
+			ResetExprContext(stage->call->econtext);
 
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && timed_out)
 		{

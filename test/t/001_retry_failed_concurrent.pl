@@ -28,6 +28,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time usleep);
 
 my $TIMEOUT = 60;         # seconds; bounds every psql call below
 my $NITEMS = 2000;
@@ -177,7 +178,8 @@ COMMIT;
 
 # wait until all of them queue behind the gate, then open it
 my $waiting = 0;
-for (1 .. 10 * $TIMEOUT)
+my $deadline = time() + $TIMEOUT;
+while (time() < $deadline)
 {
 	$waiting = sql(q{SELECT count(*) FROM pg_locks
 		WHERE locktype = 'advisory' AND NOT granted
