@@ -732,7 +732,8 @@ BEGIN
 END
 $$;
 
--- Replaces the payload of an item that is not running or completed.
+-- Replaces the payload (and so the key) of an item that is not running or
+-- completed.
 CREATE FUNCTION batch.update_item(item_id bigint, payload jsonb) RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
@@ -760,8 +761,17 @@ BEGIN
 		RAISE EXCEPTION 'invalid payload for item %: %', item_id, why
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	UPDATE batch.items i SET payload = update_item.payload, updated_at = clock_timestamp()
-	WHERE i.id = item_id;
+	BEGIN
+		UPDATE batch.items i
+		SET payload = update_item.payload, key = update_item.payload ->> 'key',
+			updated_at = clock_timestamp()
+		WHERE i.id = item_id;
+	EXCEPTION WHEN unique_violation THEN
+		RAISE EXCEPTION 'key "%" is already used by another item of batch %',
+			payload ->> 'key', it.batch_id
+			USING ERRCODE = 'unique_violation',
+				  HINT = 'Keys identify items within a batch; pick another key.';
+	END;
 	INSERT INTO batch.events (batch_id, item_id, level, event, message)
 	VALUES (it.batch_id, item_id, 'info', 'item_updated', format('payload of item %s updated', item_id));
 END

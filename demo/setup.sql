@@ -104,7 +104,7 @@ CREATE TABLE app.voice_rules (
 	active	boolean NOT NULL DEFAULT true
 );
 INSERT INTO app.voice_rules (term, reason) VALUES
-	('casino', 'the client''s brand guide bans gambling topics');
+	('casino', 'brand guide bans gambling');
 
 /*
  * The simulated LLM API: counts the call, fails it if the failure plan or a
@@ -114,28 +114,29 @@ CREATE FUNCTION app.call_api(stage text, payload jsonb, prompt text) RETURNS tex
 	LANGUAGE plpgsql
 AS $$
 DECLARE
-	call_no bigint := nextval('app.api_call_no');
-	article text := payload ->> 'key';
-	topic text := payload ->> 'topic';
+	v_call_no bigint := nextval('app.api_call_no');
+	v_article text := payload ->> 'key';
+	v_topic text := payload ->> 'topic';
 	f app.flaky;
 	r app.voice_rules;
 BEGIN
-	SELECT * INTO f FROM app.flaky WHERE flaky.article = call_api.article AND flaky.stage = call_api.stage;
+	SELECT * INTO f FROM app.flaky
+	WHERE flaky.article = v_article AND flaky.stage = call_api.stage;
 	IF FOUND AND nextval(f.calls) <= f.failures THEN
 		-- transient: PB001 asks pgbatch to retry this stage after a backoff
 		RAISE EXCEPTION '%', f.error USING ERRCODE = 'PB001';
 	END IF;
-	IF stage = 'voice' THEN
+	IF call_api.stage = 'voice' THEN
 		SELECT * INTO r FROM app.voice_rules v
-		WHERE v.active AND call_api.topic ILIKE '%' || v.term || '%';
+		WHERE v.active AND v_topic ILIKE '%' || v.term || '%';
 		IF FOUND THEN
 			-- permanent: any other error fails the item
 			RAISE EXCEPTION 'HTTP 400 topic is not allowed: %', r.reason;
 		END IF;
 	END IF;
 	INSERT INTO app.api_calls (call_no, article, topic, stage)
-	VALUES (call_no, article, topic, stage);
-	RETURN format('%s for "%s"', prompt, topic);
+	VALUES (v_call_no, v_article, v_topic, call_api.stage);
+	RETURN format('%s for "%s"', prompt, v_topic);
 END
 $$;
 
@@ -159,8 +160,7 @@ CREATE FUNCTION app.make_voice(payload jsonb, outputs jsonb) RETURNS jsonb
 CREATE FUNCTION app.make_seo(payload jsonb, outputs jsonb) RETURNS jsonb
 	LANGUAGE sql
 	RETURN jsonb_build_object('meta', app.call_api('seo', payload, 'meta description'),
-							  'slug', trim(BOTH '-' FROM regexp_replace(lower(payload ->> 'topic'), '[^a-z0-9]+', '-', 'g')),
-							  'words', (outputs -> 'voice' ->> 'words')::integer);
+							  'slug', trim(BOTH '-' FROM regexp_replace(lower(payload ->> 'topic'), '[^a-z0-9]+', '-', 'g')));
 
 -- The pipeline: one retry policy for all stages (1 try + 3 retries, backoff
 -- 200 ms, 400 ms, 800 ms, +/- 20%), the draft stage gets a bigger budget,
@@ -173,10 +173,10 @@ SELECT batch.create_pipeline('seo_articles',
 	retry => '{"max_retries": 3, "backoff_base": "200 ms", "backoff_factor": 2, "jitter": 0.2}',
 	required => '{topic}') AS pipeline_id \gset
 
-\echo
 \echo 'Stages of pipeline seo_articles:'
 SELECT s.position, s.name AS stage, s.func AS function, s.max_retries,
-	   s.backoff_base, s.backoff_factor, s.jitter
+	   (extract(epoch FROM s.backoff_base) * 1000)::integer || ' ms' AS backoff_base,
+	   s.backoff_factor, s.jitter
 FROM batch.stages s WHERE s.pipeline_id = :pipeline_id ORDER BY s.position;
 
 -- The batch: the 100 planned articles, three of them mangled on the way in.
@@ -190,4 +190,5 @@ SELECT batch.submit('seo_articles',
 			  END ORDER BY a.n),
 	name => 'demo_batch') AS batch_id
 FROM app.articles a \gset
-\echo 'Submitted batch demo_batch (id' :batch_id ').'
+SELECT format('Submitted batch demo_batch (id %s).', :batch_id) AS msg \gset
+\echo :msg

@@ -21,7 +21,12 @@ SELECT batch.retry_item(:fine_id);
 SELECT batch.update_item(999999, '{"topic": "x"}');
 SELECT batch.retry_item(999999);
 
-SELECT batch.update_item(:blank_id, '{"topic": "fixed"}');
+SELECT batch.update_item(:blank_id, '{"topic": "fixed", "key": "f1"}');
+SELECT key FROM batch.items WHERE id = :blank_id;
+-- keys stay unique within the batch
+SELECT batch.add_items('b_fix', '[{"topic": "other", "key": "f2"}]');
+SELECT batch.update_item(:blank_id, '{"topic": "fixed", "key": "f2"}');
+SELECT key, payload FROM batch.items WHERE id = :blank_id;
 SELECT batch.retry_item(:blank_id);
 SELECT status, stage, attempt, error_code FROM batch.items WHERE id = :blank_id;
 SELECT items_completed FROM batch.run('b_fix');

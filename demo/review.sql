@@ -1,0 +1,26 @@
+/* demo/review.sql - what went wrong in demo_batch, as an operator sees it.
+ *
+ * batch.errors groups the failed items by stage and error code;
+ * batch.review_queue lists them one by one with their payloads.
+ * Read-only.  Run by demo/run.sh with psql -q.
+ */
+
+\echo 'batch.errors -- failed items grouped by stage and error code:'
+SELECT e.stage, e.error_code, e.items, e.sample_error
+FROM batch.errors e
+WHERE e.batch = 'demo_batch'
+ORDER BY e.items DESC, e.stage, e.error_code;
+
+\echo 'batch.review_queue -- the failed items themselves (payloads of the malformed ones below):'
+SELECT q.item_id, coalesce(q.key, '(none)') AS key, q.stage, q.error_code, q.attempts,
+	   q.error
+FROM batch.review_queue q
+JOIN batch.batches b ON b.id = q.batch_id
+WHERE b.name = 'demo_batch'
+ORDER BY q.item_id;
+
+SELECT q.item_id, q.payload
+FROM batch.review_queue q
+JOIN batch.batches b ON b.id = q.batch_id
+WHERE b.name = 'demo_batch' AND q.error_code = 'invalid_input'
+ORDER BY q.item_id;
