@@ -25,7 +25,9 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use PgBatchTest qw(new_node run_together);
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
@@ -33,11 +35,8 @@ use Time::HiRes qw(time usleep);
 my $TIMEOUT = 60;         # seconds; bounds every psql call below
 my $NITEMS = 2000;
 my $NWORKERS = 8;
-my $GATE = '4242, 1';     # advisory lock key the workers wait on
 
-my $node = PostgreSQL::Test::Cluster->new('retry_failed');
-$node->init;
-$node->start;
+my $node = new_node('retry_failed');
 
 sub sql
 {
@@ -154,54 +153,26 @@ my $events_before = sql(qq{SELECT count(*) FROM batch.events
 	WHERE batch_id = $bid AND event = 'retry_failed'});
 is($events_before, '0', 'no retry_failed event yet');
 
-# ---- 8 sessions call retry_failed() together
-my $gate = $node->background_psql('postgres', timeout => $TIMEOUT);
-$gate->query_safe("SELECT pg_advisory_lock($GATE)");
-
-my @workers;
-for my $i (1 .. $NWORKERS)
-{
-	my $w = $node->background_psql('postgres', timeout => $TIMEOUT);
-	# half of them name the batch, half give its id: both must take the same lock
-	my $arg = $i % 2 ? "'b1'" : "$bid";
-	$w->query_until(qr/waiting/, qq{
-\\echo waiting
-BEGIN;
-SELECT pg_advisory_xact_lock_shared($GATE);
+# ---- 8 sessions call retry_failed() together; half of them name the batch,
+# half give its id: both must take the same lock
+my @results = run_together($node, 1,
+	map {
+		my $arg = $_ % 2 ? "'b1'" : "$bid";
+		qq{BEGIN;
 SELECT 'requeued=' || batch.retry_failed($arg);
 SELECT pg_sleep(0.3);
-COMMIT;
-\\echo finished
-});
-	push @workers, $w;
-}
-
-# wait until all of them queue behind the gate, then open it
-my $waiting = 0;
-my $deadline = time() + $TIMEOUT;
-while (time() < $deadline)
-{
-	$waiting = sql(q{SELECT count(*) FROM pg_locks
-		WHERE locktype = 'advisory' AND NOT granted
-		AND classid = 4242 AND objid = 1 AND objsubid = 2});
-	last if $waiting == $NWORKERS;
-	usleep(100_000);
-}
-is($waiting, $NWORKERS, 'all workers wait at the gate');
-$gate->query_safe("SELECT pg_advisory_unlock($GATE)");
+COMMIT;}
+	} 1 .. $NWORKERS);
 
 my @counts;
 my $notices = 0;
-for my $w (@workers)
+for my $r (@results)
 {
-	my $out = $w->query_until(qr/finished/, '');
-	my ($n) = $out =~ /requeued=(\d+)/;
+	my ($n) = $r->{out} =~ /requeued=(\d+)/;
 	push @counts, $n;
-	$notices++ if $w->{stderr} =~ /is being re-queued by another transaction; nothing done/;
-	unlike($w->{stderr}, qr/ERROR/, 'worker had no error');
-	$w->quit;
+	$notices++ if $r->{err} =~ /is being re-queued by another transaction; nothing done/;
+	unlike($r->{err}, qr/ERROR/, 'worker had no error');
 }
-$gate->quit;
 
 is(scalar(grep { defined } @counts), $NWORKERS, 'every worker returned a count');
 @counts = map { $_ // -1 } @counts;

@@ -19,7 +19,9 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use PgBatchTest qw(new_node run_together);
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
@@ -28,11 +30,8 @@ my $TIMEOUT = 60;       # seconds; bounds every psql call below
 my $NITEMS = 5000;
 my $NSTAGES = 3;
 my $NWORKERS = 2;
-my $GATE = '4242, 2';   # advisory lock key the workers wait on
 
-my $node = PostgreSQL::Test::Cluster->new('run_concurrent');
-$node->init;
-$node->start;
+my $node = new_node('run_concurrent');
 
 sub sql
 {
@@ -85,53 +84,23 @@ is( sql(qq{SELECT status, total, pending FROM batch.progress WHERE id = $bid}),
 	"queued|$NITEMS|$NITEMS", 'batch queued');
 
 # ---- two executors, started together
-my $gate = $node->background_psql('postgres', timeout => $TIMEOUT);
-$gate->query_safe("SELECT pg_advisory_lock($GATE)");
-
-my @workers;
-for my $i (1 .. $NWORKERS)
-{
-	my $w = $node->background_psql('postgres', timeout => $TIMEOUT);
-	$w->query_until(qr/waiting/, qq{
-\\echo waiting
-SELECT pg_advisory_lock_shared($GATE);
-SELECT 'run=' || concat_ws(',', stages_run, items_completed, retries_scheduled,
-	items_failed) || ';pid=' || pg_backend_pid() FROM batch.run('b2');
-SELECT pg_advisory_unlock_shared($GATE);
-\\echo finished
-});
-	push @workers, $w;
-}
-
-my $waiting = 0;
-my $deadline = time() + $TIMEOUT;
-while (time() < $deadline)
-{
-	$waiting = sql(q{SELECT count(*) FROM pg_locks
-		WHERE locktype = 'advisory' AND NOT granted
-		AND classid = 4242 AND objid = 2 AND objsubid = 2});
-	last if $waiting == $NWORKERS;
-	usleep(100_000);
-}
-is($waiting, $NWORKERS, 'both executors wait at the gate');
-$gate->query_safe("SELECT pg_advisory_unlock($GATE)");
+my @results = run_together($node, 2,
+	(q{SELECT 'run=' || concat_ws(',', stages_run, items_completed, retries_scheduled,
+	items_failed) || ';pid=' || pg_backend_pid() FROM batch.run('b2');}) x $NWORKERS);
 
 my (@stages_run, @completed);
 my ($retries, $failed) = (0, 0);
-for my $w (@workers)
+for my $r (@results)
 {
-	my $out = $w->query_until(qr/finished/, '');
-	my ($s, $c, $r, $f, $pid) = $out =~ /run=(\d+),(\d+),(\d+),(\d+);pid=(\d+)/;
+	my ($s, $c, $rt, $f, $pid) = $r->{out} =~ /run=(\d+),(\d+),(\d+),(\d+);pid=(\d+)/;
 	ok(defined $s, 'executor returned its counts')
-	  or diag "output: $out\nstderr: $w->{stderr}";
-	unlike($w->{stderr}, qr/ERROR/, 'executor had no error');
+	  or diag "output: $r->{out}\nstderr: $r->{err}";
+	unlike($r->{err}, qr/ERROR/, 'executor had no error');
 	push @stages_run, $s // 0;
 	push @completed, $c // 0;
-	$retries += $r // 0;
+	$retries += $rt // 0;
 	$failed += $f // 0;
-	$w->quit;
 }
-$gate->quit;
 
 my ($sum_stages, $sum_completed) = (0, 0);
 $sum_stages += $_ for @stages_run;

@@ -24,16 +24,16 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use PgBatchTest qw(new_node);
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
 my $TIMEOUT = 60;    # seconds; bounds every psql call below
 
-my $node = PostgreSQL::Test::Cluster->new('backoff');
-$node->init;
-$node->start;
+my $node = new_node('backoff');
 
 sub sql
 {
