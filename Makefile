@@ -5,6 +5,7 @@ OBJS = \
 	src/guc.o \
 	src/util.o \
 	src/counters.o \
+	src/validate.o \
 	src/pipeline.o \
 	src/claim.o \
 	src/stage_sql.o \

@@ -258,28 +258,13 @@ $$;
 
 /*
  * Why an input element cannot become a runnable item, or NULL when it can:
- * not a JSON object, larger than pgbatch.max_payload_size, or a required key
- * missing or blank.  It has no SET clause so that the planner can inline it
- * into the set-based INSERT of submit() (it uses built-in functions only).
+ * not a JSON object, larger than max_size bytes, or a required key missing
+ * or blank (JSON null or only white space).
  */
 CREATE FUNCTION batch._invalid_reason(e jsonb, required text[], max_size integer)
 	RETURNS text
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-	SELECT CASE
-		WHEN e IS NULL OR jsonb_typeof(e) <> 'object' THEN
-			format('item must be a JSON object, not %s', coalesce(jsonb_typeof(e), 'SQL NULL'))
-		WHEN pg_column_size(e) > max_size THEN
-			format('item is %s bytes, over the limit of %s bytes (pgbatch.max_payload_size)',
-				   pg_column_size(e), max_size)
-		ELSE (SELECT format('required key%s %s missing or blank',
-							CASE WHEN count(*) > 1 THEN 's' ELSE '' END,
-							string_agg(format('"%s"', r), ', ' ORDER BY o))
-			  FROM unnest(required) WITH ORDINALITY AS u(r, o)
-			  WHERE coalesce(btrim(e ->> r), '') = ''
-			  HAVING count(*) > 0)
-	END
-$$;
+	LANGUAGE c IMMUTABLE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_invalid_reason';
 
 -- Inserts the elements of a JSON array as items of a batch; see submit().
 CREATE FUNCTION batch._insert_items(target bigint, items jsonb,
@@ -307,7 +292,7 @@ BEGIN
 
 	given := jsonb_array_length(items);
 
-	WITH elements AS (
+	WITH elements AS MATERIALIZED (
 		SELECT t.e, t.ord, batch._invalid_reason(t.e, req, max_size) AS why
 		FROM jsonb_array_elements(items) WITH ORDINALITY AS t(e, ord)
 	), ins AS (

@@ -95,7 +95,7 @@ pgb_claim_locked(int64 batch_id, TimestampTz now, int limit,
 		args[3] = Int64GetDatum(cursor->id);
 	}
 
-	ret = SPI_execute_plan(plan, args, NULL, false, 0);
+	ret = pgb_execute(plan, args, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "pgbatch: claiming items failed: %s", SPI_result_code_string(ret));
 
@@ -157,7 +157,7 @@ pgb_load_outputs(PgbWorkItem *items, int nitems)
 								   1, argtypes);
 	}
 	args[0] = pgb_column_array(&ids);
-	ret = SPI_execute_plan(outputs_plan, args, NULL, false, 0);
+	ret = pgb_execute(outputs_plan, args, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "pgbatch: loading stage outputs failed: %s",
 			 SPI_result_code_string(ret));
@@ -248,7 +248,7 @@ pgb_record_flush(PgbRecord *rec, TimestampTz now)
 		args[6] = pgb_column_array(&rec->att_message);
 		args[7] = pgb_column_array(&rec->att_started_at);
 		args[8] = pgb_column_array(&rec->att_finished_at);
-		ret = SPI_execute_plan(attempt_insert_plan, args, NULL, false, 0);
+		ret = pgb_execute(attempt_insert_plan, args, NULL, false, 0);
 		if (ret != SPI_OK_INSERT)
 			elog(ERROR, "pgbatch: recording attempts failed: %s",
 				 SPI_result_code_string(ret));
@@ -272,7 +272,7 @@ pgb_record_flush(PgbRecord *rec, TimestampTz now)
 		args[1] = pgb_column_array(&rec->out_stage);
 		args[2] = pgb_column_array(&rec->out_output);
 		args[3] = TimestampTzGetDatum(now);
-		ret = SPI_execute_plan(output_insert_plan, args, NULL, false, 0);
+		ret = pgb_execute(output_insert_plan, args, NULL, false, 0);
 		if (ret != SPI_OK_INSERT)
 			elog(ERROR, "pgbatch: recording stage outputs failed: %s",
 				 SPI_result_code_string(ret));
@@ -308,7 +308,7 @@ pgb_record_flush(PgbRecord *rec, TimestampTz now)
 		args[6] = pgb_column_array(&rec->item_error);
 		args[7] = pgb_column_array(&rec->item_finished_at);
 		args[8] = TimestampTzGetDatum(now);
-		ret = SPI_execute_plan(update_plan, args, NULL, false, 0);
+		ret = pgb_execute(update_plan, args, NULL, false, 0);
 		if (ret != SPI_OK_UPDATE)
 			elog(ERROR, "pgbatch: recording item states failed: %s",
 				 SPI_result_code_string(ret));
@@ -350,7 +350,7 @@ pgb_next_due(int64 batch_id, bool *found)
 											0, NULL);
 		plan = next_due_all_plan;
 	}
-	ret = SPI_execute_plan(plan, args, NULL, false, 1);
+	ret = pgb_execute(plan, args, NULL, false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pgbatch: reading the next due time failed");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

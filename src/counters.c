@@ -216,7 +216,7 @@ pgbatch_count_items(PG_FUNCTION_ARGS)
 	args[1] = TimestampTzGetDatum(now);
 	for (i = 0; i < NUM_BUCKETS + 2; i++)
 		args[i + 2] = pgb_column_array(&cols[i]);
-	if (SPI_execute_plan(upsert_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+	if (pgb_execute(upsert_plan, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "pgbatch: updating batch.counters failed");
 	SPI_finish();
 

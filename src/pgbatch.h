@@ -151,6 +151,9 @@ extern void pgb_column_init(PgbColumn *col, Oid elemtype);
 extern void pgb_column_add(PgbColumn *col, Datum value, bool isnull);
 extern Datum pgb_column_array(PgbColumn *col);
 extern SPIPlanPtr pgb_prepare(const char *sql, int nargs, Oid *argtypes);
+extern int	pgb_execute(SPIPlanPtr plan, Datum *args, const char *nulls,
+						bool read_only, long tcount);
+extern Jsonb *pgb_jsonb_constant(const char *literal);
 extern Datum pgb_text_datum(const char *s);
 extern Jsonb *pgb_jsonb_set_key(Jsonb *obj, const char *key, Jsonb *value);
 

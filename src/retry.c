@@ -74,7 +74,7 @@ check_batch(int64 batch_id, text *stage)
 	}
 	args[0] = Int64GetDatum(batch_id);
 	args[1] = PointerGetDatum(stage);
-	if (SPI_execute_plan(batch_check_plan, args, nulls, true, 1) != SPI_OK_SELECT)
+	if (pgb_execute(batch_check_plan, args, nulls, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pgbatch: reading batch " INT64_FORMAT " failed", batch_id);
 	if (SPI_processed != 1)
 		ereport(ERROR,
@@ -184,7 +184,7 @@ pgbatch_requeue(PG_FUNCTION_ARGS)
 	nulls[6] = ' ';
 	args[7] = Int32GetDatum(pgb_max_payload_size);
 	nulls[7] = ' ';
-	if (SPI_execute_plan(requeue_plan, args, nulls, false, 0) != SPI_OK_UPDATE)
+	if (pgb_execute(requeue_plan, args, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "pgbatch: re-queuing failed items failed");
 	count = SPI_processed;
 
@@ -221,7 +221,7 @@ pgbatch_requeue(PG_FUNCTION_ARGS)
 		args[i + 1] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
 		nulls[i + 1] = PG_ARGISNULL(i) ? 'n' : ' ';
 	}
-	if (SPI_execute_plan(event_plan, args, nulls, false, 0) != SPI_OK_INSERT)
+	if (pgb_execute(event_plan, args, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "pgbatch: recording the retry event failed");
 
 	SPI_finish();

@@ -245,8 +245,7 @@ pgb_run_sql_stage(PgbBatchInfo *batch, PgbStage *stage, PgbWorkItem *item,
 
 		check_stage_callable(batch, stage);
 		if (item->outputs == NULL)
-			item->outputs = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-															   CStringGetDatum("{}")));
+			item->outputs = pgb_jsonb_constant("{}");
 
 		SetUserIdAndSecContext(batch->owner,
 							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
@@ -269,8 +268,7 @@ pgb_run_sql_stage(PgbBatchInfo *batch, PgbStage *stage, PgbWorkItem *item,
 		/* copy the result out before the subtransaction's memory is gone */
 		MemoryContextSwitchTo(callercxt);
 		if (isnull)
-			*output = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-														 CStringGetDatum("null")));
+			*output = pgb_jsonb_constant("null");
 		else
 			*output = DatumGetJsonbPCopy(res);
 		ResetExprContext(call->econtext);

@@ -17,6 +17,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 #include "pgbatch.h"
 
@@ -94,6 +95,54 @@ pgb_prepare(const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
+ * pgb_execute
+ *		SPI_execute_plan() that leaves the caller in the memory context it
+ *		was in.  SPI returns to its own procedure context, which lives until
+ *		SPI_finish(); whatever the caller allocates after a query would pile
+ *		up there instead of in the per-chunk context it means to reset.
+ */
+int
+pgb_execute(SPIPlanPtr plan, Datum *args, const char *nulls, bool read_only,
+			long tcount)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int			ret = SPI_execute_plan(plan, args, nulls, read_only, tcount);
+
+	MemoryContextSwitchTo(cxt);
+	return ret;
+}
+
+/*
+ * pgb_jsonb_constant
+ *		The jsonb for a constant literal ("{}", "null"), parsed once per
+ *		backend and kept in TopMemoryContext.  Callers must not modify it.
+ */
+Jsonb *
+pgb_jsonb_constant(const char *literal)
+{
+	static Jsonb *empty_object = NULL;
+	static Jsonb *null_value = NULL;
+	Jsonb	  **slot;
+
+	if (strcmp(literal, "{}") == 0)
+		slot = &empty_object;
+	else if (strcmp(literal, "null") == 0)
+		slot = &null_value;
+	else
+		elog(ERROR, "pgbatch: no cached jsonb constant for %s", literal);
+
+	if (*slot == NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+		*slot = DatumGetJsonbPCopy(DirectFunctionCall1(jsonb_in,
+													   CStringGetDatum(literal)));
+		MemoryContextSwitchTo(oldcxt);
+	}
+	return *slot;
+}
+
+/*
  * pgb_text_datum
  *		A text Datum for a C string, or (Datum) 0 for NULL.
  */
@@ -114,7 +163,7 @@ pgb_jsonb_set_key(Jsonb *obj, const char *key, Jsonb *value)
 	ArrayType  *patharr;
 
 	if (obj == NULL)
-		obj = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		obj = pgb_jsonb_constant("{}");
 	path[0] = CStringGetTextDatum(key);
 	patharr = construct_array(path, 1, TEXTOID, -1, false, TYPALIGN_INT);
 	return DatumGetJsonbP(DirectFunctionCall4(jsonb_set,
