@@ -10,13 +10,19 @@ OBJS = \
 	src/claim.o \
 	src/stage_sql.o \
 	src/retry.o \
-	src/executor.o
+	src/executor.o \
+	src/shmem.o \
+	src/endpoint.o \
+	src/http.o \
+	src/worker.o \
+	src/launcher.o
 
 EXTENSION = pgbatch
-DATA = pgbatch--1.0.sql
+DATA = pgbatch--1.0.sql pgbatch--1.0--1.1.sql
 PGFILEDESC = "pgbatch - durable batches of staged work"
+SHLIB_LINK += -lcurl
 
-REGRESS = setup pipeline submit run retry requeue views roles
+REGRESS = setup pipeline submit run retry requeue views roles endpoints upgrade
 
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
@@ -35,3 +41,6 @@ src/errnames.h: $(ERRCODES_H) src/gen_errnames.awk
 	awk -f src/gen_errnames.awk $< > $@
 
 src/stage_sql.o: src/errnames.h
+
+# every object depends on the shared header
+$(OBJS): src/pgbatch.h

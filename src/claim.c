@@ -29,7 +29,7 @@ static SPIPlanPtr next_due_all_plan = NULL;
 
 #define CLAIM_COLUMNS \
 	"SELECT i.id, i.batch_id, i.stage, i.attempt, i.payload," \
-	" i.max_retries, i.backoff_factor, i.next_due FROM batch.items i"
+	" i.max_retries, i.backoff_factor, i.next_due, i.error_code FROM batch.items i"
 
 /*
  * pgb_claim_locked
@@ -118,6 +118,7 @@ pgb_claim_locked(int64 batch_id, TimestampTz now, int limit,
 		d = SPI_getbinval(tup, desc, 7, &isnull);
 		it->backoff_factor = isnull ? 0.0 : DatumGetFloat8(d);
 		cursor->next_due = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
+		it->error_code = SPI_getvalue(tup, desc, 9);
 		cursor->id = it->id;
 	}
 	*items = result;
@@ -196,6 +197,8 @@ pgb_record_init(PgbRecord *rec)
 	pgb_column_init(&rec->item_error_code, TEXTOID);
 	pgb_column_init(&rec->item_error, TEXTOID);
 	pgb_column_init(&rec->item_finished_at, TIMESTAMPTZOID);
+	pgb_column_init(&rec->item_claimed_by, INT4OID);
+	pgb_column_init(&rec->item_lease_until, TIMESTAMPTZOID);
 
 	pgb_column_init(&rec->out_item_id, INT8OID);
 	pgb_column_init(&rec->out_stage, TEXTOID);
@@ -210,6 +213,10 @@ pgb_record_init(PgbRecord *rec)
 	pgb_column_init(&rec->att_message, TEXTOID);
 	pgb_column_init(&rec->att_started_at, TIMESTAMPTZOID);
 	pgb_column_init(&rec->att_finished_at, TIMESTAMPTZOID);
+	pgb_column_init(&rec->att_http_status, INT4OID);
+	pgb_column_init(&rec->att_response_size, INT4OID);
+	pgb_column_init(&rec->att_response_sha256, TEXTOID);
+	pgb_column_init(&rec->att_response_body, TEXTOID);
 }
 
 /*
@@ -220,24 +227,27 @@ pgb_record_init(PgbRecord *rec)
 void
 pgb_record_flush(PgbRecord *rec, TimestampTz now)
 {
-	Datum		args[10];
+	Datum		args[13];
 	int			ret;
 
 	if (rec->att_item_id.n > 0)
 	{
 		if (attempt_insert_plan == NULL)
 		{
-			Oid			argtypes[9] = {
+			Oid			argtypes[13] = {
 				INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 				TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-				TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID
+				TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
+				INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID
 			};
 
 			attempt_insert_plan = pgb_prepare(
 											  "INSERT INTO batch.attempts (batch_id, item_id, stage, attempt,"
-											  " outcome, error_code, message, started_at, finished_at)"
-											  " SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-											  9, argtypes);
+											  " outcome, error_code, message, started_at, finished_at,"
+											  " http_status, response_size, response_sha256, response_body)"
+											  " SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+											  " $10, $11, $12, $13)",
+											  13, argtypes);
 		}
 		args[0] = pgb_column_array(&rec->att_batch_id);
 		args[1] = pgb_column_array(&rec->att_item_id);
@@ -248,6 +258,10 @@ pgb_record_flush(PgbRecord *rec, TimestampTz now)
 		args[6] = pgb_column_array(&rec->att_message);
 		args[7] = pgb_column_array(&rec->att_started_at);
 		args[8] = pgb_column_array(&rec->att_finished_at);
+		args[9] = pgb_column_array(&rec->att_http_status);
+		args[10] = pgb_column_array(&rec->att_response_size);
+		args[11] = pgb_column_array(&rec->att_response_sha256);
+		args[12] = pgb_column_array(&rec->att_response_body);
 		ret = pgb_execute(attempt_insert_plan, args, NULL, false, 0);
 		if (ret != SPI_OK_INSERT)
 			elog(ERROR, "pgbatch: recording attempts failed: %s",
@@ -282,22 +296,23 @@ pgb_record_flush(PgbRecord *rec, TimestampTz now)
 	{
 		if (update_plan == NULL)
 		{
-			Oid			argtypes[9] = {
+			Oid			argtypes[11] = {
 				INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 				TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-				TIMESTAMPTZARRAYOID, TIMESTAMPTZOID
+				TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID
 			};
 
 			update_plan = pgb_prepare(
 									  "UPDATE batch.items i SET status = u.status, stage = u.stage,"
 									  " attempt = u.attempt, next_due = u.next_due,"
 									  " error_code = u.error_code, error_message = u.error_message,"
-									  " finished_at = u.finished_at, updated_at = $9"
-									  " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)"
+									  " finished_at = u.finished_at, updated_at = $9,"
+									  " claimed_by = u.claimed_by, lease_until = u.lease_until"
+									  " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $10, $11)"
 									  "  AS u(id, status, stage, attempt, next_due, error_code,"
-									  "       error_message, finished_at)"
+									  "       error_message, finished_at, claimed_by, lease_until)"
 									  " WHERE i.id = u.id",
-									  9, argtypes);
+									  11, argtypes);
 		}
 		args[0] = pgb_column_array(&rec->item_id);
 		args[1] = pgb_column_array(&rec->item_status);
@@ -308,6 +323,8 @@ pgb_record_flush(PgbRecord *rec, TimestampTz now)
 		args[6] = pgb_column_array(&rec->item_error);
 		args[7] = pgb_column_array(&rec->item_finished_at);
 		args[8] = TimestampTzGetDatum(now);
+		args[9] = pgb_column_array(&rec->item_claimed_by);
+		args[10] = pgb_column_array(&rec->item_lease_until);
 		ret = pgb_execute(update_plan, args, NULL, false, 0);
 		if (ret != SPI_OK_UPDATE)
 			elog(ERROR, "pgbatch: recording item states failed: %s",

@@ -178,6 +178,9 @@ pgbatch_count_items(PG_FUNCTION_ARGS)
 		for (i = 0; i < NUM_BUCKETS; i++)
 			pgb_column_add(&cols[i + 1], Int64GetDatum(d->delta[i]), false);
 		pgb_column_add(&cols[NUM_BUCKETS + 1], BoolGetDatum(d->started), false);
+		/* items became due: the executors should look at commit */
+		if (d->delta[BUCKET_PENDING] > 0)
+			pgb_wake_on_commit();
 	}
 	hash_destroy(deltas);
 

@@ -27,26 +27,18 @@
 
 PG_FUNCTION_INFO_V1(pgbatch_run);
 
-/* What one call of batch.run() did. */
-typedef struct PgbRunStats
-{
-	int64		stages_run;
-	int64		items_completed;
-	int64		retries_scheduled;
-	int64		items_failed;
-} PgbRunStats;
-
 /*
- * record_attempt
- *		Adds one attempt of one stage to the history buffer.
+ * pgb_record_attempt
+ *		Adds one attempt of one stage to the history buffer (the HTTP
+ *		columns NULL; see worker.c for HTTP attempts).
  */
-static void
-record_attempt(PgbRecord *rec, PgbWorkItem *it, const char *stage, int attempt,
-			   const char *outcome, const char *error_code, const char *message,
-			   TimestampTz started, TimestampTz finished)
+void
+pgb_record_attempt(PgbRecord *rec, int64 batch_id, int64 item_id, const char *stage,
+				   int attempt, const char *outcome, const char *error_code,
+				   const char *message, TimestampTz started, TimestampTz finished)
 {
-	pgb_column_add(&rec->att_batch_id, Int64GetDatum(it->batch_id), false);
-	pgb_column_add(&rec->att_item_id, Int64GetDatum(it->id), false);
+	pgb_column_add(&rec->att_batch_id, Int64GetDatum(batch_id), false);
+	pgb_column_add(&rec->att_item_id, Int64GetDatum(item_id), false);
 	pgb_column_add(&rec->att_stage, pgb_text_datum(stage), false);
 	pgb_column_add(&rec->att_attempt, Int32GetDatum(attempt), false);
 	pgb_column_add(&rec->att_outcome, pgb_text_datum(outcome), false);
@@ -54,19 +46,24 @@ record_attempt(PgbRecord *rec, PgbWorkItem *it, const char *stage, int attempt,
 	pgb_column_add(&rec->att_message, pgb_text_datum(message), message == NULL);
 	pgb_column_add(&rec->att_started_at, TimestampTzGetDatum(started), false);
 	pgb_column_add(&rec->att_finished_at, TimestampTzGetDatum(finished), false);
+	pgb_column_add(&rec->att_http_status, (Datum) 0, true);
+	pgb_column_add(&rec->att_response_size, (Datum) 0, true);
+	pgb_column_add(&rec->att_response_sha256, (Datum) 0, true);
+	pgb_column_add(&rec->att_response_body, (Datum) 0, true);
 }
 
 /*
- * record_item
- *		Adds an item's state after this chunk to the state buffer.
- *		finished_at is 0 for items that are still waiting.
+ * pgb_record_item
+ *		Adds an item's new state to the state buffer.  finished_at is 0 for
+ *		items that are still waiting; the item is not held by an executor
+ *		(see pgb_prepare_http for items that are).
  */
-static void
-record_item(PgbRecord *rec, PgbWorkItem *it, const char *status, const char *stage,
-			int attempt, TimestampTz next_due, const char *error_code,
-			const char *message, TimestampTz finished_at)
+void
+pgb_record_item(PgbRecord *rec, int64 item_id, const char *status, const char *stage,
+				int attempt, TimestampTz next_due, const char *error_code,
+				const char *message, TimestampTz finished_at)
 {
-	pgb_column_add(&rec->item_id, Int64GetDatum(it->id), false);
+	pgb_column_add(&rec->item_id, Int64GetDatum(item_id), false);
 	pgb_column_add(&rec->item_status, pgb_text_datum(status), false);
 	pgb_column_add(&rec->item_stage, pgb_text_datum(stage), false);
 	pgb_column_add(&rec->item_attempt, Int32GetDatum(attempt), false);
@@ -75,20 +72,24 @@ record_item(PgbRecord *rec, PgbWorkItem *it, const char *status, const char *sta
 	pgb_column_add(&rec->item_error, pgb_text_datum(message), message == NULL);
 	pgb_column_add(&rec->item_finished_at, TimestampTzGetDatum(finished_at),
 				   finished_at == 0);
+	pgb_column_add(&rec->item_claimed_by, (Datum) 0, true);
+	pgb_column_add(&rec->item_lease_until, (Datum) 0, true);
 }
 
 /*
  * execute_item
  *		Runs the claimed item's current stage and, while they succeed, the
  *		SQL stages after it; records every attempt, every output, and the
- *		item's resulting state.
+ *		item's resulting state.  An HTTP stage is handed to the HTTP layer
+ *		by a background executor; batch.run() leaves it to them.
  */
 static void
-execute_item(PgbBatchInfo *info, PgbWorkItem *it, PgbRecord *rec, PgbRunStats *stats)
+execute_item(PgbExecutor *ex, PgbBatchInfo *info, PgbWorkItem *it, PgbRecord *rec)
 {
 	PgbPipeline *pipeline = info->pipeline;
 	PgbStage   *stage = pgb_find_stage(pipeline, it->stage);
 	int			attempt = it->attempt + 1;
+	PgbRunStats *stats = &ex->stats;
 
 	if (stage == NULL)
 	{
@@ -96,9 +97,28 @@ execute_item(PgbBatchInfo *info, PgbWorkItem *it, PgbRecord *rec, PgbRunStats *s
 		char	   *msg = psprintf("stage \"%s\" is not a stage of the item's pipeline",
 								   it->stage);
 
-		record_attempt(rec, it, it->stage, attempt, PGB_FAILED, "unknown_stage", msg,
-					   now, now);
-		record_item(rec, it, PGB_FAILED, it->stage, attempt, now, "unknown_stage", msg, now);
+		pgb_record_attempt(rec, it->batch_id, it->id, it->stage, attempt, PGB_FAILED,
+						   "unknown_stage", msg, now, now);
+		pgb_record_item(rec, it->id, PGB_FAILED, it->stage, attempt, now, "unknown_stage",
+						msg, now);
+		stats->items_failed++;
+		return;
+	}
+
+	/*
+	 * An item taken back from an executor that stopped mid-attempt has had
+	 * that attempt counted; past its retries, it fails with the error it has.
+	 */
+	if (it->error_code != NULL && strcmp(it->error_code, "interrupted") == 0 &&
+		attempt > (it->max_retries >= 0 ? it->max_retries : stage->policy.max_retries) + 1)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		const char *msg = "the executors holding this item stopped during every attempt";
+
+		pgb_record_attempt(rec, it->batch_id, it->id, stage->name, attempt, PGB_FAILED,
+						   "interrupted", msg, now, now);
+		pgb_record_item(rec, it->id, PGB_FAILED, stage->name, attempt - 1, now,
+						"interrupted", msg, now);
 		stats->items_failed++;
 		return;
 	}
@@ -111,13 +131,15 @@ execute_item(PgbBatchInfo *info, PgbWorkItem *it, PgbRecord *rec, PgbRunStats *s
 		char	   *message;
 		TimestampTz started;
 		TimestampTz finished;
-		int			max_retries;
 
 		if (stage->kind != PGB_STAGE_SQL)
 		{
-			/* not ours to run here: leave it due for an executor that can */
-			record_item(rec, it, PGB_PENDING, stage->name, attempt - 1,
-						GetCurrentTimestamp(), NULL, NULL, 0);
+			if (ex->background)
+				pgb_prepare_http(ex, info, stage, it, attempt, rec);
+			else if (attempt == 1 && strcmp(stage->name, it->stage) != 0)
+				pgb_record_item(rec, it->id, PGB_PENDING, stage->name, 0,
+								GetCurrentTimestamp(), NULL, NULL, 0);
+			/* else: claimed at an HTTP stage; leave it to the background executors */
 			return;
 		}
 
@@ -128,16 +150,16 @@ execute_item(PgbBatchInfo *info, PgbWorkItem *it, PgbRecord *rec, PgbRunStats *s
 
 		if (result == PGB_STAGE_OK)
 		{
-			record_attempt(rec, it, stage->name, attempt, PGB_COMPLETED, NULL, NULL,
-						   started, finished);
+			pgb_record_attempt(rec, it->batch_id, it->id, stage->name, attempt,
+							   PGB_COMPLETED, NULL, NULL, started, finished);
 			pgb_column_add(&rec->out_item_id, Int64GetDatum(it->id), false);
 			pgb_column_add(&rec->out_stage, pgb_text_datum(stage->name), false);
 			pgb_column_add(&rec->out_output, JsonbPGetDatum(output), false);
 
 			if (stage->position == pipeline->nstages - 1)
 			{
-				record_item(rec, it, PGB_COMPLETED, stage->name, attempt, finished,
-							NULL, NULL, finished);
+				pgb_record_item(rec, it->id, PGB_COMPLETED, stage->name, attempt, finished,
+								NULL, NULL, finished);
 				stats->items_completed++;
 				return;
 			}
@@ -148,32 +170,117 @@ execute_item(PgbBatchInfo *info, PgbWorkItem *it, PgbRecord *rec, PgbRunStats *s
 			continue;
 		}
 
-		max_retries = it->max_retries >= 0 ? it->max_retries : stage->policy.max_retries;
-		if (result == PGB_STAGE_TRANSIENT && attempt <= max_retries)
 		{
 			PgbRetryPolicy policy = stage->policy;
-			double		delay_ms;
-			TimestampTz next_due;
 
+			if (it->max_retries >= 0)
+				policy.max_retries = it->max_retries;
 			if (it->backoff_factor > 0)
 				policy.backoff_factor = it->backoff_factor;
-			delay_ms = pgb_backoff_ms(&policy, attempt);
-			next_due = finished + (TimestampTz) (delay_ms * 1000.0);
-			record_attempt(rec, it, stage->name, attempt, "retry", error_code, message,
-						   started, finished);
-			record_item(rec, it, PGB_PENDING, stage->name, attempt, next_due,
-						error_code, message, 0);
-			stats->retries_scheduled++;
-			return;
+			pgb_record_stage_error(ex, rec, it->batch_id, it->id, stage->name, attempt,
+								   &policy, result == PGB_STAGE_TRANSIENT, error_code,
+								   message, started, finished, 0);
 		}
-
-		record_attempt(rec, it, stage->name, attempt, PGB_FAILED, error_code, message,
-					   started, finished);
-		record_item(rec, it, PGB_FAILED, stage->name, attempt, finished,
-					error_code, message, finished);
-		stats->items_failed++;
 		return;
 	}
+}
+
+/*
+ * pgb_record_failure
+ *		Records what follows from a failed attempt for the item: a retry
+ *		after the policy's backoff (and not before not_before, e.g. a
+ *		Retry-After) if the error is transient and retries are left, else
+ *		failure.  Returns the attempt's outcome, "retry" or "failed".
+ */
+const char *
+pgb_record_failure(PgbExecutor *ex, PgbRecord *rec, int64 item_id, const char *stage,
+				   int attempt, const PgbRetryPolicy *policy, bool transient,
+				   const char *error_code, const char *message,
+				   TimestampTz finished, TimestampTz not_before)
+{
+	if (transient && attempt <= policy->max_retries)
+	{
+		double		delay_ms = pgb_backoff_ms(policy, attempt);
+		TimestampTz next_due = finished + (TimestampTz) (delay_ms * 1000.0);
+
+		pgb_record_item(rec, item_id, PGB_PENDING, stage, attempt,
+						Max(next_due, not_before), error_code, message, 0);
+		ex->stats.retries_scheduled++;
+		return "retry";
+	}
+	pgb_record_item(rec, item_id, PGB_FAILED, stage, attempt, finished,
+					error_code, message, finished);
+	ex->stats.items_failed++;
+	return PGB_FAILED;
+}
+
+/*
+ * pgb_record_stage_error
+ *		Records a failed attempt of a stage and what follows from it.
+ */
+void
+pgb_record_stage_error(PgbExecutor *ex, PgbRecord *rec, int64 batch_id, int64 item_id,
+					   const char *stage, int attempt, const PgbRetryPolicy *policy,
+					   bool transient, const char *error_code, const char *message,
+					   TimestampTz started, TimestampTz finished, TimestampTz not_before)
+{
+	const char *outcome = pgb_record_failure(ex, rec, item_id, stage, attempt, policy,
+											 transient, error_code, message, finished,
+											 not_before);
+
+	pgb_record_attempt(rec, batch_id, item_id, stage, attempt, outcome, error_code,
+					   message, started, finished);
+}
+
+/*
+ * pgb_executor_init
+ *		A fresh executor state whose pipeline cache lives in cachecxt.
+ */
+void
+pgb_executor_init(PgbExecutor *ex, MemoryContext cachecxt, bool background)
+{
+	memset(ex, 0, sizeof(PgbExecutor));
+	ex->cachecxt = cachecxt;
+	ex->cache = pgb_batch_cache_create(cachecxt);
+	ex->background = background;
+}
+
+/*
+ * pgb_executor_done
+ *		Releases what the executor's cache holds beyond memory.
+ */
+void
+pgb_executor_done(PgbExecutor *ex)
+{
+	pgb_release_batch_cache(ex->cache);
+}
+
+/*
+ * pgb_execute_claimed
+ *		Executes a chunk of claimed items and records the outcomes: outputs
+ *		of earlier stages loaded in one query, every item run, and the
+ *		chunk's states, outputs and attempts written in one statement each.
+ */
+void
+pgb_execute_claimed(PgbExecutor *ex, PgbWorkItem *items, int nitems)
+{
+	PgbRecord	rec;
+	int			i;
+
+	for (i = 0; i < nitems; i++)
+	{
+		PgbBatchInfo *info = pgb_batch_info(ex->cache, ex->cachecxt, items[i].batch_id);
+		PgbStage   *stage = pgb_find_stage(info->pipeline, items[i].stage);
+
+		items[i].need_outputs = stage != NULL && stage->position > 0;
+	}
+	pgb_load_outputs(items, nitems);
+
+	pgb_record_init(&rec);
+	for (i = 0; i < nitems; i++)
+		execute_item(ex, pgb_batch_info(ex->cache, ex->cachecxt, items[i].batch_id),
+					 &items[i], &rec);
+	pgb_record_flush(&rec, GetCurrentTimestamp());
 }
 
 /*
@@ -191,11 +298,10 @@ pgbatch_run(PG_FUNCTION_ARGS)
 	int64		max_items = PG_ARGISNULL(1) ? -1 : PG_GETARG_INT64(1);
 	double		max_seconds = PG_ARGISNULL(2) ? -1 : PG_GETARG_FLOAT8(2);
 	TimestampTz start = GetCurrentTimestamp();
-	PgbRunStats stats = {0};
 	int64		taken = 0;
 	MemoryContext runcxt;
 	MemoryContext chunkcxt;
-	HTAB	   *cache;
+	PgbExecutor ex;
 	TupleDesc	tupdesc;
 	Datum		values[5];
 	bool		nulls[5] = {false, false, false, false, false};
@@ -203,7 +309,7 @@ pgbatch_run(PG_FUNCTION_ARGS)
 	bool		found;
 	PgbClaimCursor cursor = {DT_NOBEGIN, 0};
 
-	if (max_items < -1 || (!PG_ARGISNULL(1) && max_items < 0))
+	if (!PG_ARGISNULL(1) && max_items < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_items must not be negative")));
@@ -218,17 +324,15 @@ pgbatch_run(PG_FUNCTION_ARGS)
 								   ALLOCSET_DEFAULT_SIZES);
 	chunkcxt = AllocSetContextCreate(runcxt, "pgbatch run chunk",
 									 ALLOCSET_DEFAULT_SIZES);
-	cache = pgb_batch_cache_create(runcxt);
+	pgb_executor_init(&ex, runcxt, false);
 
 	SPI_connect();
 	for (;;)
 	{
 		MemoryContext oldcxt;
 		PgbWorkItem *items;
-		PgbRecord	rec;
 		int			limit = pgb_claim_batch_size;
 		int			n;
-		int			i;
 
 		CHECK_FOR_INTERRUPTS();
 		if (max_items >= 0)
@@ -242,41 +346,24 @@ pgbatch_run(PG_FUNCTION_ARGS)
 
 		MemoryContextReset(chunkcxt);
 		oldcxt = MemoryContextSwitchTo(chunkcxt);
-
 		n = pgb_claim_locked(batch_id, GetCurrentTimestamp(), limit, &cursor, &items);
-		if (n == 0)
-		{
-			MemoryContextSwitchTo(oldcxt);
-			break;
-		}
-		for (i = 0; i < n; i++)
-		{
-			PgbBatchInfo *info = pgb_batch_info(cache, runcxt, items[i].batch_id);
-			PgbStage   *stage = pgb_find_stage(info->pipeline, items[i].stage);
-
-			items[i].need_outputs = stage != NULL && stage->position > 0;
-		}
-		pgb_load_outputs(items, n);
-
-		pgb_record_init(&rec);
-		for (i = 0; i < n; i++)
-			execute_item(pgb_batch_info(cache, runcxt, items[i].batch_id),
-						 &items[i], &rec, &stats);
-		pgb_record_flush(&rec, GetCurrentTimestamp());
-
+		if (n > 0)
+			pgb_execute_claimed(&ex, items, n);
 		MemoryContextSwitchTo(oldcxt);
+		if (n == 0)
+			break;
 		taken += n;
 	}
 
 	next_due = pgb_next_due(batch_id, &found);
-	pgb_release_batch_cache(cache);
+	pgb_executor_done(&ex);
 	SPI_finish();
 	MemoryContextDelete(runcxt);
 
-	values[0] = Int64GetDatum(stats.stages_run);
-	values[1] = Int64GetDatum(stats.items_completed);
-	values[2] = Int64GetDatum(stats.retries_scheduled);
-	values[3] = Int64GetDatum(stats.items_failed);
+	values[0] = Int64GetDatum(ex.stats.stages_run);
+	values[1] = Int64GetDatum(ex.stats.items_completed);
+	values[2] = Int64GetDatum(ex.stats.retries_scheduled);
+	values[3] = Int64GetDatum(ex.stats.items_failed);
 	values[4] = TimestampTzGetDatum(next_due);
 	nulls[4] = !found;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),

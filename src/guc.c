@@ -9,6 +9,7 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "pgbatch.h"
@@ -18,6 +19,18 @@ int			pgb_max_payload_size = 1024 * 1024;
 
 /* How many due items an executor claims and records per round trip. */
 int			pgb_claim_batch_size = 100;
+
+/* Background workers: see pgb_define_gucs() for what each means. */
+int			pgb_workers = 2;
+int			pgb_max_http_in_flight = 64;
+int			pgb_poll_interval_ms = 5000;
+int			pgb_lease_duration_s = 300;
+bool		pgb_enabled = true;
+char	   *pgb_databases = NULL;
+int			pgb_max_endpoints = 256;
+int			pgb_max_response_size = 16 * 1024 * 1024;
+int			pgb_circuit_threshold = 10;
+int			pgb_circuit_cooldown_ms = 30000;
 
 /*
  * pgb_define_gucs
@@ -46,6 +59,88 @@ pgb_define_gucs(void)
 							10000,
 							PGC_USERSET,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgbatch.workers",
+							"Executor workers per database.",
+							"Takes effect at reload; the launcher starts or stops executors to match.",
+							&pgb_workers,
+							2, 0, PGB_MAX_SLOTS,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgbatch.max_http_in_flight",
+							"Largest number of HTTP requests one executor has in flight.",
+							NULL,
+							&pgb_max_http_in_flight,
+							64, 1, 10000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgbatch.poll_interval",
+							"Longest time an idle executor waits before it looks for due work.",
+							"Executors are woken at once when work is queued; this bounds the wait otherwise.",
+							&pgb_poll_interval_ms,
+							5000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgbatch.lease_duration",
+							"How long an executor holds a running item before another may take it back.",
+							"The lease is at least the endpoint timeout plus a minute.",
+							&pgb_lease_duration_s,
+							300, 10, 86400,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("pgbatch.enabled",
+							 "Lets executors claim new work (the kill switch).",
+							 "When off, executors finish what is in flight and claim nothing new.",
+							 &pgb_enabled,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("pgbatch.databases",
+							   "Databases where executors run (comma-separated); empty means every database with the extension.",
+							   NULL,
+							   &pgb_databases,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
+	/* a postmaster-level setting can only be defined while preloading */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("pgbatch.max_endpoints",
+							"Endpoints whose limits shared memory can track, all databases together.",
+							NULL,
+							&pgb_max_endpoints,
+							256, 8, 100000,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgbatch.max_response_size",
+							"Largest HTTP response body accepted.",
+							"A larger response fails its item with error code response_too_large.",
+							&pgb_max_response_size,
+							16 * 1024 * 1024, 1024, 1024 * 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgbatch.circuit_threshold",
+							"Consecutive transient failures that open an endpoint's circuit breaker (0: never).",
+							NULL,
+							&pgb_circuit_threshold,
+							10, 0, 100000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgbatch.circuit_cooldown",
+							"How long an open circuit waits before it sends a probe request.",
+							NULL,
+							&pgb_circuit_cooldown_ms,
+							30000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pgbatch");

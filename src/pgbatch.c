@@ -30,12 +30,19 @@ PG_FUNCTION_INFO_V1(pgbatch_stage_function);
 
 /*
  * _PG_init
- *		Module load: define the configuration parameters.
+ *		Module load: define the configuration parameters, the commit-time
+ *		wake-ups, and, when preloaded, the shared memory and the launcher.
  */
 void
 _PG_init(void)
 {
 	pgb_define_gucs();
+	pgb_register_xact_callback();
+	if (process_shared_preload_libraries_in_progress)
+	{
+		pgb_shmem_init();
+		pgb_register_launcher();
+	}
 }
 
 /*

@@ -17,6 +17,8 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/hsearch.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -36,7 +38,110 @@
 /* guc.c */
 extern int	pgb_max_payload_size;
 extern int	pgb_claim_batch_size;
+extern int	pgb_workers;
+extern int	pgb_max_http_in_flight;
+extern int	pgb_poll_interval_ms;
+extern int	pgb_lease_duration_s;
+extern bool pgb_enabled;
+extern char *pgb_databases;
+extern int	pgb_max_endpoints;
+extern int	pgb_max_response_size;
+extern int	pgb_circuit_threshold;
+extern int	pgb_circuit_cooldown_ms;
 extern void pgb_define_gucs(void);
+
+/* Shared memory (shmem.c), present when pgbatch is preloaded. */
+#define PGB_MAX_SLOTS	64		/* executor workers, all databases */
+#define PGB_MAX_DBS		64		/* databases with remembered flags */
+
+typedef struct PgbWorkerSlot
+{
+	bool		in_use;			/* reserved by the launcher or attached */
+	Oid			dboid;
+	int			worker;			/* number within its database */
+	pid_t		pid;			/* 0 until the executor attaches */
+	Latch	   *latch;
+	TimestampTz started_at;
+	int32		in_flight;		/* HTTP requests in flight */
+	int64		requests;		/* HTTP requests finished */
+} PgbWorkerSlot;
+
+typedef struct PgbDbFlags
+{
+	Oid			dboid;
+	bool		no_extension;	/* an executor found no pgbatch there */
+	bool		dropping;		/* DROP DATABASE in progress */
+	TimestampTz checked_at;
+} PgbDbFlags;
+
+typedef enum PgbCircuit
+{
+	PGB_CIRCUIT_CLOSED,
+	PGB_CIRCUIT_OPEN,			/* half-open once open_until has passed */
+	PGB_CIRCUIT_PROBING			/* one probe request in flight */
+} PgbCircuit;
+
+typedef struct PgbEndpointState
+{
+	Oid			dboid;
+	int32		endpoint_id;
+	int32		max_concurrency;
+	int32		rate_limit;		/* per minute; 0 = none */
+	int32		in_flight;
+	double		tokens;
+	TimestampTz refilled_at;
+	TimestampTz paused_until;	/* Retry-After */
+	PgbCircuit	circuit;
+	TimestampTz open_until;
+	int32		consecutive_failures;
+	int64		requests;
+	int64		failures;
+} PgbEndpointState;
+
+typedef struct PgbShared
+{
+	LWLock	   *lock;
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	PgbDbFlags	dbs[PGB_MAX_DBS];
+	int			nendpoints;
+	PgbEndpointState *endpoints;	/* pgb_max_endpoints, after the slots */
+	PgbWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} PgbShared;
+
+extern PgbShared *pgb_shared;
+extern void pgb_shmem_init(void);
+extern void pgb_register_xact_callback(void);
+extern void pgb_wake_on_commit(void);
+extern PgbDbFlags *pgb_db_flags_find(Oid dboid, bool create);
+extern void pgb_db_flags_clear(Oid dboid);
+extern void pgb_slot_attach(int index, Oid dboid);
+extern PgbWorkerSlot *pgb_my_slot(void);
+extern Datum pgb_live_executor_pids(Oid dboid);
+
+/* endpoint.c: limits shared by all executors */
+typedef enum PgbEndpointVerdict
+{
+	PGB_EP_GO,					/* send now: a slot and a token are taken */
+	PGB_EP_WAIT,				/* at its concurrency or rate limit */
+	PGB_EP_PAUSED				/* Retry-After or open circuit until *until */
+} PgbEndpointVerdict;
+
+typedef enum PgbEndpointResult
+{
+	PGB_EPR_SUCCESS,
+	PGB_EPR_TRANSIENT,
+	PGB_EPR_PERMANENT,
+	PGB_EPR_NOT_SENT
+} PgbEndpointResult;
+
+extern int	pgb_endpoint_index(Oid dboid, int32 endpoint_id, int max_concurrency,
+							   int rate_limit);
+extern PgbEndpointVerdict pgb_endpoint_acquire(int index, TimestampTz now,
+											   TimestampTz *until);
+extern void pgb_endpoint_release(int index, PgbEndpointResult result,
+								 double retry_after_s, TimestampTz now);
+extern void pgb_endpoint_release_all(void);
 
 /* A stage's retry policy, with intervals in milliseconds. */
 typedef struct PgbRetryPolicy
@@ -64,6 +169,10 @@ typedef struct PgbStage
 	int			timeout_ms;		/* 0 = no timeout */
 	PgbRetryPolicy policy;
 	struct PgbStageCall *call;	/* prepared call of func, built on first use */
+	/* HTTP stage: func, if valid, builds the request body */
+	int32		endpoint_id;
+	char	   *method;
+	char	   *path;
 } PgbStage;
 
 typedef struct PgbPipeline
@@ -93,6 +202,7 @@ typedef struct PgbWorkItem
 	Jsonb	   *payload;
 	Jsonb	   *outputs;		/* earlier stages' outputs, or NULL if none */
 	bool		need_outputs;	/* set by the executor: load outputs */
+	char	   *error_code;		/* last error, or NULL */
 	int			max_retries;	/* per-item override, or -1 */
 	double		backoff_factor; /* per-item override, or 0 */
 } PgbWorkItem;
@@ -122,6 +232,8 @@ typedef struct PgbRecord
 	PgbColumn	item_error_code;
 	PgbColumn	item_error;
 	PgbColumn	item_finished_at;
+	PgbColumn	item_claimed_by;
+	PgbColumn	item_lease_until;
 	/* stage outputs */
 	PgbColumn	out_item_id;
 	PgbColumn	out_stage;
@@ -136,7 +248,35 @@ typedef struct PgbRecord
 	PgbColumn	att_message;
 	PgbColumn	att_started_at;
 	PgbColumn	att_finished_at;
+	PgbColumn	att_http_status;
+	PgbColumn	att_response_size;
+	PgbColumn	att_response_sha256;
+	PgbColumn	att_response_body;
 } PgbRecord;
+
+struct PgbHttpRequest;
+
+/* What the executor did, for batch.run()'s result. */
+typedef struct PgbRunStats
+{
+	int64		stages_run;
+	int64		items_completed;
+	int64		retries_scheduled;
+	int64		items_failed;
+	int64		requests_prepared;
+} PgbRunStats;
+
+/* An executor's state for one transaction's worth of work (executor.c). */
+typedef struct PgbExecutor
+{
+	HTAB	   *cache;			/* batch id -> PgbBatchInfo */
+	MemoryContext cachecxt;
+	bool		background;		/* a background executor: prepares HTTP stages */
+	TimestampTz lease_until;	/* for items handed to the HTTP layer */
+	struct PgbHttpRequest *prepared;	/* requests to send once the claim
+										 * commits */
+	PgbRunStats stats;
+} PgbExecutor;
 
 /* Result of running one stage once. */
 typedef enum PgbStageResult
@@ -176,6 +316,37 @@ typedef struct PgbClaimCursor
 	int64		id;
 } PgbClaimCursor;
 
+/* executor.c */
+extern void pgb_executor_init(PgbExecutor *ex, MemoryContext cachecxt, bool background);
+extern void pgb_executor_done(PgbExecutor *ex);
+extern void pgb_execute_claimed(PgbExecutor *ex, PgbWorkItem *items, int nitems);
+extern void pgb_record_attempt(PgbRecord *rec, int64 batch_id, int64 item_id,
+							   const char *stage, int attempt, const char *outcome,
+							   const char *error_code, const char *message,
+							   TimestampTz started, TimestampTz finished);
+extern void pgb_record_item(PgbRecord *rec, int64 item_id, const char *status,
+							const char *stage, int attempt, TimestampTz next_due,
+							const char *error_code, const char *message,
+							TimestampTz finished_at);
+extern const char *pgb_record_failure(PgbExecutor *ex, PgbRecord *rec, int64 item_id,
+									  const char *stage, int attempt,
+									  const PgbRetryPolicy *policy, bool transient,
+									  const char *error_code, const char *message,
+									  TimestampTz finished, TimestampTz not_before);
+extern void pgb_record_stage_error(PgbExecutor *ex, PgbRecord *rec, int64 batch_id,
+								   int64 item_id, const char *stage, int attempt,
+								   const PgbRetryPolicy *policy, bool transient,
+								   const char *error_code, const char *message,
+								   TimestampTz started, TimestampTz finished,
+								   TimestampTz not_before);
+
+/* launcher.c */
+extern void pgb_register_launcher(void);
+
+/* worker.c */
+extern void pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
+							 PgbWorkItem *it, int attempt, PgbRecord *rec);
+
 /* claim.c */
 extern int	pgb_claim_locked(int64 batch_id, TimestampTz now, int limit,
 							 PgbClaimCursor *cursor, PgbWorkItem **items);
@@ -191,6 +362,66 @@ extern PgbStageResult pgb_run_sql_stage(PgbBatchInfo *batch, PgbStage *stage,
 extern void pgb_release_stage_calls(PgbPipeline *pipeline);
 extern const char *pgb_sqlstate_name(int sqlerrcode);
 extern bool pgb_sqlstate_is_transient(int sqlerrcode);
+
+/* http.c: an HTTP request of an executor; all of it is malloc'd */
+typedef enum PgbHttpState
+{
+	PGB_HTTP_WAITING,			/* for its endpoint's limits */
+	PGB_HTTP_IN_FLIGHT,
+	PGB_HTTP_DONE,				/* finished, successfully or not */
+	PGB_HTTP_RELEASED			/* not sent: endpoint paused */
+} PgbHttpState;
+
+typedef struct PgbHttpRequest
+{
+	/* what it is for */
+	int64		item_id;
+	int64		batch_id;
+	char	   *stage;
+	int			stage_position;
+	int			attempt;
+	int			max_retries;
+	double		backoff_factor; /* per-item override, or 0 */
+	int			endpoint_index; /* in shared memory */
+	PgbRetryPolicy policy;
+	char	   *next_stage;		/* NULL if this is the last stage */
+	/* the request */
+	char	   *url;
+	char		method[8];
+	char	   *body;
+	struct curl_slist *headers;
+	long		timeout_ms;
+	bool		follow_redirects;
+	void	   *easy;			/* CURL * while in flight */
+	/* what came back */
+	PgbHttpState state;
+	int			result;			/* CURLcode */
+	long		status;
+	char	   *resp;
+	size_t		resp_len;
+	size_t		resp_cap;
+	bool		too_large;
+	double		retry_after_s;	/* < 0: no Retry-After */
+	char		errbuf[256];
+	char	   *error_code;		/* NULL: success */
+	bool		transient;
+	bool		aborted;		/* abandoned at shutdown: does not count */
+	TimestampTz started_at;
+	TimestampTz finished_at;
+	TimestampTz release_until;	/* PGB_HTTP_RELEASED: when to try again */
+	struct PgbHttpRequest *next;
+} PgbHttpRequest;
+
+extern void pgb_http_init(void);
+extern void pgb_http_shutdown(void);
+extern void pgb_http_enqueue(PgbHttpRequest *req);
+extern TimestampTz pgb_http_dispatch(void);
+extern bool pgb_http_wait(long timeout_ms);
+extern PgbHttpRequest *pgb_http_take_done(void);
+extern void pgb_http_request_free(PgbHttpRequest *req);
+extern void pgb_http_classify(PgbHttpRequest *req);
+extern int	pgb_http_busy(void);
+extern int	pgb_http_in_flight(void);
 
 /* retry.c */
 extern double pgb_backoff_ms(const PgbRetryPolicy *policy, int retry);

@@ -81,7 +81,7 @@ pgb_batch_info(HTAB *cache, MemoryContext cachecxt, int64 batch_id)
 								" (extract(epoch FROM s.backoff_base) * 1000)::float8,"
 								" s.backoff_factor,"
 								" (extract(epoch FROM s.backoff_max) * 1000)::float8,"
-								" s.jitter"
+								" s.jitter, s.endpoint_id, s.method, s.path"
 								" FROM batch.batches b"
 								" JOIN batch.stages s ON s.pipeline_id = b.pipeline_id"
 								" WHERE b.id = $1 ORDER BY s.position",
@@ -133,6 +133,12 @@ pgb_batch_info(HTAB *cache, MemoryContext cachecxt, int64 batch_id)
 		stage->policy.backoff_factor = double_col(tup, desc, 10);
 		stage->policy.backoff_max_ms = double_col(tup, desc, 11);
 		stage->policy.jitter = double_col(tup, desc, 12);
+		if (stage->kind == PGB_STAGE_HTTP)
+		{
+			stage->endpoint_id = DatumGetInt32(SPI_getbinval(tup, desc, 13, &isnull));
+			stage->method = SPI_getvalue(tup, desc, 14);
+			stage->path = SPI_getvalue(tup, desc, 15);
+		}
 	}
 	MemoryContextSwitchTo(oldcxt);
 	SPI_freetuptable(SPI_tuptable);

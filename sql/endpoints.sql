@@ -1,0 +1,73 @@
+--
+-- endpoints: HTTP APIs that stages call, their validation and their
+-- secrets; HTTP stages in pipelines.
+--
+SELECT batch.create_endpoint('llm', 'http://127.0.0.1:8090/',
+       headers => '{"Authorization": "Bearer sk-secret"}', max_concurrency => 8,
+       rate_limit => 600, timeout => '60 s') > 0 AS created;
+SELECT name, base_url, max_concurrency, rate_limit, timeout, follow_redirects FROM batch.endpoints;
+
+-- validation
+SELECT batch.create_endpoint('llm', 'http://127.0.0.1:8090');
+SELECT batch.create_endpoint('ftp', 'ftp://example.com');
+SELECT batch.create_endpoint('file', 'file:///etc/passwd');
+SELECT batch.create_endpoint('nohost', 'http://');
+SELECT batch.create_endpoint('space', 'http://a b');
+SELECT batch.create_endpoint('hdr', 'http://h', headers => '{"X-A": "1\r\nX-Injected: 2"}');
+SELECT batch.create_endpoint('hdr', 'http://h', headers => '{"Bad Name": "x"}');
+SELECT batch.create_endpoint('hdr', 'http://h', headers => '{"X-N": 5}');
+SELECT batch.create_endpoint('hdr', 'http://h', headers => '{"Idempotency-Key": "mine"}');
+SELECT batch.create_endpoint('conc', 'http://h', max_concurrency => 0);
+SELECT batch.create_endpoint('rate', 'http://h', rate_limit => 0);
+SELECT batch.create_endpoint('tmo', 'http://h', timeout => '2 hours');
+
+-- alter: only what is given changes
+SELECT batch.alter_endpoint('llm', max_concurrency => 4, timeout => '30 s');
+SELECT name, base_url, max_concurrency, rate_limit, timeout FROM batch.endpoints;
+SELECT batch.alter_endpoint('nosuch', max_concurrency => 4);
+SELECT batch.alter_endpoint('llm', base_url => 'gopher://x');
+
+-- HTTP stages
+CREATE FUNCTION app.draft_request(p jsonb, o jsonb) RETURNS jsonb LANGUAGE sql
+AS $$ SELECT jsonb_build_object('model', 'm', 'messages', jsonb_build_array(jsonb_build_object('role', 'user', 'content', p->>'topic'))) $$;
+SELECT batch.create_pipeline('web', '[
+   {"name": "outline", "sql": "app.outline"},
+   {"name": "draft", "http": {"endpoint": "llm", "method": "post", "path": "/v1/chat/completions", "body": "app.draft_request"}},
+   {"name": "seo", "http": {"endpoint": "llm", "path": "/v1/seo"}}]') > 0 AS created;
+SELECT s.position, s.name, s.kind, s.func, s.method, s.path, e.name AS endpoint
+FROM batch.stages s LEFT JOIN batch.endpoints e ON e.id = s.endpoint_id
+WHERE pipeline_id = (SELECT id FROM batch.pipelines WHERE name = 'web') ORDER BY position;
+SELECT batch.create_pipeline('p', '[{"name": "a", "http": {"endpoint": "nosuch", "path": "/"}}]');
+SELECT batch.create_pipeline('p', '[{"name": "a", "http": {"endpoint": "llm", "path": "v1"}}]');
+SELECT batch.create_pipeline('p', '[{"name": "a", "http": {"endpoint": "llm", "method": "TRACE"}}]');
+SELECT batch.create_pipeline('p', '[{"name": "a", "http": {"endpoint": "llm", "url": "http://x"}}]');
+SELECT batch.create_pipeline('p', '[{"name": "a", "http": {"endpoint": "llm", "body": "app.nope"}}]');
+SELECT batch.create_pipeline('p', '[{"name": "a", "http": {"endpoint": "llm"}, "sql": "app.outline"}]');
+SELECT batch.drop_endpoint('llm');
+
+-- batch.run() runs the SQL stages and leaves HTTP stages to the background workers
+SELECT batch.submit('web', '[{"topic": "w1"}, {"topic": "w2"}]', name => 'b_web') AS wbid \gset
+SELECT stages_run, items_completed FROM batch.run('b_web');
+SELECT status, stage, attempt FROM batch.items WHERE batch_id = :wbid ORDER BY id;
+SELECT stages_run FROM batch.run('b_web');
+
+-- endpoint state: nothing has been sent in this (not preloaded) server
+SELECT name, in_flight, paused_until, circuit, requests FROM batch.endpoint_status;
+SELECT count(*) FROM batch.workers;
+
+-- secrets: operators and readers never see the headers
+CREATE ROLE regress_pgb_op2 IN ROLE pgbatch_operator;
+CREATE ROLE regress_pgb_rd2 IN ROLE pgbatch_reader;
+SET ROLE regress_pgb_op2;
+SELECT name, base_url FROM batch.endpoints;
+SELECT headers FROM batch.endpoints;
+SELECT * FROM batch.endpoints;
+SELECT batch.create_endpoint('mine', 'http://h');
+RESET ROLE;
+SET ROLE regress_pgb_rd2;
+SELECT name, max_concurrency FROM batch.endpoint_status;
+SELECT count(*) FROM batch.endpoint_status WHERE endpoint_status::text LIKE '%sk-secret%';
+SELECT name FROM batch.endpoints;
+RESET ROLE;
+DROP ROLE regress_pgb_op2, regress_pgb_rd2;
+

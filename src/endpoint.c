@@ -1,0 +1,229 @@
+/*-------------------------------------------------------------------------
+ *
+ * endpoint.c
+ *		Per-endpoint limits held in shared memory and so shared by every
+ *		executor of a database: requests in flight (max_concurrency), a
+ *		token bucket for the rate limit (requests per minute), the pause a
+ *		Retry-After header asks for, and a circuit breaker that stops
+ *		sending after a run of transient failures and probes before it
+ *		resumes.  Each executor also counts what it holds, so that an exit
+ *		gives its requests in flight back.
+ *
+ * src/endpoint.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "storage/lwlock.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "pgbatch.h"
+
+/* requests in flight this backend holds, per endpoint index */
+static int32 *held = NULL;
+
+/*
+ * refill
+ *		Adds the tokens earned since the last refill; the bucket holds at
+ *		most one second of the rate (and at least one token).
+ */
+static void
+refill(PgbEndpointState *ep, TimestampTz now)
+{
+	double		per_ms;
+	double		cap;
+
+	if (ep->rate_limit <= 0)
+		return;
+	per_ms = ep->rate_limit / 60000.0;
+	cap = Max(1.0, ep->rate_limit / 60.0);
+	if (ep->refilled_at == 0)
+		ep->tokens = cap;
+	else if (now > ep->refilled_at)
+		ep->tokens = Min(cap, ep->tokens + per_ms * (double) (now - ep->refilled_at) / 1000.0);
+	ep->refilled_at = now;
+}
+
+/*
+ * pgb_endpoint_index
+ *		The shared state of an endpoint of a database, created on first use,
+ *		with its limits brought up to date.  -1 if the table is full.
+ */
+int
+pgb_endpoint_index(Oid dboid, int32 endpoint_id, int max_concurrency, int rate_limit)
+{
+	int			i;
+	int			found = -1;
+
+	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < pgb_shared->nendpoints; i++)
+	{
+		PgbEndpointState *ep = &pgb_shared->endpoints[i];
+
+		if (ep->dboid == dboid && ep->endpoint_id == endpoint_id)
+		{
+			found = i;
+			break;
+		}
+	}
+	if (found < 0 && pgb_shared->nendpoints < pgb_max_endpoints)
+	{
+		PgbEndpointState *ep;
+
+		found = pgb_shared->nendpoints++;
+		ep = &pgb_shared->endpoints[found];
+		memset(ep, 0, sizeof(PgbEndpointState));
+		ep->dboid = dboid;
+		ep->endpoint_id = endpoint_id;
+		ep->circuit = PGB_CIRCUIT_CLOSED;
+	}
+	if (found >= 0)
+	{
+		PgbEndpointState *ep = &pgb_shared->endpoints[found];
+
+		ep->max_concurrency = max_concurrency;
+		if (ep->rate_limit != rate_limit)
+		{
+			ep->rate_limit = rate_limit;
+			ep->refilled_at = 0;
+		}
+	}
+	LWLockRelease(pgb_shared->lock);
+	return found;
+}
+
+/*
+ * pgb_endpoint_acquire
+ *		Takes a request slot (and a rate token) of an endpoint if it may
+ *		send now.  Otherwise says why not; *until is when to look again
+ *		(0 when that depends on a request finishing).
+ */
+PgbEndpointVerdict
+pgb_endpoint_acquire(int index, TimestampTz now, TimestampTz *until)
+{
+	PgbEndpointState *ep = &pgb_shared->endpoints[index];
+	PgbEndpointVerdict verdict = PGB_EP_GO;
+
+	if (held == NULL)
+		held = MemoryContextAllocZero(TopMemoryContext, sizeof(int32) * pgb_max_endpoints);
+
+	*until = 0;
+	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+	if (ep->paused_until > now)
+	{
+		verdict = PGB_EP_PAUSED;
+		*until = ep->paused_until;
+	}
+	else if (ep->circuit == PGB_CIRCUIT_PROBING ||
+			 (ep->circuit == PGB_CIRCUIT_OPEN && now < ep->open_until))
+	{
+		verdict = PGB_EP_PAUSED;
+		*until = Max(ep->open_until, TimestampTzPlusMilliseconds(now, 100));
+	}
+	else if (ep->in_flight >= ep->max_concurrency)
+		verdict = PGB_EP_WAIT;
+	else
+	{
+		refill(ep, now);
+		if (ep->rate_limit > 0 && ep->tokens < 1.0)
+		{
+			double		wait_ms = (1.0 - ep->tokens) * 60000.0 / ep->rate_limit;
+
+			verdict = PGB_EP_WAIT;
+			*until = TimestampTzPlusMilliseconds(now, (int64) ceil(wait_ms));
+		}
+	}
+	if (verdict == PGB_EP_GO)
+	{
+		if (ep->rate_limit > 0)
+			ep->tokens -= 1.0;
+		if (ep->circuit == PGB_CIRCUIT_OPEN)
+			ep->circuit = PGB_CIRCUIT_PROBING;	/* this request is the probe */
+		ep->in_flight++;
+		ep->requests++;
+		held[index]++;
+	}
+	LWLockRelease(pgb_shared->lock);
+	return verdict;
+}
+
+/*
+ * pgb_endpoint_release
+ *		Gives back a request slot and feeds the outcome to the circuit
+ *		breaker; a Retry-After (seconds, or < 0 for none) pauses the whole
+ *		endpoint.
+ */
+void
+pgb_endpoint_release(int index, PgbEndpointResult result, double retry_after_s,
+					 TimestampTz now)
+{
+	PgbEndpointState *ep = &pgb_shared->endpoints[index];
+
+	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+	if (held && held[index] > 0)
+	{
+		held[index]--;
+		ep->in_flight = Max(ep->in_flight - 1, 0);
+	}
+	if (retry_after_s > 0)
+	{
+		TimestampTz resume = TimestampTzPlusMilliseconds(now, (int64) (retry_after_s * 1000.0));
+
+		ep->paused_until = Max(ep->paused_until, resume);
+	}
+	switch (result)
+	{
+		case PGB_EPR_SUCCESS:
+		case PGB_EPR_PERMANENT:
+			/* the endpoint answered: it is up */
+			ep->consecutive_failures = 0;
+			ep->circuit = PGB_CIRCUIT_CLOSED;
+			if (result == PGB_EPR_PERMANENT)
+				ep->failures++;
+			break;
+		case PGB_EPR_TRANSIENT:
+			ep->failures++;
+			ep->consecutive_failures++;
+			if (ep->circuit == PGB_CIRCUIT_PROBING ||
+				(pgb_circuit_threshold > 0 &&
+				 ep->consecutive_failures >= pgb_circuit_threshold))
+			{
+				ep->circuit = PGB_CIRCUIT_OPEN;
+				ep->open_until = TimestampTzPlusMilliseconds(now, pgb_circuit_cooldown_ms);
+			}
+			break;
+		case PGB_EPR_NOT_SENT:
+			if (ep->circuit == PGB_CIRCUIT_PROBING)
+				ep->circuit = PGB_CIRCUIT_OPEN;
+			break;
+	}
+	LWLockRelease(pgb_shared->lock);
+}
+
+/*
+ * pgb_endpoint_release_all
+ *		Gives back every request slot this backend holds (at exit).
+ */
+void
+pgb_endpoint_release_all(void)
+{
+	int			i;
+
+	if (held == NULL || pgb_shared == NULL)
+		return;
+	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < pgb_shared->nendpoints && i < pgb_max_endpoints; i++)
+	{
+		PgbEndpointState *ep = &pgb_shared->endpoints[i];
+
+		ep->in_flight = Max(ep->in_flight - held[i], 0);
+		if (held[i] > 0 && ep->circuit == PGB_CIRCUIT_PROBING)
+			ep->circuit = PGB_CIRCUIT_OPEN;
+		held[i] = 0;
+	}
+	LWLockRelease(pgb_shared->lock);
+}

@@ -1,0 +1,666 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.c
+ *		HTTP transfers of an executor through libcurl's multi interface:
+ *		many requests in flight at once, their sockets waited on in one
+ *		WaitEventSet together with the process latch, so that new work and
+ *		shutdown are seen at once.  Requests wait in a queue until their
+ *		endpoint's shared limits (concurrency, rate, Retry-After pause,
+ *		circuit breaker) let them go.
+ *
+ *		Everything libcurl touches is malloc'd and freed here on every
+ *		path; the curl callbacks never ereport and never palloc.
+ *
+ * src/http.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "pgbatch.h"
+
+/* a socket libcurl asked us to watch */
+typedef struct HttpSocket
+{
+	curl_socket_t fd;
+	int			what;			/* CURL_POLL_IN / OUT / INOUT */
+	int			pos;			/* position in the WaitEventSet, or -1 */
+	bool		modified;		/* 'what' changed since the set was built */
+} HttpSocket;
+
+static CURLM *multi = NULL;
+static PgbHttpRequest *waiting_head = NULL;
+static PgbHttpRequest *waiting_tail = NULL;
+static PgbHttpRequest *done_head = NULL;
+static PgbHttpRequest *in_flight_head = NULL;	/* linked by next */
+static int	n_in_flight = 0;
+static int	n_waiting = 0;
+
+static HttpSocket *sockets = NULL;
+static int	n_sockets = 0;
+static int	max_sockets = 0;
+static bool sockets_changed = true;
+static WaitEventSet *wes = NULL;
+
+static bool timer_set = false;
+static TimestampTz timer_at = 0;
+
+/*
+ * socket_callback
+ *		CURLMOPT_SOCKETFUNCTION: remember which sockets to wait on and how.
+ *		Adding or removing a socket rebuilds the wait set before the next
+ *		wait; a change of direction is applied in place.
+ */
+static int
+socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	int			i;
+
+	for (i = 0; i < n_sockets; i++)
+		if (sockets[i].fd == fd)
+			break;
+
+	if (what == CURL_POLL_REMOVE || what == CURL_POLL_NONE)
+	{
+		if (i < n_sockets)
+		{
+			sockets[i] = sockets[--n_sockets];
+			sockets_changed = true;
+		}
+		return 0;
+	}
+	if (i == n_sockets)
+	{
+		if (n_sockets == max_sockets)
+		{
+			int			newmax = Max(16, max_sockets * 2);
+			HttpSocket *grown = realloc(sockets, sizeof(HttpSocket) * newmax);
+
+			if (grown == NULL)
+				return -1;		/* libcurl fails the transfer */
+			sockets = grown;
+			max_sockets = newmax;
+		}
+		sockets[n_sockets].fd = fd;
+		sockets[n_sockets].pos = -1;
+		sockets[n_sockets].what = 0;
+		n_sockets++;
+		sockets_changed = true;
+	}
+	if (sockets[i].what != what)
+		sockets[i].modified = true;
+	sockets[i].what = what;
+	return 0;
+}
+
+/*
+ * timer_callback
+ *		CURLMOPT_TIMERFUNCTION: when libcurl wants to be called back.
+ */
+static int
+timer_callback(CURLM *m, long timeout_ms, void *userp)
+{
+	if (timeout_ms < 0)
+		timer_set = false;
+	else
+	{
+		timer_set = true;
+		timer_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	}
+	return 0;
+}
+
+/*
+ * write_callback
+ *		Appends response body bytes, refusing more than
+ *		pgbatch.max_response_size (the transfer then fails).
+ */
+static size_t
+write_callback(char *data, size_t size, size_t nmemb, void *userp)
+{
+	PgbHttpRequest *req = (PgbHttpRequest *) userp;
+	size_t		n = size * nmemb;
+
+	if (req->resp_len + n > (size_t) pgb_max_response_size)
+	{
+		req->too_large = true;
+		return 0;
+	}
+	if (req->resp_len + n + 1 > req->resp_cap)
+	{
+		size_t		cap = Max(req->resp_cap * 2, req->resp_len + n + 1);
+		char	   *grown;
+
+		cap = Max(cap, 1024);
+		grown = realloc(req->resp, cap);
+		if (grown == NULL)
+			return 0;
+		req->resp = grown;
+		req->resp_cap = cap;
+	}
+	memcpy(req->resp + req->resp_len, data, n);
+	req->resp_len += n;
+	req->resp[req->resp_len] = '\0';
+	return n;
+}
+
+/*
+ * header_callback
+ *		Picks the Retry-After header (seconds or an HTTP date) out of the
+ *		response headers.
+ */
+static size_t
+header_callback(char *data, size_t size, size_t nitems, void *userp)
+{
+	PgbHttpRequest *req = (PgbHttpRequest *) userp;
+	size_t		n = size * nitems;
+	static const char name[] = "retry-after:";
+	char		value[128];
+	size_t		vlen;
+	size_t		i;
+
+	if (n > 5 && strncmp(data, "HTTP/", 5) == 0)
+		req->retry_after_s = -1;	/* a new response (after a redirect) */
+	if (n <= sizeof(name) - 1 || pg_strncasecmp(data, name, sizeof(name) - 1) != 0)
+		return n;
+
+	i = sizeof(name) - 1;
+	while (i < n && (data[i] == ' ' || data[i] == '\t'))
+		i++;
+	vlen = 0;
+	while (i < n && data[i] != '\r' && data[i] != '\n' && vlen < sizeof(value) - 1)
+		value[vlen++] = data[i++];
+	value[vlen] = '\0';
+	if (vlen == 0)
+		return n;
+	if (strspn(value, "0123456789") == vlen)
+		req->retry_after_s = Min(atof(value), 86400.0);
+	else
+	{
+		time_t		when = curl_getdate(value, NULL);
+
+		if (when > 0)
+			req->retry_after_s = Max(0.0, Min((double) (when - time(NULL)), 86400.0));
+	}
+	return n;
+}
+
+/*
+ * progress_callback
+ *		CURLOPT_XFERINFOFUNCTION: abandon the transfer when the backend is
+ *		told to exit.
+ */
+static int
+progress_callback(void *userp, curl_off_t dltotal, curl_off_t dlnow,
+				  curl_off_t ultotal, curl_off_t ulnow)
+{
+	return ProcDiePending ? 1 : 0;
+}
+
+/*
+ * pgb_http_init
+ *		Sets up libcurl (with its default malloc-based allocators) and the
+ *		multi handle of this executor.
+ */
+void
+pgb_http_init(void)
+{
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		elog(ERROR, "pgbatch: could not initialize libcurl");
+	multi = curl_multi_init();
+	if (multi == NULL)
+		elog(ERROR, "pgbatch: could not create a libcurl multi handle");
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_callback);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_callback);
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) Max(pgb_max_http_in_flight, 8));
+}
+
+/*
+ * pgb_http_request_free
+ *		Frees a request and everything libcurl held for it.
+ */
+void
+pgb_http_request_free(PgbHttpRequest *req)
+{
+	if (req == NULL)
+		return;
+	if (req->easy)
+	{
+		if (req->state == PGB_HTTP_IN_FLIGHT)
+			curl_multi_remove_handle(multi, req->easy);
+		curl_easy_cleanup(req->easy);
+	}
+	curl_slist_free_all(req->headers);
+	free(req->url);
+	free(req->body);
+	free(req->resp);
+	free(req->stage);
+	free(req->error_code);
+	free(req);
+}
+
+/*
+ * pgb_http_shutdown
+ *		Abandons every transfer and frees the multi handle.
+ */
+void
+pgb_http_shutdown(void)
+{
+	PgbHttpRequest *req;
+
+	while ((req = pgb_http_take_done()) != NULL)
+		pgb_http_request_free(req);
+	while (waiting_head)
+	{
+		req = waiting_head;
+		waiting_head = req->next;
+		pgb_http_request_free(req);
+	}
+	waiting_tail = NULL;
+	n_waiting = 0;
+	while (in_flight_head)
+	{
+		req = in_flight_head;
+		in_flight_head = req->next;
+		pgb_http_request_free(req);
+	}
+	if (multi)
+	{
+		curl_multi_cleanup(multi);
+		multi = NULL;
+	}
+	free(sockets);
+	sockets = NULL;
+	n_sockets = max_sockets = 0;
+	n_in_flight = 0;
+}
+
+/*
+ * pgb_http_enqueue
+ *		Queues a prepared request; it is sent when its endpoint lets it.
+ */
+void
+pgb_http_enqueue(PgbHttpRequest *req)
+{
+	req->state = PGB_HTTP_WAITING;
+	req->next = NULL;
+	if (waiting_tail)
+		waiting_tail->next = req;
+	else
+		waiting_head = req;
+	waiting_tail = req;
+	n_waiting++;
+}
+
+/*
+ * finish
+ *		Moves a request to the done list.
+ */
+static void
+finish(PgbHttpRequest *req, PgbHttpState state)
+{
+	req->state = state;
+	req->finished_at = GetCurrentTimestamp();
+	req->next = done_head;
+	done_head = req;
+}
+
+/*
+ * start_transfer
+ *		Builds the easy handle of a request and adds it to the multi handle.
+ *		False (with req->error_code set) if libcurl refused.
+ */
+static bool
+start_transfer(PgbHttpRequest *req)
+{
+	CURL	   *easy = curl_easy_init();
+
+	if (easy == NULL)
+		return false;
+	req->easy = easy;
+	req->retry_after_s = -1;
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *) req);
+	curl_easy_setopt(easy, CURLOPT_URL, req->url);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, req->follow_redirects ? 1L : 0L);
+	curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 5L);
+	curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
+	if (req->body)
+	{
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(req->body));
+	}
+	if (strcmp(req->method, "GET") == 0)
+		curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->headers);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, Min(req->timeout_ms, 10000L));
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_callback);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_callback);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
+	curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, progress_callback);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "pgbatch/1.1");
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	req->errbuf[0] = '\0';
+	req->started_at = GetCurrentTimestamp();
+	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
+		return false;
+	req->state = PGB_HTTP_IN_FLIGHT;
+	req->next = in_flight_head;
+	in_flight_head = req;
+	n_in_flight++;
+	return true;
+}
+
+/*
+ * pgb_http_dispatch
+ *		Starts the waiting requests whose endpoint lets them go now.  A
+ *		request whose endpoint is paused (Retry-After, open circuit) is not
+ *		sent: it is handed back (PGB_HTTP_RELEASED) to be re-queued in the
+ *		database for when the pause ends, without spending an attempt.
+ *		Returns when to try again for requests that had to wait (0: when a
+ *		request finishes).
+ */
+TimestampTz
+pgb_http_dispatch(void)
+{
+	PgbHttpRequest *req = waiting_head;
+	PgbHttpRequest *prev = NULL;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz retry_at = 0;
+
+	while (req && n_in_flight < pgb_max_http_in_flight)
+	{
+		PgbHttpRequest *next = req->next;
+		TimestampTz until;
+		PgbEndpointVerdict verdict = pgb_endpoint_acquire(req->endpoint_index, now, &until);
+
+		if (verdict == PGB_EP_WAIT)
+		{
+			if (until != 0 && (retry_at == 0 || until < retry_at))
+				retry_at = until;
+			prev = req;
+			req = next;
+			continue;
+		}
+
+		/* unlink */
+		if (prev)
+			prev->next = next;
+		else
+			waiting_head = next;
+		if (waiting_tail == req)
+			waiting_tail = prev;
+		n_waiting--;
+
+		if (verdict == PGB_EP_PAUSED)
+		{
+			req->release_until = until;
+			finish(req, PGB_HTTP_RELEASED);
+		}
+		else if (!start_transfer(req))
+		{
+			pgb_endpoint_release(req->endpoint_index, PGB_EPR_NOT_SENT, -1, now);
+			req->result = CURLE_OUT_OF_MEMORY;
+			finish(req, PGB_HTTP_DONE);
+		}
+		req = next;
+	}
+	return retry_at;
+}
+
+/*
+ * collect
+ *		Takes the finished transfers off the multi handle.
+ */
+static void
+collect(void)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		PgbHttpRequest *req;
+		PgbHttpRequest **link;
+		long		status = 0;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req);
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+		for (link = &in_flight_head; *link; link = &(*link)->next)
+			if (*link == req)
+			{
+				*link = req->next;
+				break;
+			}
+		req->result = msg->data.result;
+		req->status = status;
+		curl_multi_remove_handle(multi, req->easy);
+		curl_easy_cleanup(req->easy);
+		req->easy = NULL;
+		n_in_flight--;
+		finish(req, PGB_HTTP_DONE);
+		pgb_http_classify(req);
+		pgb_endpoint_release(req->endpoint_index,
+							 req->aborted ? PGB_EPR_NOT_SENT :
+							 req->error_code == NULL ? PGB_EPR_SUCCESS :
+							 req->transient ? PGB_EPR_TRANSIENT : PGB_EPR_PERMANENT,
+							 req->retry_after_s, req->finished_at);
+	}
+}
+
+/*
+ * rebuild_wait_set
+ *		A new wait set: the latch, postmaster death, and libcurl's sockets.
+ */
+static void
+rebuild_wait_set(void)
+{
+	int			i;
+
+	if (wes)
+		FreeWaitEventSet(wes);
+	wes = CreateWaitEventSet(TopMemoryContext, 2 + n_sockets);
+	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (i = 0; i < n_sockets; i++)
+	{
+		sockets[i].modified = false;
+		sockets[i].pos = AddWaitEventToSet(wes,
+										   (sockets[i].what & CURL_POLL_IN ? WL_SOCKET_READABLE : 0) |
+										   (sockets[i].what & CURL_POLL_OUT ? WL_SOCKET_WRITEABLE : 0),
+										   sockets[i].fd, NULL, NULL);
+	}
+	sockets_changed = false;
+}
+
+/*
+ * pgb_http_wait
+ *		Waits up to timeout_ms (shortened to libcurl's own timer) for the
+ *		latch or socket activity, drives the transfers that have work, and
+ *		collects those that finished.  Returns true if the latch was set.
+ */
+bool
+pgb_http_wait(long timeout_ms)
+{
+	WaitEvent	events[64];
+	int			nevents;
+	int			running;
+	int			i;
+	bool		latch_set = false;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (timer_set)
+	{
+		long		curl_ms = (long) ((timer_at - now) / 1000);
+
+		timeout_ms = Max(0, Min(timeout_ms, curl_ms));
+	}
+	if (sockets_changed || wes == NULL)
+		rebuild_wait_set();
+	else
+	{
+		for (i = 0; i < n_sockets; i++)
+			if (sockets[i].modified && sockets[i].pos >= 0)
+			{
+				ModifyWaitEvent(wes, sockets[i].pos,
+								(sockets[i].what & CURL_POLL_IN ? WL_SOCKET_READABLE : 0) |
+								(sockets[i].what & CURL_POLL_OUT ? WL_SOCKET_WRITEABLE : 0),
+								NULL);
+				sockets[i].modified = false;
+			}
+	}
+
+	nevents = WaitEventSetWait(wes, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
+	for (i = 0; i < nevents; i++)
+	{
+		WaitEvent  *ev = &events[i];
+		int			mask = 0;
+
+		if (ev->events & WL_LATCH_SET)
+		{
+			latch_set = true;
+			continue;
+		}
+		if (ev->events & WL_SOCKET_READABLE)
+			mask |= CURL_CSELECT_IN;
+		if (ev->events & WL_SOCKET_WRITEABLE)
+			mask |= CURL_CSELECT_OUT;
+		if (mask)
+			curl_multi_socket_action(multi, ev->fd, mask, &running);
+	}
+	if (timer_set && GetCurrentTimestamp() >= timer_at)
+	{
+		timer_set = false;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+	collect();
+	return latch_set;
+}
+
+/*
+ * pgb_http_take_done
+ *		One finished (or handed back) request, or NULL; the caller frees it.
+ */
+PgbHttpRequest *
+pgb_http_take_done(void)
+{
+	PgbHttpRequest *req = done_head;
+
+	if (req)
+	{
+		done_head = req->next;
+		req->next = NULL;
+	}
+	return req;
+}
+
+/*
+ * pgb_http_busy
+ *		Requests in flight or waiting for their endpoint.
+ */
+int
+pgb_http_busy(void)
+{
+	return n_in_flight + n_waiting;
+}
+
+/*
+ * pgb_http_in_flight
+ *		Requests in flight.
+ */
+int
+pgb_http_in_flight(void)
+{
+	return n_in_flight;
+}
+
+/*
+ * set_error
+ *		Sets the error code (malloc'd) and class of a finished request.
+ */
+static void
+set_error(PgbHttpRequest *req, const char *code, bool transient)
+{
+	free(req->error_code);
+	req->error_code = strdup(code);
+	req->transient = transient;
+}
+
+/*
+ * pgb_http_classify
+ *		Names the outcome of a finished transfer: error_code NULL for a 2xx
+ *		response, otherwise http_NNN, timeout, connection,
+ *		response_too_large or transport_error, and whether it is worth a
+ *		retry (408, 425, 429, 500, 502, 503, 504, timeouts and refused or
+ *		reset connections are).  A transfer abandoned at shutdown is marked
+ *		aborted: it did not count.
+ */
+void
+pgb_http_classify(PgbHttpRequest *req)
+{
+	char		buf[32];
+
+	req->aborted = false;
+	switch (req->result)
+	{
+		case CURLE_OK:
+			if (req->status >= 200 && req->status < 300)
+			{
+				free(req->error_code);
+				req->error_code = NULL;
+				req->transient = false;
+				return;
+			}
+			snprintf(buf, sizeof(buf), "http_%ld", req->status);
+			set_error(req, buf,
+					  req->status == 408 || req->status == 425 || req->status == 429 ||
+					  req->status == 500 || req->status == 502 || req->status == 503 ||
+					  req->status == 504);
+			return;
+		case CURLE_OPERATION_TIMEDOUT:
+			set_error(req, "timeout", true);
+			return;
+		case CURLE_WRITE_ERROR:
+			if (req->too_large)
+			{
+				set_error(req, "response_too_large", false);
+				return;
+			}
+			break;
+		case CURLE_ABORTED_BY_CALLBACK:
+			req->aborted = true;
+			set_error(req, "aborted", true);
+			return;
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_RESOLVE_PROXY:
+		case CURLE_GOT_NOTHING:
+		case CURLE_SEND_ERROR:
+		case CURLE_RECV_ERROR:
+		case CURLE_PARTIAL_FILE:
+		case CURLE_HTTP2:
+		case CURLE_HTTP2_STREAM:
+			set_error(req, "connection", true);
+			return;
+		default:
+			break;
+	}
+	set_error(req, "transport_error", false);
+}

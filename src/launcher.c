@@ -1,0 +1,341 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher.c
+ *		The pgbatch launcher: a background worker registered when pgbatch is
+ *		in shared_preload_libraries.  It lists the databases (or those named
+ *		in pgbatch.databases), keeps pgbatch.workers executors running in
+ *		each that has the extension, starts them again when they exit, and
+ *		stops the extras when the setting goes down.  A database without the
+ *		extension is skipped until CREATE EXTENSION wakes the launcher (or a
+ *		minute has passed); one being dropped is left alone.
+ *
+ * src/launcher.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
+#include "pgbatch.h"
+
+PGDLLEXPORT void pgbatch_launcher_main(Datum main_arg);
+
+/* how long a database found without the extension is left alone */
+#define NO_EXTENSION_RECHECK_MS	60000
+/* the least time between two starts of the same executor */
+#define RESTART_DELAY_MS		1000
+
+typedef struct LauncherDb
+{
+	Oid			oid;
+	char		name[NAMEDATALEN];
+} LauncherDb;
+
+/* per slot: the launcher's handle and when it last started that slot */
+static BackgroundWorkerHandle *handles[PGB_MAX_SLOTS];
+static TimestampTz started_at[PGB_MAX_SLOTS];
+
+/*
+ * list_databases
+ *		The databases executors may run in: connectable, not templates, and
+ *		named in pgbatch.databases when that is set.
+ */
+static List *
+list_databases(void)
+{
+	List	   *result = NIL;
+	List	   *wanted = NIL;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (pgb_databases && pgb_databases[0] != '\0')
+	{
+		char	   *copy = pstrdup(pgb_databases);
+
+		if (!SplitIdentifierString(copy, ',', &wanted))
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("pgbatch.databases is not a comma-separated list of database names")));
+			return NIL;
+		}
+	}
+
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+		MemoryContext oldcxt;
+		LauncherDb *entry;
+		ListCell   *lc;
+		bool		named = (wanted == NIL);
+
+		if (!db->datallowconn || db->datistemplate)
+			continue;
+		foreach(lc, wanted)
+			if (strcmp((char *) lfirst(lc), NameStr(db->datname)) == 0)
+				named = true;
+		if (!named)
+			continue;
+		oldcxt = MemoryContextSwitchTo(cxt);
+		entry = palloc(sizeof(LauncherDb));
+		entry->oid = db->oid;
+		strlcpy(entry->name, NameStr(db->datname), NAMEDATALEN);
+		result = lappend(result, entry);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	return result;
+}
+
+/*
+ * start_executor
+ *		Reserves slot i for executor number 'worker' of a database and asks
+ *		the postmaster to start it.
+ */
+static void
+start_executor(int i, LauncherDb *db, int worker)
+{
+	BackgroundWorker bgw;
+	PgbWorkerSlot *slot = &pgb_shared->slots[i];
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(bgw.bgw_library_name, "pgbatch", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "pgbatch_executor_main", BGW_MAXLEN);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "pgbatch executor %d for database %s",
+			 worker, db->name);
+	strlcpy(bgw.bgw_type, "pgbatch executor", BGW_MAXLEN);
+	bgw.bgw_main_arg = Int32GetDatum(i);
+	memcpy(bgw.bgw_extra, &db->oid, sizeof(Oid));
+	bgw.bgw_notify_pid = MyProcPid;
+
+	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+	slot->in_use = true;
+	slot->dboid = db->oid;
+	slot->worker = worker;
+	slot->pid = 0;
+	slot->latch = NULL;
+	LWLockRelease(pgb_shared->lock);
+
+	started_at[i] = GetCurrentTimestamp();
+	if (!RegisterDynamicBackgroundWorker(&bgw, &handles[i]))
+	{
+		LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+		slot->in_use = false;
+		LWLockRelease(pgb_shared->lock);
+		handles[i] = NULL;
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("pgbatch could not start executor %d for database \"%s\"",
+						worker, db->name),
+				 errhint("Raise max_worker_processes, or lower pgbatch.workers.")));
+	}
+}
+
+/*
+ * forget_dead_slots
+ *		Frees the slots of executors that stopped before they attached (an
+ *		executor that attached frees its own slot when it exits).
+ */
+static void
+forget_dead_slots(void)
+{
+	int			i;
+
+	for (i = 0; i < PGB_MAX_SLOTS; i++)
+	{
+		pid_t		pid;
+
+		if (handles[i] == NULL)
+			continue;
+		if (GetBackgroundWorkerPid(handles[i], &pid) == BGWH_STOPPED)
+		{
+			LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+			if (pgb_shared->slots[i].pid == 0)
+				pgb_shared->slots[i].in_use = false;
+			LWLockRelease(pgb_shared->lock);
+			pfree(handles[i]);
+			handles[i] = NULL;
+		}
+	}
+}
+
+/*
+ * reconcile
+ *		Starts the executors each database lacks; stops the extras.
+ */
+static void
+reconcile(void)
+{
+	List	   *dbs = list_databases();
+	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+
+	forget_dead_slots();
+	foreach(lc, dbs)
+	{
+		LauncherDb *db = (LauncherDb *) lfirst(lc);
+		bool		running[PGB_MAX_SLOTS];
+		int			want = pgb_enabled ? pgb_workers : 0;
+		int			w;
+		int			i;
+		bool		skip = false;
+		PgbDbFlags *f;
+
+		memset(running, 0, sizeof(running));
+		LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+		f = pgb_db_flags_find(db->oid, false);
+		if (f && f->dropping)
+			skip = true;
+		else if (f && f->no_extension)
+		{
+			if (TimestampDifferenceExceeds(f->checked_at, now, NO_EXTENSION_RECHECK_MS))
+				f->no_extension = false;
+			else
+				skip = true;
+		}
+		for (i = 0; i < PGB_MAX_SLOTS; i++)
+		{
+			PgbWorkerSlot *slot = &pgb_shared->slots[i];
+
+			if (!slot->in_use || slot->dboid != db->oid)
+				continue;
+			if (slot->worker < PGB_MAX_SLOTS)
+				running[slot->worker] = true;
+			if ((slot->worker >= want || skip) && slot->pid != 0)
+				kill(slot->pid, SIGTERM);
+		}
+		LWLockRelease(pgb_shared->lock);
+		if (skip)
+			continue;
+
+		for (w = 0; w < want; w++)
+		{
+			int			free_slot = -1;
+
+			if (running[w])
+				continue;
+			for (i = 0; i < PGB_MAX_SLOTS; i++)
+				if (!pgb_shared->slots[i].in_use && handles[i] == NULL &&
+					TimestampDifferenceExceeds(started_at[i], now, RESTART_DELAY_MS))
+				{
+					free_slot = i;
+					break;
+				}
+			if (free_slot < 0)
+				break;
+			start_executor(free_slot, db, w);
+		}
+	}
+	list_free_deep(dbs);
+}
+
+/*
+ * launcher_exit
+ *		before_shmem_exit callback: forget the launcher's latch.
+ */
+static void
+launcher_exit(int code, Datum arg)
+{
+	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+	pgb_shared->launcher_pid = 0;
+	pgb_shared->launcher_latch = NULL;
+	LWLockRelease(pgb_shared->lock);
+}
+
+/*
+ * pgbatch_launcher_main
+ *		Entry point of the launcher.
+ */
+void
+pgbatch_launcher_main(Datum main_arg)
+{
+	MemoryContext loopcxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+	pgb_shared->launcher_pid = MyProcPid;
+	pgb_shared->launcher_latch = MyLatch;
+	LWLockRelease(pgb_shared->lock);
+	before_shmem_exit(launcher_exit, (Datum) 0);
+
+	loopcxt = AllocSetContextCreate(TopMemoryContext, "pgbatch launcher loop",
+									ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		MemoryContext oldcxt;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		MemoryContextReset(loopcxt);
+		oldcxt = MemoryContextSwitchTo(loopcxt);
+		reconcile();
+		MemoryContextSwitchTo(oldcxt);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
+ * pgb_register_launcher
+ *		Registers the launcher; called from _PG_init while preloading.
+ */
+void
+pgb_register_launcher(void)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 5;
+	strlcpy(bgw.bgw_library_name, "pgbatch", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "pgbatch_launcher_main", BGW_MAXLEN);
+	strlcpy(bgw.bgw_name, "pgbatch launcher", BGW_MAXLEN);
+	strlcpy(bgw.bgw_type, "pgbatch launcher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&bgw);
+}

@@ -1,0 +1,940 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		The executor background worker: one or more per database, started by
+ *		the launcher.  Each loop it waits (latch, libcurl sockets, timers),
+ *		then in one short transaction records the HTTP results that came
+ *		back, takes back items whose executor is gone or whose lease ran
+ *		out, and claims due items: SQL stages run right there, HTTP stages
+ *		are marked running under a lease and their requests are sent only
+ *		after that transaction commits.  No transaction is open while a
+ *		request is in flight; an error is caught, reported and survived.
+ *
+ * src/worker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "pgbatch.h"
+
+PGDLLEXPORT void pgbatch_executor_main(Datum main_arg);
+
+/* An endpoint as the executor sends to it (loaded once per transaction). */
+typedef struct PgbEndpointInfo
+{
+	int32		id;
+	char	   *base_url;
+	int			nheaders;
+	char	  **header_lines;	/* "Name: value" */
+	long		timeout_ms;
+	int			max_concurrency;
+	int			rate_limit;
+	bool		follow_redirects;
+	int			shm_index;
+} PgbEndpointInfo;
+
+static PgbEndpointInfo *endpoints = NULL;	/* in the iteration context */
+static int	n_endpoints = -1;	/* -1: not loaded in this transaction */
+
+/* results waiting to be recorded, kept across a failed transaction */
+static PgbHttpRequest *results = NULL;
+
+/* the executor state of the transaction in progress (its prepared requests) */
+static PgbExecutor *current = NULL;
+
+static SPIPlanPtr endpoints_plan = NULL;
+static SPIPlanPtr guard_plan = NULL;
+static SPIPlanPtr reclaim_plan = NULL;
+static SPIPlanPtr active_plan = NULL;
+static SPIPlanPtr due_plan = NULL;
+
+#define RESPONSE_BODY_KEPT	4096
+
+/*
+ * load_endpoints
+ *		Reads every endpoint, with its secret headers, into the current
+ *		(iteration) memory context.
+ */
+static void
+load_endpoints(void)
+{
+	uint64		i;
+
+	if (endpoints_plan == NULL)
+		endpoints_plan = pgb_prepare("SELECT e.id, e.base_url,"
+									 " (extract(epoch FROM e.timeout) * 1000)::float8,"
+									 " e.max_concurrency, coalesce(e.rate_limit, 0),"
+									 " e.follow_redirects,"
+									 " ARRAY(SELECT h.key || ': ' || h.value"
+									 "  FROM jsonb_each_text(e.headers) h)"
+									 " FROM batch.endpoints e",
+									 0, NULL);
+	if (pgb_execute(endpoints_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pgbatch: reading batch.endpoints failed");
+	n_endpoints = (int) SPI_processed;
+	endpoints = palloc0(sizeof(PgbEndpointInfo) * Max(n_endpoints, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		PgbEndpointInfo *ep = &endpoints[i];
+		bool		isnull;
+		Datum		d;
+
+		ep->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		ep->base_url = SPI_getvalue(tup, desc, 2);
+		ep->timeout_ms = (long) DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
+		ep->max_concurrency = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		ep->rate_limit = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+		ep->follow_redirects = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
+		d = SPI_getbinval(tup, desc, 7, &isnull);
+		if (!isnull)
+		{
+			Datum	   *elems;
+			bool	   *nulls;
+			int			j;
+
+			deconstruct_array(DatumGetArrayTypePCopy(d), TEXTOID, -1, false,
+							  TYPALIGN_INT, &elems, &nulls, &ep->nheaders);
+			ep->header_lines = palloc(sizeof(char *) * Max(ep->nheaders, 1));
+			for (j = 0; j < ep->nheaders; j++)
+				ep->header_lines[j] = TextDatumGetCString(elems[j]);
+		}
+		ep->shm_index = pgb_endpoint_index(MyDatabaseId, ep->id, ep->max_concurrency,
+										   ep->rate_limit);
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * find_endpoint
+ *		The endpoint with this id, or NULL.
+ */
+static PgbEndpointInfo *
+find_endpoint(int32 id)
+{
+	int			i;
+
+	if (n_endpoints < 0)
+		load_endpoints();
+	for (i = 0; i < n_endpoints; i++)
+		if (endpoints[i].id == id)
+			return &endpoints[i];
+	return NULL;
+}
+
+/*
+ * malloc_or_fail
+ *		strdup() that frees the half-built request and errors out on failure.
+ */
+static char *
+strdup_or_fail(PgbHttpRequest *req, const char *s)
+{
+	char	   *copy = strdup(s);
+
+	if (copy == NULL)
+	{
+		pgb_http_request_free(req);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	}
+	return copy;
+}
+
+/*
+ * add_header
+ *		Appends a header line to the request, or frees it and errors out.
+ */
+static void
+add_header(PgbHttpRequest *req, const char *line)
+{
+	struct curl_slist *list = curl_slist_append(req->headers, line);
+
+	if (list == NULL)
+	{
+		pgb_http_request_free(req);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	}
+	req->headers = list;
+}
+
+/*
+ * pgb_prepare_http
+ *		Called by the executor for an item at an HTTP stage: builds the
+ *		request body (with the stage's body function, as the batch owner, or
+ *		as {"payload", "outputs"}), the request itself, and records the item
+ *		as running under this executor's lease.  The request is sent once
+ *		the claim commits.
+ */
+void
+pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
+				 PgbWorkItem *it, int attempt, PgbRecord *rec)
+{
+	PgbEndpointInfo *ep = find_endpoint(stage->endpoint_id);
+	PgbRetryPolicy policy = stage->policy;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz lease_until;
+	Jsonb	   *body;
+	PgbHttpRequest *req;
+	char	   *url;
+	char	   *json;
+	char		key[128];
+	int			i;
+
+	if (it->max_retries >= 0)
+		policy.max_retries = it->max_retries;
+	if (it->backoff_factor > 0)
+		policy.backoff_factor = it->backoff_factor;
+
+	if (ep == NULL || ep->shm_index < 0)
+	{
+		const char *msg = ep == NULL ? "the endpoint of this stage no longer exists" :
+			"too many endpoints for shared memory (pgbatch.max_endpoints)";
+
+		pgb_record_stage_error(ex, rec, it->batch_id, it->id, stage->name, attempt,
+							   &policy, false, "endpoint_unavailable", msg, now, now, 0);
+		return;
+	}
+
+	if (OidIsValid(stage->func))
+	{
+		char	   *error_code;
+		char	   *message;
+		PgbStageResult result = pgb_run_sql_stage(info, stage, it, &body,
+												  &error_code, &message);
+
+		if (result != PGB_STAGE_OK)
+		{
+			pgb_record_stage_error(ex, rec, it->batch_id, it->id, stage->name, attempt,
+								   &policy, result == PGB_STAGE_TRANSIENT, error_code,
+								   psprintf("building the request failed: %s", message),
+								   now, GetCurrentTimestamp(), 0);
+			return;
+		}
+	}
+	else
+	{
+		Jsonb	   *outputs = it->outputs ? it->outputs : pgb_jsonb_constant("{}");
+
+		body = pgb_jsonb_set_key(pgb_jsonb_set_key(NULL, "payload", it->payload),
+								 "outputs", outputs);
+	}
+	json = JsonbToCString(NULL, &body->root, VARSIZE(body));
+	url = psprintf("%s%s", ep->base_url, stage->path);
+
+	req = calloc(1, sizeof(PgbHttpRequest));
+	if (req == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	req->item_id = it->id;
+	req->batch_id = it->batch_id;
+	req->stage_position = stage->position;
+	req->attempt = attempt;
+	req->policy = policy;
+	req->endpoint_index = ep->shm_index;
+	req->timeout_ms = ep->timeout_ms;
+	req->follow_redirects = ep->follow_redirects;
+	strlcpy(req->method, stage->method, sizeof(req->method));
+	req->stage = strdup_or_fail(req, stage->name);
+	if (stage->position < info->pipeline->nstages - 1)
+		req->next_stage = strdup_or_fail(req, info->pipeline->stages[stage->position + 1].name);
+	req->url = strdup_or_fail(req, url);
+	req->body = strdup_or_fail(req, json);
+
+	for (i = 0; i < ep->nheaders; i++)
+		add_header(req, ep->header_lines[i]);
+	add_header(req, "Content-Type: application/json");
+	add_header(req, "Accept: application/json");
+	add_header(req, "Expect:");
+	/* the same key on every attempt of this item's stage */
+	snprintf(key, sizeof(key), "Idempotency-Key: pgbatch-" UINT64_FORMAT "-%u-" INT64_FORMAT "-%d",
+			 GetSystemIdentifier(), MyDatabaseId, it->id, stage->position + 1);
+	add_header(req, key);
+
+	req->next = ex->prepared;
+	ex->prepared = req;
+	ex->stats.requests_prepared++;
+
+	lease_until = Max(ex->lease_until,
+					  TimestampTzPlusMilliseconds(now, ep->timeout_ms + 60000));
+	pgb_record_item(rec, it->id, PGB_RUNNING, stage->name, attempt, now, NULL, NULL, 0);
+	rec->item_claimed_by.values[rec->item_claimed_by.n - 1] = Int32GetDatum(MyProcPid);
+	rec->item_claimed_by.nulls[rec->item_claimed_by.n - 1] = false;
+	rec->item_lease_until.values[rec->item_lease_until.n - 1] = TimestampTzGetDatum(lease_until);
+	rec->item_lease_until.nulls[rec->item_lease_until.n - 1] = false;
+}
+
+/*
+ * sha256_hex
+ *		The SHA-256 of a buffer as hex, or NULL if it could not be computed.
+ */
+static char *
+sha256_hex(const char *data, size_t len)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	char	   *hex;
+	int			i;
+
+	if (ctx == NULL)
+		return NULL;
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+	{
+		pg_cryptohash_free(ctx);
+		return NULL;
+	}
+	pg_cryptohash_free(ctx);
+	hex = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 1);
+	for (i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+		sprintf(hex + i * 2, "%02x", digest[i]);
+	return hex;
+}
+
+/*
+ * parse_response
+ *		The response body as jsonb (JSON null for an empty body), or NULL if
+ *		it is not JSON.  Parsed in a subtransaction, so that a body jsonb
+ *		rejects cannot abort the recording transaction.
+ */
+static Jsonb *
+parse_response(PgbHttpRequest *req)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	Jsonb	   *volatile result = NULL;
+
+	if (req->resp_len == 0)
+		return pgb_jsonb_constant("null");
+	if (strlen(req->resp) != req->resp_len)
+		return NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		result = DatumGetJsonbPCopy(DirectFunctionCall1(jsonb_in,
+														CStringGetDatum(req->resp)));
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		result = NULL;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return result;
+}
+
+/*
+ * kept_body
+ *		The start of a failed response's body, if it is valid text.
+ */
+static char *
+kept_body(PgbHttpRequest *req)
+{
+	int			len = (int) Min(req->resp_len, RESPONSE_BODY_KEPT);
+
+	if (req->resp == NULL || len == 0)
+		return NULL;
+	/* cut at a character boundary */
+	len = pg_mbcliplen(req->resp, len, len);
+	if (memchr(req->resp, '\0', len) != NULL ||
+		!pg_verifymbstr(req->resp, len, true))
+		return psprintf("(%zu bytes that are not text)", req->resp_len);
+	return pnstrdup(req->resp, len);
+}
+
+/*
+ * record_result
+ *		Adds what a finished request means for its item to the outcome
+ *		buffers.
+ */
+static void
+record_result(PgbExecutor *ex, PgbRecord *rec, PgbHttpRequest *req, bool cancelled)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	const char *code = req->error_code;
+	char	   *message = NULL;
+	Jsonb	   *output = NULL;
+	TimestampTz not_before = 0;
+	const char *outcome;
+	const char *path;
+	int			n;
+
+	if (req->state == PGB_HTTP_RELEASED || req->aborted)
+	{
+		/* never sent: back to pending, the attempt not spent */
+		pgb_record_item(rec, req->item_id, cancelled ? PGB_CANCELLED : PGB_PENDING,
+						req->stage, req->attempt - 1,
+						req->state == PGB_HTTP_RELEASED ? req->release_until : now,
+						NULL, NULL, cancelled ? now : 0);
+		return;
+	}
+
+	/* name the path only: the base URL may carry credentials */
+	path = strstr(req->url, "://");
+	path = path ? path + 3 + strcspn(path + 3, "/") : req->url;
+	if (code == NULL)
+	{
+		output = parse_response(req);
+		if (output == NULL)
+		{
+			code = "invalid_response";
+			message = psprintf("HTTP %ld from %s %s: the response body is not JSON",
+							   req->status, req->method, path);
+		}
+	}
+	else if (req->status > 0)
+		message = psprintf("HTTP %ld from %s %s", req->status, req->method, path);
+	else
+		message = psprintf("%s %s: %s", req->method, path,
+						   req->errbuf[0] ? req->errbuf : curl_easy_strerror((CURLcode) req->result));
+
+	/* the item's new state */
+	if (output != NULL)
+	{
+		pgb_column_add(&rec->out_item_id, Int64GetDatum(req->item_id), false);
+		pgb_column_add(&rec->out_stage, pgb_text_datum(req->stage), false);
+		pgb_column_add(&rec->out_output, JsonbPGetDatum(output), false);
+		outcome = PGB_COMPLETED;
+		if (cancelled)
+			pgb_record_item(rec, req->item_id, PGB_CANCELLED, req->stage, req->attempt,
+							now, NULL, NULL, now);
+		else if (req->next_stage == NULL)
+		{
+			pgb_record_item(rec, req->item_id, PGB_COMPLETED, req->stage, req->attempt,
+							now, NULL, NULL, req->finished_at);
+			ex->stats.items_completed++;
+		}
+		else
+			pgb_record_item(rec, req->item_id, PGB_PENDING, req->next_stage, 0, now,
+							NULL, NULL, 0);
+	}
+	else if (cancelled)
+	{
+		outcome = PGB_FAILED;
+		pgb_record_item(rec, req->item_id, PGB_CANCELLED, req->stage, req->attempt,
+						now, code, message, now);
+	}
+	else
+	{
+		if (req->retry_after_s > 0)
+			not_before = TimestampTzPlusMilliseconds(req->finished_at,
+													 (int64) (req->retry_after_s * 1000.0));
+		outcome = pgb_record_failure(ex, rec, req->item_id, req->stage, req->attempt,
+									 &req->policy,
+									 req->transient && strcmp(code, "invalid_response") != 0,
+									 code, message, req->finished_at, not_before);
+	}
+
+	/* the attempt, with what came back */
+	pgb_record_attempt(rec, req->batch_id, req->item_id, req->stage, req->attempt,
+					   outcome, output ? NULL : code, message,
+					   req->started_at, req->finished_at);
+	n = rec->att_item_id.n - 1;
+	if (req->status > 0)
+	{
+		rec->att_http_status.values[n] = Int32GetDatum((int32) req->status);
+		rec->att_http_status.nulls[n] = false;
+	}
+	rec->att_response_size.values[n] = Int32GetDatum((int32) Min(req->resp_len, PG_INT32_MAX));
+	rec->att_response_size.nulls[n] = false;
+	if (req->resp_len > 0)
+	{
+		char	   *sum = sha256_hex(req->resp, req->resp_len);
+
+		rec->att_response_sha256.values[n] = pgb_text_datum(sum);
+		rec->att_response_sha256.nulls[n] = sum == NULL;
+	}
+	if (output == NULL)
+	{
+		char	   *kept = kept_body(req);
+
+		rec->att_response_body.values[n] = pgb_text_datum(kept);
+		rec->att_response_body.nulls[n] = kept == NULL;
+	}
+}
+
+/*
+ * record_results
+ *		Records the finished requests whose items this executor still holds
+ *		(a lease taken back by another executor is not ours to record), in
+ *		the current transaction.
+ */
+static void
+record_results(PgbExecutor *ex)
+{
+	PgbColumn	ids;
+	PgbRecord	rec;
+	PgbHttpRequest *req;
+	Datum		args[2];
+	uint64		i;
+	int64	   *owned;
+	bool	   *cancelled;
+	int			nowned;
+
+	pgb_column_init(&ids, INT8OID);
+	for (req = results; req; req = req->next)
+		pgb_column_add(&ids, Int64GetDatum(req->item_id), false);
+	if (ids.n == 0)
+		return;
+
+	if (guard_plan == NULL)
+	{
+		Oid			argtypes[2] = {INT8ARRAYOID, INT4OID};
+
+		guard_plan = pgb_prepare("SELECT i.id, b.cancelled_at IS NOT NULL"
+								 " FROM batch.items i JOIN batch.batches b ON b.id = i.batch_id"
+								 " WHERE i.id = ANY ($1) AND i.status = 'running'"
+								 " AND i.claimed_by = $2"
+								 " FOR UPDATE OF i",
+								 2, argtypes);
+	}
+	args[0] = pgb_column_array(&ids);
+	args[1] = Int32GetDatum(MyProcPid);
+	if (pgb_execute(guard_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pgbatch: locking items with results failed");
+	nowned = (int) SPI_processed;
+	owned = palloc(sizeof(int64) * Max(nowned, 1));
+	cancelled = palloc(sizeof(bool) * Max(nowned, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		owned[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+		cancelled[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
+												  SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	pgb_record_init(&rec);
+	for (req = results; req; req = req->next)
+	{
+		int			j;
+
+		for (j = 0; j < nowned; j++)
+			if (owned[j] == req->item_id)
+				break;
+		if (j < nowned)
+			record_result(ex, &rec, req, cancelled[j]);
+		else
+			elog(DEBUG1, "pgbatch: item " INT64_FORMAT " is no longer held by this executor; its result is dropped",
+				 req->item_id);
+	}
+	pgb_record_flush(&rec, GetCurrentTimestamp());
+}
+
+/*
+ * reclaim
+ *		Takes back running items whose executor is gone (its pid is not in
+ *		shared memory: after a restart, at once) or whose lease ran out (a
+ *		hung executor), so that they run again; logs an event per batch.
+ */
+static void
+reclaim(void)
+{
+	TimestampTz listed_at = GetCurrentTimestamp();
+	Datum		args[3];
+
+	if (reclaim_plan == NULL)
+	{
+		Oid			argtypes[3] = {TIMESTAMPTZOID, INT4ARRAYOID, TIMESTAMPTZOID};
+
+		reclaim_plan = pgb_prepare("WITH r AS ("
+								   " UPDATE batch.items i SET status = 'pending', next_due = $1,"
+								   "  claimed_by = NULL, lease_until = NULL, updated_at = $1,"
+								   "  error_code = 'interrupted',"
+								   "  error_message = 'the executor running this item stopped or its lease ran out'"
+								   " WHERE i.status = 'running'"
+								   "  AND (i.lease_until < $1"
+								   "   OR (NOT (coalesce(i.claimed_by, 0) = ANY ($2)) AND i.updated_at < $3))"
+								   " RETURNING i.batch_id)"
+								   " INSERT INTO batch.events (batch_id, level, event, message, detail)"
+								   " SELECT r.batch_id, 'warning', 'items_reclaimed',"
+								   "  format('%s running items taken back from executors that stopped', count(*)),"
+								   "  jsonb_build_object('items', count(*))"
+								   " FROM r GROUP BY r.batch_id",
+								   3, argtypes);
+	}
+	args[1] = pgb_live_executor_pids(MyDatabaseId);
+	args[0] = TimestampTzGetDatum(GetCurrentTimestamp());
+	args[2] = TimestampTzGetDatum(listed_at);
+	if (pgb_execute(reclaim_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "pgbatch: taking back orphaned items failed");
+}
+
+/*
+ * claim_fair
+ *		Claims up to 'limit' due items, taking turns among the batches that
+ *		have waiting items so that a huge batch does not starve a small one,
+ *		and executes them.  Returns how many were claimed.
+ */
+static int
+claim_fair(PgbExecutor *ex, int limit)
+{
+	static int	turn = 0;
+	int64	   *batches;
+	int			nbatches;
+	int			claimed = 0;
+	int			per_batch;
+	int			i;
+	uint64		k;
+
+	if (active_plan == NULL)
+		active_plan = pgb_prepare("SELECT c.batch_id FROM batch.counters c"
+								  " GROUP BY c.batch_id"
+								  " HAVING sum(c.pending + c.retrying) > 0"
+								  " ORDER BY c.batch_id",
+								  0, NULL);
+	if (pgb_execute(active_plan, NULL, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pgbatch: listing batches with waiting items failed");
+	nbatches = (int) SPI_processed;
+	batches = palloc(sizeof(int64) * Max(nbatches, 1));
+	for (k = 0; k < SPI_processed; k++)
+	{
+		bool		isnull;
+
+		batches[k] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[k],
+												 SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	if (nbatches == 0)
+		return 0;
+
+	per_batch = Max(limit / nbatches, 10);
+	turn = (turn + 1) % nbatches;
+	for (i = 0; i < nbatches && claimed < limit; i++)
+	{
+		PgbClaimCursor cursor = {DT_NOBEGIN, 0};
+		PgbWorkItem *items;
+		int			n;
+
+		n = pgb_claim_locked(batches[(turn + i) % nbatches], GetCurrentTimestamp(),
+							 Min(per_batch, limit - claimed), &cursor, &items);
+		if (n > 0)
+			pgb_execute_claimed(ex, items, n);
+		claimed += n;
+	}
+	return claimed;
+}
+
+/*
+ * next_due_later
+ *		When the next item that is not due yet becomes due (0 if none).
+ */
+static TimestampTz
+next_due_later(void)
+{
+	Datum		args[1];
+	TimestampTz result = 0;
+	bool		isnull;
+	Datum		d;
+
+	if (due_plan == NULL)
+	{
+		Oid			argtypes[1] = {TIMESTAMPTZOID};
+
+		due_plan = pgb_prepare("SELECT min(next_due) FROM batch.items"
+							   " WHERE status = 'pending' AND next_due > $1",
+							   1, argtypes);
+	}
+	args[0] = TimestampTzGetDatum(GetCurrentTimestamp());
+	if (pgb_execute(due_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pgbatch: reading the next due time failed");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		result = DatumGetTimestampTz(d);
+	SPI_freetuptable(SPI_tuptable);
+	return result;
+}
+
+/*
+ * free_list
+ *		Frees a list of requests.
+ */
+static void
+free_list(PgbHttpRequest *req)
+{
+	while (req)
+	{
+		PgbHttpRequest *next = req->next;
+
+		pgb_http_request_free(req);
+		req = next;
+	}
+}
+
+/*
+ * executor_cleanup
+ *		before_shmem_exit callback: abandon the transfers, free libcurl.
+ */
+static void
+executor_cleanup(int code, Datum arg)
+{
+	free_list(results);
+	results = NULL;
+	pgb_http_shutdown();
+	curl_global_cleanup();
+}
+
+/* What one loop of the executor asks of its transaction. */
+typedef struct IterationPlan
+{
+	bool		reclaim;
+	int			claim_limit;	/* 0: do not claim */
+} IterationPlan;
+
+/*
+ * run_transaction
+ *		One short transaction: record results, take back orphans, claim and
+ *		execute.  Sets *claimed and *next_due; returns false if the
+ *		extension is gone from this database.  After commit, the requests of
+ *		the items it claimed go to the HTTP layer.
+ */
+static bool
+run_transaction(IterationPlan *plan, int *claimed, TimestampTz *next_due)
+{
+	PgbExecutor ex;
+	bool		present;
+
+	*claimed = 0;
+	*next_due = 0;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "pgbatch executor: recording and claiming");
+
+	present = OidIsValid(get_extension_oid("pgbatch", true));
+	if (present)
+	{
+		n_endpoints = -1;
+		pgb_executor_init(&ex, CurrentMemoryContext, true);
+		current = &ex;
+		ex.lease_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 (int64) pgb_lease_duration_s * 1000);
+		record_results(&ex);
+		if (plan->reclaim)
+			reclaim();
+		if (plan->claim_limit > 0)
+		{
+			*claimed = claim_fair(&ex, plan->claim_limit);
+			if (*claimed < plan->claim_limit)
+				*next_due = next_due_later();
+		}
+		pgb_executor_done(&ex);
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	/* committed: the results are recorded, the claimed requests may go */
+	current = NULL;
+	free_list(results);
+	results = NULL;
+	if (present)
+	{
+		PgbHttpRequest *req = ex.prepared;
+
+		while (req)
+		{
+			PgbHttpRequest *next = req->next;
+
+			pgb_http_enqueue(req);
+			req = next;
+		}
+	}
+	return present;
+}
+
+/*
+ * pgbatch_executor_main
+ *		Entry point of an executor worker: bgw_main_arg is its shared-memory
+ *		slot, bgw_extra its database's OID.
+ */
+void
+pgbatch_executor_main(Datum main_arg)
+{
+	int			slot = DatumGetInt32(main_arg);
+	Oid			dboid;
+	MemoryContext loopcxt;
+	TimestampTz next_claim = 0;
+	TimestampTz next_reclaim = 0;
+	bool		claim_wanted = true;
+	int			failures = 0;
+
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgb_slot_attach(slot, dboid);
+	pgstat_report_appname("pgbatch executor");
+
+	loopcxt = AllocSetContextCreate(TopMemoryContext, "pgbatch executor loop",
+									ALLOCSET_DEFAULT_SIZES);
+	pgb_http_init();
+	before_shmem_exit(executor_cleanup, (Datum) 0);
+
+	for (;;)
+	{
+		TimestampTz now;
+		TimestampTz dispatch_at;
+		IterationPlan plan = {false, 0};
+		PgbHttpRequest *req;
+		long		timeout_ms;
+		int			capacity;
+
+		MemoryContextSwitchTo(loopcxt);
+		now = GetCurrentTimestamp();
+
+		/* send what the endpoints let go; wait for the rest */
+		dispatch_at = pgb_http_dispatch();
+		capacity = pgb_max_http_in_flight * 2 - pgb_http_busy();
+
+		timeout_ms = pgb_poll_interval_ms;
+		if (pgb_enabled && capacity > 0)
+		{
+			if (claim_wanted)
+				timeout_ms = 0;
+			else if (next_claim > 0)
+				timeout_ms = Min(timeout_ms, Max(0, (next_claim - now) / 1000));
+		}
+		if (dispatch_at > 0)
+			timeout_ms = Min(timeout_ms, Max(1, (dispatch_at - now) / 1000));
+		if (results != NULL)
+			timeout_ms = 0;
+		timeout_ms = Min(timeout_ms, Max(0, (next_reclaim - now) / 1000));
+
+		if (pgb_http_wait(timeout_ms))
+		{
+			ResetLatch(MyLatch);
+			claim_wanted = true;
+		}
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/* finished requests wait in 'results' until they are recorded */
+		while ((req = pgb_http_take_done()) != NULL)
+		{
+			req->next = results;
+			results = req;
+		}
+
+		now = GetCurrentTimestamp();
+		if (now >= next_reclaim)
+			plan.reclaim = true;
+		capacity = pgb_max_http_in_flight * 2 - pgb_http_busy();
+		if (pgb_enabled && capacity > 0 &&
+			(claim_wanted || (next_claim > 0 && now >= next_claim)))
+			plan.claim_limit = Min(capacity, pgb_claim_batch_size);
+		if (results == NULL && !plan.reclaim && plan.claim_limit == 0)
+			continue;
+
+		MemoryContextReset(loopcxt);
+		PG_TRY();
+		{
+			MemoryContext oldcxt = MemoryContextSwitchTo(loopcxt);
+			int			claimed;
+			TimestampTz next_due;
+
+			if (!run_transaction(&plan, &claimed, &next_due))
+			{
+				/* DROP EXTENSION (or never installed): stop until told */
+				LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+				{
+					PgbDbFlags *f = pgb_db_flags_find(MyDatabaseId, true);
+
+					if (f)
+					{
+						f->no_extension = true;
+						f->checked_at = GetCurrentTimestamp();
+					}
+				}
+				LWLockRelease(pgb_shared->lock);
+				MemoryContextSwitchTo(oldcxt);
+				proc_exit(0);
+			}
+			MemoryContextSwitchTo(oldcxt);
+
+			if (plan.reclaim)
+				next_reclaim = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+			if (plan.claim_limit > 0)
+			{
+				claim_wanted = claimed >= plan.claim_limit;
+				next_claim = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														 pgb_poll_interval_ms);
+				if (next_due > 0 && next_due < next_claim)
+					next_claim = next_due;
+			}
+			failures = 0;
+		}
+		PG_CATCH();
+		{
+			/* report, roll back, and carry on after a pause */
+			MemoryContextSwitchTo(loopcxt);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			pgstat_report_activity(STATE_IDLE, NULL);
+			/* the claim rolled back: its requests must not go */
+			if (current)
+				free_list(current->prepared);
+			current = NULL;
+			failures++;
+			if (failures >= 5)
+			{
+				/* results that cannot be recorded: their leases will run out */
+				free_list(results);
+				results = NULL;
+			}
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Min(1000L * failures, 10000L), PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+		PG_END_TRY();
+	}
+}
