@@ -203,8 +203,11 @@ pgb_record_failure(PgbExecutor *ex, PgbRecord *rec, int64 item_id, const char *s
 		double		delay_ms = pgb_backoff_ms(policy, attempt);
 		TimestampTz next_due = finished + (TimestampTz) (delay_ms * 1000.0);
 
+		next_due = Max(next_due, not_before);
 		pgb_record_item(rec, item_id, PGB_PENDING, stage, attempt,
-						Max(next_due, not_before), error_code, message, 0);
+						next_due, error_code, message, 0);
+		if (ex->earliest_due == 0 || next_due < ex->earliest_due)
+			ex->earliest_due = next_due;
 		ex->stats.retries_scheduled++;
 		return "retry";
 	}

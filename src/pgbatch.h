@@ -275,6 +275,7 @@ typedef struct PgbExecutor
 	TimestampTz lease_until;	/* for items handed to the HTTP layer */
 	struct PgbHttpRequest *prepared;	/* requests to send once the claim
 										 * commits */
+	TimestampTz earliest_due;	/* soonest retry or resume it scheduled, or 0 */
 	PgbRunStats stats;
 } PgbExecutor;
 

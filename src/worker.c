@@ -397,6 +397,9 @@ record_result(PgbExecutor *ex, PgbRecord *rec, PgbHttpRequest *req, bool cancell
 	if (req->state == PGB_HTTP_RELEASED || req->aborted)
 	{
 		/* never sent: back to pending, the attempt not spent */
+		if (!cancelled && req->state == PGB_HTTP_RELEASED &&
+			(ex->earliest_due == 0 || req->release_until < ex->earliest_due))
+			ex->earliest_due = req->release_until;
 		pgb_record_item(rec, req->item_id, cancelled ? PGB_CANCELLED : PGB_PENDING,
 						req->stage, req->attempt - 1,
 						req->state == PGB_HTTP_RELEASED ? req->release_until : now,
@@ -756,6 +759,9 @@ run_transaction(IterationPlan *plan, int *claimed, TimestampTz *next_due)
 			if (*claimed < plan->claim_limit)
 				*next_due = next_due_later();
 		}
+		/* a retry or a resume scheduled here is due before the next poll */
+		if (ex.earliest_due > 0 && (*next_due == 0 || ex.earliest_due < *next_due))
+			*next_due = ex.earliest_due;
 		pgb_executor_done(&ex);
 	}
 
@@ -907,9 +913,9 @@ pgbatch_executor_main(Datum main_arg)
 				claim_wanted = claimed >= plan.claim_limit;
 				next_claim = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														 pgb_poll_interval_ms);
-				if (next_due > 0 && next_due < next_claim)
-					next_claim = next_due;
 			}
+			if (next_due > 0 && (next_claim == 0 || next_due < next_claim))
+				next_claim = next_due;
 			failures = 0;
 		}
 		PG_CATCH();
