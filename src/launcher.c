@@ -127,6 +127,8 @@ start_executor(int i, LauncherDb *db, int worker)
 {
 	BackgroundWorker bgw;
 	PgbWorkerSlot *slot = &pgb_shared->slots[i];
+	MemoryContext oldcxt;
+	bool		registered;
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -150,7 +152,11 @@ start_executor(int i, LauncherDb *db, int worker)
 	LWLockRelease(pgb_shared->lock);
 
 	started_at[i] = GetCurrentTimestamp();
-	if (!RegisterDynamicBackgroundWorker(&bgw, &handles[i]))
+	/* the handle outlives this loop's memory */
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	registered = RegisterDynamicBackgroundWorker(&bgw, &handles[i]);
+	MemoryContextSwitchTo(oldcxt);
+	if (!registered)
 	{
 		LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
 		slot->in_use = false;
@@ -240,6 +246,9 @@ reconcile(void)
 		LWLockRelease(pgb_shared->lock);
 		if (skip)
 			continue;
+		/* until one executor has found the extension there, start only one */
+		if (!(f && f->has_extension))
+			want = Min(want, 1);
 
 		for (w = 0; w < want; w++)
 		{

@@ -70,6 +70,7 @@ typedef struct PgbDbFlags
 {
 	Oid			dboid;
 	bool		no_extension;	/* an executor found no pgbatch there */
+	bool		has_extension;	/* an executor found pgbatch there */
 	bool		dropping;		/* DROP DATABASE in progress */
 	TimestampTz checked_at;
 } PgbDbFlags;

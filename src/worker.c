@@ -62,6 +62,9 @@ static int	n_endpoints = -1;	/* -1: not loaded in this transaction */
 /* results waiting to be recorded, kept across a failed transaction */
 static PgbHttpRequest *results = NULL;
 
+/* this executor has seen the extension in its database */
+static bool found_extension = false;
+
 /* the executor state of the transaction in progress (its prepared requests) */
 static PgbExecutor *current = NULL;
 
@@ -72,6 +75,9 @@ static SPIPlanPtr active_plan = NULL;
 static SPIPlanPtr due_plan = NULL;
 
 #define RESPONSE_BODY_KEPT	4096
+
+/* how often executor 0 of a database looks for orphaned running items */
+#define RECLAIM_INTERVAL_MS	2000
 
 /*
  * load_endpoints
@@ -743,6 +749,23 @@ run_transaction(IterationPlan *plan, int *claimed, TimestampTz *next_due)
 	pgstat_report_activity(STATE_RUNNING, "pgbatch executor: recording and claiming");
 
 	present = OidIsValid(get_extension_oid("pgbatch", true));
+	if (present && !found_extension)
+	{
+		PgbDbFlags *f;
+
+		/* tell the launcher, which starts the other executors */
+		LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+		f = pgb_db_flags_find(MyDatabaseId, true);
+		if (f)
+		{
+			f->has_extension = true;
+			f->no_extension = false;
+		}
+		LWLockRelease(pgb_shared->lock);
+		if (pgb_shared->launcher_latch)
+			SetLatch(pgb_shared->launcher_latch);
+		found_extension = true;
+	}
 	if (present)
 	{
 		n_endpoints = -1;
@@ -849,7 +872,8 @@ pgbatch_executor_main(Datum main_arg)
 			timeout_ms = Min(timeout_ms, Max(1, (dispatch_at - now) / 1000));
 		if (results != NULL)
 			timeout_ms = 0;
-		timeout_ms = Min(timeout_ms, Max(0, (next_reclaim - now) / 1000));
+		if (pgb_my_slot()->worker == 0)
+			timeout_ms = Min(timeout_ms, Max(0, (next_reclaim - now) / 1000));
 
 		if (pgb_http_wait(timeout_ms))
 		{
@@ -871,7 +895,7 @@ pgbatch_executor_main(Datum main_arg)
 		}
 
 		now = GetCurrentTimestamp();
-		if (now >= next_reclaim)
+		if (now >= next_reclaim && pgb_my_slot()->worker == 0)
 			plan.reclaim = true;
 		capacity = pgb_max_http_in_flight * 2 - pgb_http_busy();
 		if (pgb_enabled && capacity > 0 &&
@@ -897,6 +921,7 @@ pgbatch_executor_main(Datum main_arg)
 					if (f)
 					{
 						f->no_extension = true;
+						f->has_extension = false;
 						f->checked_at = GetCurrentTimestamp();
 					}
 				}
@@ -907,7 +932,8 @@ pgbatch_executor_main(Datum main_arg)
 			MemoryContextSwitchTo(oldcxt);
 
 			if (plan.reclaim)
-				next_reclaim = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+				next_reclaim = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   RECLAIM_INTERVAL_MS);
 			if (plan.claim_limit > 0)
 			{
 				claim_wanted = claimed >= plan.claim_limit;

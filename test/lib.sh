@@ -21,7 +21,7 @@ pgb_as_postgres() {
 
 pgb_install_deps() {
 	local pkgs="build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-cron
-		libcurl4-openssl-dev libipc-run-perl"
+		libcurl4-openssl-dev libipc-run-perl python3 curl"
 	# shellcheck disable=SC2086
 	if dpkg -s $pkgs >/dev/null 2>&1; then
 		return 0
