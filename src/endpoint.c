@@ -125,7 +125,10 @@ pgb_endpoint_acquire(int index, TimestampTz now, TimestampTz *until)
 		*until = Max(ep->open_until, TimestampTzPlusMilliseconds(now, 100));
 	}
 	else if (ep->in_flight >= ep->max_concurrency)
+	{
 		verdict = PGB_EP_WAIT;
+		ep->waiters = true;
+	}
 	else
 	{
 		refill(ep, now);
@@ -155,13 +158,14 @@ pgb_endpoint_acquire(int index, TimestampTz now, TimestampTz *until)
  * pgb_endpoint_release
  *		Gives back a request slot and feeds the outcome to the circuit
  *		breaker; a Retry-After (seconds, or < 0 for none) pauses the whole
- *		endpoint.
+ *		endpoint.  Executors waiting for a slot of it are woken.
  */
 void
 pgb_endpoint_release(int index, PgbEndpointResult result, double retry_after_s,
 					 TimestampTz now)
 {
 	PgbEndpointState *ep = &pgb_shared->endpoints[index];
+	bool		wake;
 
 	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
 	if (held && held[index] > 0)
@@ -201,7 +205,11 @@ pgb_endpoint_release(int index, PgbEndpointResult result, double retry_after_s,
 				ep->circuit = PGB_CIRCUIT_OPEN;
 			break;
 	}
+	wake = ep->waiters;
+	ep->waiters = false;
 	LWLockRelease(pgb_shared->lock);
+	if (wake)
+		pgb_wake_executors(ep->dboid);
 }
 
 /*

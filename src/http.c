@@ -44,6 +44,9 @@ static PgbHttpRequest *in_flight_head = NULL;	/* linked by next */
 static int	n_in_flight = 0;
 static int	n_waiting = 0;
 
+/* requests this executor holds (prepared, waiting or in flight) per endpoint */
+static int *endpoint_load = NULL;
+
 static HttpSocket *sockets = NULL;
 static int	n_sockets = 0;
 static int	max_sockets = 0;
@@ -232,6 +235,8 @@ pgb_http_request_free(PgbHttpRequest *req)
 {
 	if (req == NULL)
 		return;
+	if (req->reserved && endpoint_load)
+		endpoint_load[req->endpoint_index]--;
 	if (req->easy)
 	{
 		if (req->state == PGB_HTTP_IN_FLIGHT)
@@ -307,6 +312,10 @@ pgb_http_enqueue(PgbHttpRequest *req)
 static void
 finish(PgbHttpRequest *req, PgbHttpState state)
 {
+	/* it no longer counts against its endpoint's local load */
+	if (req->reserved && endpoint_load)
+		endpoint_load[req->endpoint_index]--;
+	req->reserved = false;
 	req->state = state;
 	req->finished_at = GetCurrentTimestamp();
 	req->next = done_head;
@@ -569,6 +578,32 @@ pgb_http_take_done(void)
 		req->next = NULL;
 	}
 	return req;
+}
+
+/*
+ * pgb_http_endpoint_load
+ *		Requests this executor holds for an endpoint.
+ */
+int
+pgb_http_endpoint_load(int endpoint_index)
+{
+	return endpoint_load ? endpoint_load[endpoint_index] : 0;
+}
+
+/*
+ * pgb_http_reserve
+ *		Counts a new request in its endpoint's local load (until it has
+ *		finished, or is freed unsent).  An executor holds no more requests for an endpoint than the
+ *		endpoint lets through at once, so none waits long under its lease.
+ */
+void
+pgb_http_reserve(PgbHttpRequest *req)
+{
+	if (endpoint_load == NULL)
+		endpoint_load = MemoryContextAllocZero(TopMemoryContext,
+											   sizeof(int) * pgb_max_endpoints);
+	endpoint_load[req->endpoint_index]++;
+	req->reserved = true;
 }
 
 /*

@@ -95,6 +95,7 @@ typedef struct PgbEndpointState
 	PgbCircuit	circuit;
 	TimestampTz open_until;
 	int32		consecutive_failures;
+	bool		waiters;		/* some executor waits for a free slot */
 	int64		requests;
 	int64		failures;
 } PgbEndpointState;
@@ -119,6 +120,7 @@ extern void pgb_db_flags_clear(Oid dboid);
 extern void pgb_slot_attach(int index, Oid dboid);
 extern PgbWorkerSlot *pgb_my_slot(void);
 extern Datum pgb_live_executor_pids(Oid dboid);
+extern void pgb_wake_executors(Oid dboid);
 
 /* endpoint.c: limits shared by all executors */
 typedef enum PgbEndpointVerdict
@@ -265,6 +267,7 @@ typedef struct PgbRunStats
 	int64		retries_scheduled;
 	int64		items_failed;
 	int64		requests_prepared;
+	int64		items_deferred; /* left for later: their endpoint is busy */
 } PgbRunStats;
 
 /* An executor's state for one transaction's worth of work (executor.c). */
@@ -408,6 +411,7 @@ typedef struct PgbHttpRequest
 	char	   *error_code;		/* NULL: success */
 	bool		transient;
 	bool		aborted;		/* abandoned at shutdown: does not count */
+	bool		reserved;		/* counted in its endpoint's local load */
 	TimestampTz started_at;
 	TimestampTz finished_at;
 	TimestampTz release_until;	/* PGB_HTTP_RELEASED: when to try again */
@@ -423,6 +427,8 @@ extern PgbHttpRequest *pgb_http_take_done(void);
 extern void pgb_http_request_free(PgbHttpRequest *req);
 extern void pgb_http_classify(PgbHttpRequest *req);
 extern int	pgb_http_busy(void);
+extern int	pgb_http_endpoint_load(int endpoint_index);
+extern void pgb_http_reserve(PgbHttpRequest *req);
 extern int	pgb_http_in_flight(void);
 
 /* retry.c */

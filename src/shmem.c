@@ -110,8 +110,6 @@ pgb_shmem_startup(void)
 static void
 pgb_xact_callback(XactEvent event, void *arg)
 {
-	int			i;
-
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
@@ -127,16 +125,7 @@ pgb_xact_callback(XactEvent event, void *arg)
 					SetLatch(pgb_shared->launcher_latch);
 			}
 			if (wake_executors_at_commit)
-			{
-				/* latches are set without the lock: a stale one is harmless */
-				for (i = 0; i < PGB_MAX_SLOTS; i++)
-				{
-					PgbWorkerSlot *slot = &pgb_shared->slots[i];
-
-					if (slot->in_use && slot->dboid == MyDatabaseId && slot->latch)
-						SetLatch(slot->latch);
-				}
-			}
+				pgb_wake_executors(MyDatabaseId);
 			break;
 		default:
 			break;
@@ -146,6 +135,26 @@ pgb_xact_callback(XactEvent event, void *arg)
 	{
 		wake_executors_at_commit = false;
 		wake_launcher_at_commit = false;
+	}
+}
+
+/*
+ * pgb_wake_executors
+ *		Sets the latches of a database's executors (but our own).  Read
+ *		without the lock: a stale latch pointer only costs a spurious wake.
+ */
+void
+pgb_wake_executors(Oid dboid)
+{
+	int			i;
+
+	for (i = 0; i < PGB_MAX_SLOTS; i++)
+	{
+		PgbWorkerSlot *slot = &pgb_shared->slots[i];
+		Latch	   *latch = slot->latch;
+
+		if (slot->in_use && slot->dboid == dboid && latch && latch != MyLatch)
+			SetLatch(latch);
 	}
 }
 

@@ -228,6 +228,16 @@ pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
 		return;
 	}
 
+	/*
+	 * Hold no more requests for an endpoint than it takes at once: the rest
+	 * stay pending (untouched) for a later claim, by us or another executor.
+	 */
+	if (pgb_http_endpoint_load(ep->shm_index) >= ep->max_concurrency)
+	{
+		ex->stats.items_deferred++;
+		return;
+	}
+
 	if (OidIsValid(stage->func))
 	{
 		char	   *error_code;
@@ -267,6 +277,7 @@ pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
 	req->endpoint_index = ep->shm_index;
 	req->timeout_ms = ep->timeout_ms;
 	req->follow_redirects = ep->follow_redirects;
+	pgb_http_reserve(req);
 	strlcpy(req->method, stage->method, sizeof(req->method));
 	req->stage = strdup_or_fail(req, stage->name);
 	if (stage->position < info->pipeline->nstages - 1)
@@ -594,7 +605,7 @@ reclaim(void)
 								   " RETURNING i.batch_id)"
 								   " INSERT INTO batch.events (batch_id, level, event, message, detail)"
 								   " SELECT r.batch_id, 'warning', 'items_reclaimed',"
-								   "  format('%s running items taken back from executors that stopped', count(*)),"
+								   "  format('%s running items taken back from executors that stopped or whose lease ran out', count(*)),"
 								   "  jsonb_build_object('items', count(*))"
 								   " FROM r GROUP BY r.batch_id",
 								   3, argtypes);
@@ -778,7 +789,8 @@ run_transaction(IterationPlan *plan, int *claimed, TimestampTz *next_due)
 			reclaim();
 		if (plan->claim_limit > 0)
 		{
-			*claimed = claim_fair(&ex, plan->claim_limit);
+			/* what was deferred for a busy endpoint was not really taken */
+			*claimed = claim_fair(&ex, plan->claim_limit) - (int) ex.stats.items_deferred;
 			if (*claimed < plan->claim_limit)
 				*next_due = next_due_later();
 		}
@@ -892,7 +904,12 @@ pgbatch_executor_main(Datum main_arg)
 		{
 			req->next = results;
 			results = req;
+			/* a request slot is free again: look for more work */
+			claim_wanted = true;
+			if (req->state == PGB_HTTP_DONE && !req->aborted)
+				pgb_my_slot()->requests++;
 		}
+		pgb_my_slot()->in_flight = pgb_http_in_flight();
 
 		now = GetCurrentTimestamp();
 		if (now >= next_reclaim && pgb_my_slot()->worker == 0)
