@@ -2,11 +2,15 @@
  *
  *   1. the three malformed rows get proper payloads (batch.update_item),
  *      taken from the editorial plan in app.articles;
- *   2. the editor lifts the voice rule that refused the casino articles
+ *   2. the editor lifts the ban that got the casino articles refused
  *      (modelling "we fixed the prompt");
  *   3. batch.retry_failed('demo_batch') re-queues every failed item at the
  *      stage where it failed; earlier stages' outputs are kept, so those
- *      stages are not paid for again.
+ *      requests are not paid for again.  Article 87 needs no fix: the rate
+ *      limit that outlasted its retries has cleared by now.
+ *
+ * Step 3 runs in a transaction that also lists the re-queued items: the
+ * executors are woken when it commits, and start on them at once.
  *
  * Run by demo/run.sh with psql -q.
  */
@@ -24,18 +28,22 @@ WITH fixed AS MATERIALIZED (
 )
 SELECT item_id, now AS new_payload FROM applied ORDER BY item_id;
 
-\echo '2. Lift the voice rule that refused the casino articles:'
-UPDATE app.voice_rules SET active = false WHERE term = 'casino'
+\echo '2. Lift the ban that got the casino articles refused ("fix the prompt"):'
+UPDATE app.banned_topics SET active = false WHERE term = 'casino'
 RETURNING term, reason, active;
 
-\echo '3. Re-queue the failed items where they failed: batch.retry_failed(''demo_batch'')'
+\echo '3. Re-queue the failed items where they failed: SELECT batch.retry_failed(''demo_batch'')'
+BEGIN;
 SELECT batch.retry_failed('demo_batch') AS items_requeued;
 
-\echo 'Where the re-queued items resume (earlier stages are already done):'
-SELECT i.id AS item_id, coalesce(i.key, i.payload ->> 'key', '(none)') AS key, i.status, i.stage AS resumes_at,
-	   coalesce((SELECT string_agg(o.stage, ', ' ORDER BY o.created_at)
-				 FROM batch.outputs o WHERE o.item_id = i.id), '-') AS outputs_kept
+\echo 'Where the re-queued items resume (the outputs of their earlier stages are kept):'
+SELECT i.id AS item_id, coalesce(i.key, '(none)') AS key, i.status, i.stage AS resumes_at,
+	   coalesce((SELECT string_agg(o.stage, ', ' ORDER BY s.position)
+				 FROM batch.outputs o
+				 JOIN batch.stages s ON s.name = o.stage AND s.pipeline_id = b.pipeline_id
+				 WHERE o.item_id = i.id), '-') AS outputs_kept
 FROM batch.items i
 JOIN batch.batches b ON b.id = i.batch_id
 WHERE b.name = 'demo_batch' AND i.status = 'pending'
 ORDER BY i.id;
+COMMIT;

@@ -1,22 +1,26 @@
-/* demo/setup.sql - the demo's application side and its batch.
+/* demo/setup.sql - the demo's application side: an LLM endpoint, four request
+ * builders and the pipeline that chains them.
  *
- * Builds the `app` schema of a fake SEO content shop: 100 planned articles,
- * a simulated LLM API (app.call_api) that counts every call and fails some of
- * them on purpose, and four stage functions (outline -> draft -> voice -> seo)
- * that call it.  Then creates the pgbatch pipeline and submits the 100
- * articles, three of them malformed, as the batch 'demo_batch'.
+ * A fake SEO content shop plans 100 articles (app.articles).  Each goes
+ * through four calls to an LLM chat-completions API -- outline -> draft ->
+ * voice (brand-voice rewrite) -> seo (call to action and SEO metadata) --
+ * run by pgbatch's background executors as HTTP stages.  The request
+ * builders app.*_request(payload, outputs) turn an item and the earlier
+ * stages' replies into OpenAI chat requests, so pointing the endpoint at a
+ * real provider (base_url, a real key) needs no other change.
  *
- * The simulated failures are deterministic:
- *   - transient (HTTP 429 / 504, raised with SQLSTATE PB001, pgbatch's
- *     "retry me" code): articles 12, 25, 40 and 63 fail once or twice and
- *     then succeed; article 87 is rate limited 4 times in a row at its last
- *     stage, which outlasts its retry budget (1 try + 3 retries);
- *   - permanent: articles 55 and 71 are about casinos, a topic the voice
- *     prompt does not allow (plain RAISE EXCEPTION -> raise_exception);
- *   - malformed input: article 31 has a blank topic, article 58 misspells the
- *     "topic" key, article 92 is a bare string instead of a JSON object.
+ * In the demo the endpoint is test/fake_api.py, which answers in the OpenAI
+ * shape and fails a request on purpose when a message carries a
+ * [fault:SPEC] token (test/fake_api.md).  The builders add such tokens in
+ * two cases only:
+ *   - the item's payload has "fault": {"<stage>": "<spec>"}: the token goes
+ *     into that stage's prompt (demo/submit.sql plans a few 429s and 504s);
+ *   - the voice stage, for a topic that app.banned_topics bans: [fault:400],
+ *     standing for the refusal of a prompt that breaks the brand guide.
+ *     Lifting the ban is the demo's "fix the prompt".
+ * A real provider would read the tokens as plain text.
  *
- * Run by demo/run.sh with psql -q; not meant to be run twice.
+ * Run by demo/run.sh with psql -q -v api_url=http://127.0.0.1:PORT.
  */
 
 CREATE EXTENSION pgbatch;
@@ -47,148 +51,126 @@ FROM generate_series(1, 100) AS n;
 UPDATE app.articles SET topic = 'Online casino bonuses explained' WHERE n = 55;
 UPDATE app.articles SET topic = 'Hosting a casino night at home' WHERE n = 71;
 
-/*
- * Every simulated API call first takes a number from this sequence.
- * pgbatch runs each stage in a subtransaction and rolls it back when the
- * stage raises, so a row the failing call wrote would vanish; a sequence is
- * not transactional, so failed calls are counted too -- just as a real HTTP
- * request, once sent, cannot be taken back.
- */
-CREATE SEQUENCE app.api_call_no;
-
--- The calls that returned a result (a failed call's row is rolled back).
-CREATE TABLE app.api_calls (
-	call_no	bigint PRIMARY KEY,
-	article	text NOT NULL,
-	topic	text NOT NULL,
-	stage	text NOT NULL,
-	at		timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-
-/*
- * The failure plan: the first `failures` calls for `article` at `stage` fail
- * with `error`.  Each row counts its calls in its own sequence, for the same
- * reason as above: a table counter would be rolled back with the failed call,
- * and the article would fail forever.
- */
-CREATE TABLE app.flaky (
-	article		text NOT NULL,
-	stage		text NOT NULL,
-	failures	integer NOT NULL,
-	error		text NOT NULL,
-	calls		regclass,
-	PRIMARY KEY (article, stage)
-);
-INSERT INTO app.flaky (article, stage, failures, error) VALUES
-	('article-012', 'draft',   1, 'HTTP 429 rate limited'),
-	('article-025', 'outline', 1, 'HTTP 504 gateway timeout'),
-	('article-040', 'draft',   2, 'HTTP 504 gateway timeout'),
-	('article-063', 'voice',   2, 'HTTP 429 rate limited'),
-	('article-087', 'seo',     4, 'HTTP 429 rate limited');
-DO $$
-DECLARE
-	f record;
-BEGIN
-	FOR f IN SELECT article, stage FROM app.flaky LOOP
-		EXECUTE format('CREATE SEQUENCE app.%I', 'calls_' || replace(f.article, '-', '_') || '_' || f.stage);
-		UPDATE app.flaky SET calls = format('app.%I', 'calls_' || replace(f.article, '-', '_') || '_' || f.stage)::regclass
-		WHERE article = f.article AND stage = f.stage;
-	END LOOP;
-END
-$$;
-
--- What the voice prompt refuses to write about (the editor can lift a rule).
-CREATE TABLE app.voice_rules (
+-- What the brand guide does not let the voice stage write about.
+CREATE TABLE app.banned_topics (
 	term	text PRIMARY KEY,
 	reason	text NOT NULL,
 	active	boolean NOT NULL DEFAULT true
 );
-INSERT INTO app.voice_rules (term, reason) VALUES
+INSERT INTO app.banned_topics (term, reason) VALUES
 	('casino', 'brand guide bans gambling');
 
 /*
- * The simulated LLM API: counts the call, fails it if the failure plan or a
- * voice rule says so, otherwise logs it in app.api_calls and returns text.
+ * The [fault:...] tokens for an item's request at a stage (see the header):
+ * the fault its payload plans for that stage, and a refusal at the voice
+ * stage while its topic is banned.  Empty for every other request.
  */
-CREATE FUNCTION app.call_api(stage text, payload jsonb, prompt text) RETURNS text
-	LANGUAGE plpgsql
-AS $$
-DECLARE
-	v_call_no bigint := nextval('app.api_call_no');
-	v_article text := payload ->> 'key';
-	v_topic text := payload ->> 'topic';
-	f app.flaky;
-	r app.voice_rules;
-BEGIN
-	SELECT * INTO f FROM app.flaky
-	WHERE flaky.article = v_article AND flaky.stage = call_api.stage;
-	IF FOUND AND nextval(f.calls) <= f.failures THEN
-		-- transient: PB001 asks pgbatch to retry this stage after a backoff
-		RAISE EXCEPTION '%', f.error USING ERRCODE = 'PB001';
-	END IF;
-	IF call_api.stage = 'voice' THEN
-		SELECT * INTO r FROM app.voice_rules v
-		WHERE v.active AND v_topic ILIKE '%' || v.term || '%';
-		IF FOUND THEN
-			-- permanent: any other error fails the item
-			RAISE EXCEPTION 'HTTP 400 topic is not allowed: %', r.reason;
-		END IF;
-	END IF;
-	INSERT INTO app.api_calls (call_no, article, topic, stage)
-	VALUES (v_call_no, v_article, v_topic, call_api.stage);
-	RETURN format('%s for "%s"', prompt, v_topic);
-END
-$$;
+CREATE FUNCTION app.fault_tokens(stage text, payload jsonb) RETURNS text
+	LANGUAGE sql STABLE
+	RETURN concat(' [fault:' || (payload -> 'fault' ->> stage) || ']',
+				  CASE WHEN stage = 'voice' AND EXISTS (
+						   SELECT FROM app.banned_topics b
+						   WHERE b.active AND payload ->> 'topic' ILIKE '%' || b.term || '%')
+					   THEN ' [fault:400]' END);
 
--- The four stages: f(payload jsonb, outputs jsonb) RETURNS jsonb, where
--- outputs holds the earlier stages' outputs keyed by stage name.
-CREATE FUNCTION app.make_outline(payload jsonb, outputs jsonb) RETURNS jsonb
-	LANGUAGE sql
-	RETURN jsonb_build_object('outline', app.call_api('outline', payload, 'outline'),
-							  'sections', 5);
+-- An OpenAI chat-completions request: a system and a user message.
+CREATE FUNCTION app.chat(system_prompt text, user_prompt text, extra jsonb DEFAULT '{}')
+	RETURNS jsonb
+	LANGUAGE sql IMMUTABLE
+	RETURN jsonb_build_object(
+		'model', 'gpt-4o-mini',
+		'temperature', 0.7,
+		'messages', jsonb_build_array(
+			jsonb_build_object('role', 'system', 'content', system_prompt),
+			jsonb_build_object('role', 'user', 'content', user_prompt))) || extra;
 
-CREATE FUNCTION app.make_draft(payload jsonb, outputs jsonb) RETURNS jsonb
-	LANGUAGE sql
-	RETURN jsonb_build_object('draft', app.call_api('draft', payload, 'draft'),
-							  'words', 200 * (outputs -> 'outline' ->> 'sections')::integer);
+-- The text of a chat completion that an earlier stage got back.
+CREATE FUNCTION app.reply(outputs jsonb, stage text) RETURNS text
+	LANGUAGE sql IMMUTABLE
+	RETURN outputs -> stage -> 'choices' -> 0 -> 'message' ->> 'content';
 
-CREATE FUNCTION app.make_voice(payload jsonb, outputs jsonb) RETURNS jsonb
-	LANGUAGE sql
-	RETURN jsonb_build_object('text', app.call_api('voice', payload, 'brand-voice rewrite'),
-							  'words', (outputs -> 'draft' ->> 'words')::integer);
+/*
+ * The request builders, one per stage: f(payload jsonb, outputs jsonb)
+ * RETURNS jsonb, where outputs holds the earlier stages' outputs (here, the
+ * API's JSON answers) by stage name.
+ */
+CREATE FUNCTION app.outline_request(payload jsonb, outputs jsonb) RETURNS jsonb
+	LANGUAGE sql STABLE
+	RETURN app.chat(
+		'You are an SEO content strategist. Reply with a numbered outline of five '
+		'sections, one line each, for the article the user names.',
+		'Outline an article titled: ' || (payload ->> 'topic')
+			|| app.fault_tokens('outline', payload));
 
-CREATE FUNCTION app.make_seo(payload jsonb, outputs jsonb) RETURNS jsonb
-	LANGUAGE sql
-	RETURN jsonb_build_object('meta', app.call_api('seo', payload, 'meta description'),
-							  'slug', trim(BOTH '-' FROM regexp_replace(lower(payload ->> 'topic'), '[^a-z0-9]+', '-', 'g')));
+CREATE FUNCTION app.draft_request(payload jsonb, outputs jsonb) RETURNS jsonb
+	LANGUAGE sql STABLE
+	RETURN app.chat(
+		'You write for a home and hobby blog. Write the article in Markdown, about '
+		'800 words, following the outline section by section.',
+		'Title: ' || (payload ->> 'topic') || E'\n\nOutline:\n' || app.reply(outputs, 'outline')
+			|| app.fault_tokens('draft', payload));
 
--- The pipeline: one retry policy for all stages (1 try + 3 retries, backoff
--- 200 ms, 400 ms, 800 ms, +/- 20%), the draft stage gets a bigger budget,
--- and an item without a non-blank "topic" is rejected at submit time.
-SELECT batch.create_pipeline('seo_articles',
-	'[{"name": "outline", "sql": "app.make_outline"},
-	  {"name": "draft",   "sql": "app.make_draft", "retry": {"max_retries": 5}},
-	  {"name": "voice",   "sql": "app.make_voice"},
-	  {"name": "seo",     "sql": "app.make_seo"}]',
-	retry => '{"max_retries": 3, "backoff_base": "200 ms", "backoff_factor": 2, "jitter": 0.2}',
+CREATE FUNCTION app.voice_request(payload jsonb, outputs jsonb) RETURNS jsonb
+	LANGUAGE sql STABLE
+	RETURN app.chat(
+		'You are the brand editor. Rewrite the draft in our voice: warm, direct, '
+		'second person, no hype. Keep every fact and the Markdown structure.',
+		app.reply(outputs, 'draft') || app.fault_tokens('voice', payload));
+
+CREATE FUNCTION app.seo_request(payload jsonb, outputs jsonb) RETURNS jsonb
+	LANGUAGE sql STABLE
+	RETURN app.chat(
+		'You write calls to action and SEO metadata. Reply with a JSON object with '
+		'the keys title (at most 60 characters), meta_description (at most 155), '
+		'slug, keywords (five) and cta (one sentence).',
+		'Title: ' || (payload ->> 'topic') || E'\n\nArticle:\n' || app.reply(outputs, 'voice')
+			|| app.fault_tokens('seo', payload),
+		'{"response_format": {"type": "json_object"}}');
+
+-- The LLM API: at most 8 requests in flight and 6000 a minute, across both
+-- executors; a request that takes over 10 s is a (transient) timeout.
+SELECT batch.create_endpoint('llm', base_url => :'api_url',
+	   headers => '{"Authorization": "Bearer sk-demo"}',
+	   max_concurrency => 8, rate_limit => 6000, timeout => '10 s') AS endpoint_id \gset
+
+/*
+ * The pipeline: four HTTP stages through that endpoint.  Retry policy: 1 try
+ * + 3 retries after 300 ms, 600 ms, 1.2 s (+/- 20%); a Retry-After answer
+ * delays the retry (and pauses the endpoint) as long as it asks.  An item
+ * without a non-blank "topic" is rejected at submit time.
+ */
+SELECT batch.create_pipeline('seo_articles', '[
+	{"name": "outline", "http": {"endpoint": "llm", "method": "POST",
+		"path": "/v1/chat/completions", "body": "app.outline_request"}},
+	{"name": "draft",   "http": {"endpoint": "llm", "method": "POST",
+		"path": "/v1/chat/completions", "body": "app.draft_request"}},
+	{"name": "voice",   "http": {"endpoint": "llm", "method": "POST",
+		"path": "/v1/chat/completions", "body": "app.voice_request"}},
+	{"name": "seo",     "http": {"endpoint": "llm", "method": "POST",
+		"path": "/v1/chat/completions", "body": "app.seo_request"}}]',
+	retry => '{"max_retries": 3, "backoff_base": "300 ms", "backoff_factor": 2, "jitter": 0.2}',
 	required => '{topic}') AS pipeline_id \gset
 
-\echo 'Stages of pipeline seo_articles:'
-SELECT s.position, s.name AS stage, s.func AS function, s.max_retries,
-	   (extract(epoch FROM s.backoff_base) * 1000)::integer || ' ms' AS backoff_base,
-	   s.backoff_factor, s.jitter
-FROM batch.stages s WHERE s.pipeline_id = :pipeline_id ORDER BY s.position;
+\echo 'Endpoint (batch.endpoint_status; its headers are readable by pgbatch_admin only):'
+SELECT name, base_url, max_concurrency, rate_limit AS "rate_limit/min", timeout, circuit
+FROM batch.endpoint_status WHERE id = :endpoint_id;
 
--- The batch: the 100 planned articles, three of them mangled on the way in.
-\echo 'Submitting 100 articles (three of them malformed):'
-SELECT batch.submit('seo_articles',
-	jsonb_agg(CASE a.n
-				  WHEN 31 THEN jsonb_build_object('key', a.key, 'topic', '   ')
-				  WHEN 58 THEN jsonb_build_object('key', a.key, 'tpoic', a.topic)
-				  WHEN 92 THEN to_jsonb(a.topic)
-				  ELSE jsonb_build_object('key', a.key, 'topic', a.topic)
-			  END ORDER BY a.n),
-	name => 'demo_batch') AS batch_id
-FROM app.articles a \gset
-SELECT format('Submitted batch demo_batch (id %s).', :batch_id) AS msg \gset
-\echo :msg
+\echo 'Pipeline seo_articles (batch.stages):'
+SELECT s.position, s.name AS stage, s.kind, e.name AS endpoint, s.method || ' ' || s.path AS request,
+	   s.func::oid::regproc AS body_from,
+	   format('%s retries, %s ms x %s^n, +/- %s%%', s.max_retries,
+			  (extract(epoch FROM s.backoff_base) * 1000)::integer, s.backoff_factor,
+			  s.jitter * 100) AS retry_policy
+FROM batch.stages s JOIN batch.endpoints e ON e.id = s.endpoint_id
+WHERE s.pipeline_id = :pipeline_id ORDER BY s.position;
+
+\echo 'What the draft stage would send for article-001 after its outline (app.draft_request):'
+\pset format unaligned
+\pset tuples_only on
+SELECT jsonb_pretty(app.draft_request(jsonb_build_object('key', key, 'topic', topic),
+		'{"outline": {"choices": [{"message": {"role": "assistant",
+		  "content": "1. Why posture matters\n2. ..."}}]}}'))
+FROM app.articles WHERE n = 1;
+\pset format aligned
+\pset tuples_only off
+\echo

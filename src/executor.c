@@ -134,12 +134,19 @@ execute_item(PgbExecutor *ex, PgbBatchInfo *info, PgbWorkItem *it, PgbRecord *re
 
 		if (stage->kind != PGB_STAGE_SQL)
 		{
-			if (ex->background)
-				pgb_prepare_http(ex, info, stage, it, attempt, rec);
-			else if (attempt == 1 && strcmp(stage->name, it->stage) != 0)
+			bool		chained = strcmp(stage->name, it->stage) != 0;
+
+			if (ex->background && pgb_prepare_http(ex, info, stage, it, attempt, rec))
+				return;
+
+			/*
+			 * Not sent now.  An item that got here through the SQL stages of
+			 * this claim waits at the HTTP stage; one claimed at it stays as
+			 * it was.
+			 */
+			if (chained)
 				pgb_record_item(rec, it->id, PGB_PENDING, stage->name, 0,
 								GetCurrentTimestamp(), NULL, NULL, 0);
-			/* else: claimed at an HTTP stage; leave it to the background executors */
 			return;
 		}
 

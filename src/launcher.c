@@ -199,6 +199,33 @@ forget_dead_slots(void)
 }
 
 /*
+ * forget_dropped_databases
+ *		Clears the flags of databases that no longer exist.
+ */
+static void
+forget_dropped_databases(List *dbs)
+{
+	int			i;
+
+	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < PGB_MAX_DBS; i++)
+	{
+		PgbDbFlags *f = &pgb_shared->dbs[i];
+		ListCell   *lc;
+		bool		exists = false;
+
+		if (f->dboid == InvalidOid)
+			continue;
+		foreach(lc, dbs)
+			if (((LauncherDb *) lfirst(lc))->oid == f->dboid)
+				exists = true;
+		if (!exists)
+			memset(f, 0, sizeof(PgbDbFlags));
+	}
+	LWLockRelease(pgb_shared->lock);
+}
+
+/*
  * reconcile
  *		Starts the executors each database lacks; stops the extras.
  */
@@ -210,11 +237,12 @@ reconcile(void)
 	TimestampTz now = GetCurrentTimestamp();
 
 	forget_dead_slots();
+	forget_dropped_databases(dbs);
 	foreach(lc, dbs)
 	{
 		LauncherDb *db = (LauncherDb *) lfirst(lc);
 		bool		running[PGB_MAX_SLOTS];
-		int			want = pgb_enabled ? pgb_workers : 0;
+		int			want = pgb_workers;
 		int			w;
 		int			i;
 		bool		skip = false;

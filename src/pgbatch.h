@@ -349,7 +349,7 @@ extern void pgb_record_stage_error(PgbExecutor *ex, PgbRecord *rec, int64 batch_
 extern void pgb_register_launcher(void);
 
 /* worker.c */
-extern void pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
+extern bool pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
 							 PgbWorkItem *it, int attempt, PgbRecord *rec);
 
 /* claim.c */

@@ -298,17 +298,21 @@ pgb_process_utility(PlannedStmt *pstmt, const char *queryString,
 			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 									params, queryEnv, dest, qc);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
+		/*
+		 * The drop failed: let the launcher start the executors again.  (Once
+		 * a database is gone, the launcher forgets its flags.)
+		 */
 		if (OidIsValid(dropping))
 		{
-			/* dropped: forget it; failed: let the launcher start it again */
 			LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
 			pgb_db_flags_clear(dropping);
 			LWLockRelease(pgb_shared->lock);
 			if (pgb_shared->launcher_latch)
 				SetLatch(pgb_shared->launcher_latch);
 		}
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
 }

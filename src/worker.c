@@ -196,9 +196,11 @@ add_header(PgbHttpRequest *req, const char *line)
  *		request body (with the stage's body function, as the batch owner, or
  *		as {"payload", "outputs"}), the request itself, and records the item
  *		as running under this executor's lease.  The request is sent once
- *		the claim commits.
+ *		the claim commits.  Returns false, recording nothing, if the item is
+ *		deferred because this executor already holds as many requests for the
+ *		endpoint as it takes at once.
  */
-void
+bool
 pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
 				 PgbWorkItem *it, int attempt, PgbRecord *rec)
 {
@@ -225,7 +227,7 @@ pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
 
 		pgb_record_stage_error(ex, rec, it->batch_id, it->id, stage->name, attempt,
 							   &policy, false, "endpoint_unavailable", msg, now, now, 0);
-		return;
+		return true;
 	}
 
 	/*
@@ -235,7 +237,7 @@ pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
 	if (pgb_http_endpoint_load(ep->shm_index) >= ep->max_concurrency)
 	{
 		ex->stats.items_deferred++;
-		return;
+		return false;
 	}
 
 	if (OidIsValid(stage->func))
@@ -251,7 +253,7 @@ pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
 								   &policy, result == PGB_STAGE_TRANSIENT, error_code,
 								   psprintf("building the request failed: %s", message),
 								   now, GetCurrentTimestamp(), 0);
-			return;
+			return true;
 		}
 	}
 	else
@@ -306,6 +308,7 @@ pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
 	rec->item_claimed_by.nulls[rec->item_claimed_by.n - 1] = false;
 	rec->item_lease_until.values[rec->item_lease_until.n - 1] = TimestampTzGetDatum(lease_until);
 	rec->item_lease_until.nulls[rec->item_lease_until.n - 1] = false;
+	return true;
 }
 
 /*

@@ -7,6 +7,26 @@
 #                            runs each psql script in its own session, all
 #                            released at the same moment through an advisory
 #                            lock "gate", and returns their outputs
+#   new_worker_node($name, $conf)
+#                            a started cluster with pgbatch preloaded (its
+#                            launcher and executors run; pgbatch.workers = 2,
+#                            poll_interval 500ms), plus the postgresql.conf
+#                            lines in $conf
+#   start_fake_api(args => [...])
+#                            starts test/fake_api.py on 127.0.0.1 (a free
+#                            port) and returns { pid, port, url, dir }; it is
+#                            stopped by its own pid, by stop_fake_api() or at
+#                            exit at the latest
+#   stop_fake_api($api)      SIGTERM to its pid (SIGKILL after 10 s), waited for
+#   fake_api_get($api, $path), fake_api_post($api, $path, $json)
+#                            a control or stats request; returns the body
+#   fake_api_json($api, $path)
+#                            fake_api_get, decoded (JSON::PP)
+#   wait_for($node, $sql, $expected, $timeout, $db)
+#                            polls $sql until its output is $expected or
+#                            $timeout seconds have passed; returns the last
+#                            output (failed calls, e.g. while the server
+#                            restarts, are polled through)
 #
 # Every psql call is bounded by $PgBatchTest::TIMEOUT seconds.
 
@@ -16,12 +36,25 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use HTTP::Tiny;
+use JSON::PP;
+use POSIX qw(WNOHANG);
 use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-our @EXPORT_OK = qw(new_node run_together);
+our @EXPORT_OK = qw(new_node run_together new_worker_node start_fake_api
+  stop_fake_api fake_api_get fake_api_post fake_api_json wait_for);
 our $TIMEOUT = 60;
+
+# the fake API script, next to this module
+my $FAKE_API = dirname(abs_path(__FILE__)) . '/fake_api.py';
+
+# fake APIs started and not yet stopped (stopped at exit at the latest)
+my @fake_apis;
 
 # The first key of the advisory locks the gates use (the second is $gate).
 my $GATE_CLASS = 4242;
@@ -35,6 +68,146 @@ sub new_node
 	$node->init;
 	$node->start;
 	return $node;
+}
+
+# new_worker_node($name, $conf): a started cluster with pgbatch preloaded, so
+# that its launcher and executors run; $conf (optional) is appended to
+# postgresql.conf after the defaults below.
+sub new_worker_node
+{
+	my ($name, $conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf',
+		"shared_preload_libraries = 'pgbatch'\n"
+		  . "pgbatch.workers = 2\n"
+		  . "pgbatch.poll_interval = '500ms'\n"
+		  . ($conf // ''));
+	$node->start;
+	return $node;
+}
+
+# start_fake_api(args => [...]): starts test/fake_api.py on 127.0.0.1 with a
+# port of its choosing (and the extra command-line arguments given), waits
+# until it listens, and returns { pid, port, url, dir }.  Its stdout and
+# stderr go to files in dir.
+sub start_fake_api
+{
+	my (%opts) = @_;
+	my $dir = PostgreSQL::Test::Utils::tempdir('fake_api');
+	my @cmd = ('python3', $FAKE_API, '--port', '0',
+		'--portfile', "$dir/port", '--pidfile', "$dir/pid",
+		@{ $opts{args} // [] });
+
+	my $pid = fork();
+	die "fork failed: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDIN, '<', '/dev/null');
+		open(STDOUT, '>', "$dir/stdout");
+		open(STDERR, '>', "$dir/stderr");
+		exec(@cmd) or POSIX::_exit(127);
+	}
+	my $api = { pid => $pid, dir => $dir };
+	push @fake_apis, $api;
+
+	my $deadline = time() + 15;
+	while (time() < $deadline && !-s "$dir/port")
+	{
+		if (waitpid($pid, WNOHANG) == $pid)
+		{
+			$api->{pid} = undef;
+			die "fake_api exited at start: "
+			  . PostgreSQL::Test::Utils::slurp_file("$dir/stderr");
+		}
+		usleep(50_000);
+	}
+	die "fake_api did not start listening within 15 s" unless -s "$dir/port";
+	chomp(my $port = PostgreSQL::Test::Utils::slurp_file("$dir/port"));
+	$api->{port} = $port;
+	$api->{url} = "http://127.0.0.1:$port";
+	note "fake_api pid $pid listening on $api->{url}";
+	return $api;
+}
+
+# stop_fake_api($api): SIGTERM to the fake API's own pid, then waits for it
+# (SIGKILL to that pid if it has not exited within 10 s).
+sub stop_fake_api
+{
+	my ($api) = @_;
+	my $pid = $api->{pid};
+	return unless $pid;
+	local $?;
+	kill('TERM', $pid);
+	my $deadline = time() + 10;
+	while (waitpid($pid, WNOHANG) == 0)
+	{
+		if (time() > $deadline)
+		{
+			kill('KILL', $pid);
+			waitpid($pid, 0);
+			last;
+		}
+		usleep(50_000);
+	}
+	$api->{pid} = undef;
+	return;
+}
+
+END
+{
+	local $?;
+	stop_fake_api($_) for @fake_apis;
+}
+
+# fake_api_get($api, $path): a GET (e.g. '/_stats?keys=0'); returns the body.
+sub fake_api_get
+{
+	my ($api, $path) = @_;
+	my $r = HTTP::Tiny->new(timeout => $TIMEOUT)->get("$api->{url}$path");
+	die "GET $path on the fake API: $r->{status} $r->{content}" unless $r->{success};
+	return $r->{content};
+}
+
+# fake_api_post($api, $path, $json): a POST of a JSON body; returns the body.
+sub fake_api_post
+{
+	my ($api, $path, $json) = @_;
+	my $r = HTTP::Tiny->new(timeout => $TIMEOUT)->post("$api->{url}$path",
+		{ content => $json // '{}', headers => { 'Content-Type' => 'application/json' } });
+	die "POST $path on the fake API: $r->{status} $r->{content}" unless $r->{success};
+	return $r->{content};
+}
+
+# fake_api_json($api, $path): fake_api_get, decoded.
+sub fake_api_json
+{
+	return decode_json(fake_api_get(@_));
+}
+
+# wait_for($node, $sql, $expected, $timeout, $db): runs $sql (in $db,
+# default postgres) every 200 ms until its output is $expected, for at most
+# $timeout seconds (default $TIMEOUT).  Failed calls (the server restarting,
+# say) are retried.  Returns the last output ('' if none succeeded), for the
+# caller to compare.
+sub wait_for
+{
+	my ($node, $sql, $expected, $timeout, $db) = @_;
+	my $deadline = time() + ($timeout // $TIMEOUT);
+	my $last = '';
+	while (1)
+	{
+		my $left = $deadline - time();
+		my $timed_out;
+		my ($ret, $out, $err) = $node->psql($db // 'postgres', $sql,
+			timeout => ($left < 5 ? 5 : $left > $TIMEOUT ? $TIMEOUT : $left),
+			timed_out => \$timed_out);
+		$last = $out if defined $ret && $ret == 0;
+		return $last if defined $ret && $ret == 0 && $last eq $expected;
+		last if time() >= $deadline;
+		usleep(200_000);
+	}
+	return $last;
 }
 
 # run_together($node, $gate, @scripts): starts one background psql session
