@@ -248,7 +248,7 @@ pgb_http_request_free(PgbHttpRequest *req)
 	free(req->body);
 	free(req->resp);
 	free(req->stage);
-	free(req->error_code);
+	free(req->next_stage);
 	free(req);
 }
 
@@ -325,7 +325,7 @@ finish(PgbHttpRequest *req, PgbHttpState state)
 /*
  * start_transfer
  *		Builds the easy handle of a request and adds it to the multi handle.
- *		False (with req->error_code set) if libcurl refused.
+ *		False if libcurl refused.
  */
 static bool
 start_transfer(PgbHttpRequest *req)
@@ -628,13 +628,13 @@ pgb_http_in_flight(void)
 
 /*
  * set_error
- *		Sets the error code (malloc'd) and class of a finished request.
+ *		Sets the error code and class of a finished request.
  */
 static void
 set_error(PgbHttpRequest *req, const char *code, bool transient)
 {
-	free(req->error_code);
-	req->error_code = strdup(code);
+	strlcpy(req->error_buf, code, sizeof(req->error_buf));
+	req->error_code = req->error_buf;
 	req->transient = transient;
 }
 
@@ -658,7 +658,6 @@ pgb_http_classify(PgbHttpRequest *req)
 		case CURLE_OK:
 			if (req->status >= 200 && req->status < 300)
 			{
-				free(req->error_code);
 				req->error_code = NULL;
 				req->transient = false;
 				return;

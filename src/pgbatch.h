@@ -408,7 +408,8 @@ typedef struct PgbHttpRequest
 	bool		too_large;
 	double		retry_after_s;	/* < 0: no Retry-After */
 	char		errbuf[256];
-	char	   *error_code;		/* NULL: success */
+	char	   *error_code;		/* NULL: success; else points to error_buf */
+	char		error_buf[32];
 	bool		transient;
 	bool		aborted;		/* abandoned at shutdown: does not count */
 	bool		reserved;		/* counted in its endpoint's local load */
