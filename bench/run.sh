@@ -12,6 +12,8 @@
 #   3. batch.retry_failed() on a 1,000,000-item batch with 10,000 failed next
 #      to a 10,000-item batch with all 10,000 failed (median of 5, and ratio);
 #   4. SELECT * FROM batch.progress WHERE name = ... on the 1,000,000-item batch.
+# The background executors and HTTP stages have their own benchmark, run on
+# its own: bash bench/http.sh (about 5-6 minutes).
 #
 # How: installs the dependencies and builds and installs the extension
 # (test/lib.sh; output in the work dir's setup.log), starts a cluster owned by

@@ -1,0 +1,71 @@
+/*
+ * bench/http_setup.sql - the objects the background-executor benchmark
+ * (bench/http.sh) uses, in a fresh database: the extension, the endpoints
+ * (a local nginx and a local fake API that answers after a delay), the
+ * pipelines built on them, a 3-stage SQL no-op pipeline, the item arrays to
+ * submit, and a procedure that waits for a batch to finish.  Nothing here
+ * measures anything by itself.
+ *
+ * psql variables: nginx_url, nginx_conc (max_concurrency of the nginx
+ * endpoint), slow_url, slow_conc, and the sizes of the arrays to build:
+ * items, slow_items, rss_chunk, warmup, diag.
+ */
+\set ON_ERROR_STOP 1
+SET client_min_messages = warning;
+
+CREATE EXTENSION pgbatch;
+CREATE EXTENSION pg_stat_statements;
+CREATE SCHEMA bench;
+
+-- A trivial SQL stage (simple enough to be inlined), as in bench/setup.sql.
+CREATE FUNCTION bench.noop(p jsonb, o jsonb) RETURNS jsonb
+	LANGUAGE sql AS 'SELECT ''{}''::jsonb';
+
+SELECT batch.create_endpoint('nginx', :'nginx_url', max_concurrency => :nginx_conc);
+SELECT batch.create_endpoint('slow', :'slow_url', max_concurrency => :slow_conc);
+
+SELECT batch.create_pipeline('http_nginx',
+	'[{"name": "call", "http": {"endpoint": "nginx", "method": "POST", "path": "/x"}}]');
+SELECT batch.create_pipeline('http_slow',
+	'[{"name": "call", "http": {"endpoint": "slow", "method": "POST", "path": "/v1/slow"}}]');
+SELECT batch.create_pipeline('sql_3', '[{"name": "s1", "sql": "bench.noop"},
+										{"name": "s2", "sql": "bench.noop"},
+										{"name": "s3", "sql": "bench.noop"}]');
+
+-- Item arrays, built once so that submit times do not include building them.
+CREATE TABLE bench.arrays (n integer PRIMARY KEY, a jsonb NOT NULL);
+INSERT INTO bench.arrays
+SELECT s.n, (SELECT jsonb_agg(jsonb_build_object('n', g)) FROM generate_series(1, s.n) g)
+FROM (SELECT DISTINCT unnest(ARRAY[:items, :slow_items, :rss_chunk, :warmup, :diag]::integer[]) AS n) s;
+
+/*
+ * Waits until batch bid has finished (completed, partial, failed or
+ * cancelled), reading batch.progress every 100 ms, for at most timeout_s
+ * seconds.  Commits between reads, so that it holds no snapshot back while
+ * the executors work.  Sets seen_at to when it saw the batch finished and
+ * status to the batch's status then ('timeout' if it never finished).
+ */
+CREATE PROCEDURE bench.wait_batch(bid bigint, timeout_s float8,
+	INOUT seen_at timestamptz DEFAULT NULL, INOUT status text DEFAULT NULL)
+	LANGUAGE plpgsql AS $$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+	st text;
+BEGIN
+	LOOP
+		SELECT p.status INTO st FROM batch.progress p WHERE p.id = bid;
+		IF st IN ('completed', 'partial', 'failed', 'cancelled') THEN
+			seen_at := clock_timestamp();
+			status := st;
+			RETURN;
+		END IF;
+		IF clock_timestamp() - t0 > make_interval(secs => timeout_s) THEN
+			seen_at := clock_timestamp();
+			status := 'timeout';
+			RETURN;
+		END IF;
+		COMMIT;
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END
+$$;
