@@ -14,6 +14,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "nodes/parsenodes.h"
 #include "utils/builtins.h"
 
 #include "pgbatch.h"
@@ -302,8 +303,8 @@ pgb_record_flush(PgbRecord *rec, TimestampTz now)
 				TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID
 			};
 
-			update_plan = pgb_prepare(
-									  "UPDATE batch.items i SET status = u.status, stage = u.stage,"
+			update_plan = pgb_prepare_opts(
+										   "UPDATE batch.items i SET status = u.status, stage = u.stage,"
 									  " attempt = u.attempt, next_due = u.next_due,"
 									  " error_code = u.error_code, error_message = u.error_message,"
 									  " finished_at = u.finished_at, updated_at = $9,"
@@ -312,7 +313,7 @@ pgb_record_flush(PgbRecord *rec, TimestampTz now)
 									  "  AS u(id, status, stage, attempt, next_due, error_code,"
 									  "       error_message, finished_at, claimed_by, lease_until)"
 									  " WHERE i.id = u.id",
-									  11, argtypes);
+									  11, argtypes, CURSOR_OPT_CUSTOM_PLAN);
 		}
 		args[0] = pgb_column_array(&rec->item_id);
 		args[1] = pgb_column_array(&rec->item_status);

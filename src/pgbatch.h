@@ -296,6 +296,8 @@ extern void pgb_column_init(PgbColumn *col, Oid elemtype);
 extern void pgb_column_add(PgbColumn *col, Datum value, bool isnull);
 extern Datum pgb_column_array(PgbColumn *col);
 extern SPIPlanPtr pgb_prepare(const char *sql, int nargs, Oid *argtypes);
+extern SPIPlanPtr pgb_prepare_opts(const char *sql, int nargs, Oid *argtypes,
+								   int options);
 extern int	pgb_execute(SPIPlanPtr plan, Datum *args, const char *nulls,
 						bool read_only, long tcount);
 extern Jsonb *pgb_jsonb_constant(const char *literal);

@@ -89,7 +89,7 @@ pgb_batch_info(HTAB *cache, MemoryContext cachecxt, int64 batch_id)
 	}
 
 	args[0] = Int64GetDatum(batch_id);
-	ret = pgb_execute(load_plan, args, NULL, true, 0);
+	ret = pgb_execute(load_plan, args, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "pgbatch: loading batch " INT64_FORMAT " failed: %s",
 			 batch_id, SPI_result_code_string(ret));

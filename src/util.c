@@ -84,7 +84,19 @@ pgb_column_array(PgbColumn *col)
 SPIPlanPtr
 pgb_prepare(const char *sql, int nargs, Oid *argtypes)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	return pgb_prepare_opts(sql, nargs, argtypes, 0);
+}
+
+/*
+ * pgb_prepare_opts
+ *		pgb_prepare() with cursor options: CURSOR_OPT_CUSTOM_PLAN for
+ *		statements whose best plan depends on how big batch.items has grown,
+ *		so that a plan made while it was small is never kept.
+ */
+SPIPlanPtr
+pgb_prepare_opts(const char *sql, int nargs, Oid *argtypes, int options)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, options);
 
 	if (plan == NULL)
 		elog(ERROR, "pgbatch: SPI_prepare failed: %s",

@@ -539,10 +539,11 @@ record_results(PgbExecutor *ex)
 	{
 		Oid			argtypes[2] = {INT8ARRAYOID, INT4OID};
 
-		guard_plan = pgb_prepare("SELECT i.id, b.cancelled_at IS NOT NULL"
+		/* by primary key only: no plan may walk the index of running items */
+		guard_plan = pgb_prepare("SELECT i.id, b.cancelled_at IS NOT NULL,"
+								 " i.status = 'running' AND i.claimed_by = $2"
 								 " FROM batch.items i JOIN batch.batches b ON b.id = i.batch_id"
-								 " WHERE i.id = ANY ($1) AND i.status = 'running'"
-								 " AND i.claimed_by = $2"
+								 " WHERE i.id = ANY ($1)"
 								 " FOR UPDATE OF i",
 								 2, argtypes);
 	}
@@ -550,17 +551,22 @@ record_results(PgbExecutor *ex)
 	args[1] = Int32GetDatum(MyProcPid);
 	if (pgb_execute(guard_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pgbatch: locking items with results failed");
-	nowned = (int) SPI_processed;
-	owned = palloc(sizeof(int64) * Max(nowned, 1));
-	cancelled = palloc(sizeof(bool) * Max(nowned, 1));
+	nowned = 0;
+	owned = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	cancelled = palloc(sizeof(bool) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
 
-		owned[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-											   SPI_tuptable->tupdesc, 1, &isnull));
-		cancelled[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
-												  SPI_tuptable->tupdesc, 2, &isnull));
+		/* still ours: running, under this executor's claim */
+		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
+										SPI_tuptable->tupdesc, 3, &isnull)) || isnull)
+			continue;
+		owned[nowned] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+													SPI_tuptable->tupdesc, 1, &isnull));
+		cancelled[nowned] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
+													   SPI_tuptable->tupdesc, 2, &isnull));
+		nowned++;
 	}
 	SPI_freetuptable(SPI_tuptable);
 
@@ -624,10 +630,11 @@ reclaim(void)
  * claim_fair
  *		Claims up to 'limit' due items, taking turns among the batches that
  *		have waiting items so that a huge batch does not starve a small one,
- *		and executes them.  Returns how many were claimed.
+ *		and executes them.  Returns how many were claimed; *more says whether
+ *		some batch had more due items than its share.
  */
 static int
-claim_fair(PgbExecutor *ex, int limit)
+claim_fair(PgbExecutor *ex, int limit, bool *more)
 {
 	static int	turn = 0;
 	int64	   *batches;
@@ -655,10 +662,11 @@ claim_fair(PgbExecutor *ex, int limit)
 												 SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	SPI_freetuptable(SPI_tuptable);
+	*more = false;
 	if (nbatches == 0)
 		return 0;
 
-	per_batch = Max(limit / nbatches, 10);
+	per_batch = Max((limit + nbatches - 1) / nbatches, 10);
 	turn = (turn + 1) % nbatches;
 	for (i = 0; i < nbatches && claimed < limit; i++)
 	{
@@ -666,10 +674,14 @@ claim_fair(PgbExecutor *ex, int limit)
 		PgbWorkItem *items;
 		int			n;
 
+		int			want = Min(per_batch, limit - claimed);
+
 		n = pgb_claim_locked(batches[(turn + i) % nbatches], GetCurrentTimestamp(),
-							 Min(per_batch, limit - claimed), &cursor, &items);
+							 want, &cursor, &items);
 		if (n > 0)
 			pgb_execute_claimed(ex, items, n);
+		if (n == want)
+			*more = true;
 		claimed += n;
 	}
 	return claimed;
@@ -691,16 +703,20 @@ next_due_later(void)
 	{
 		Oid			argtypes[1] = {TIMESTAMPTZOID};
 
-		due_plan = pgb_prepare("SELECT min(next_due) FROM batch.items"
-							   " WHERE status = 'pending' AND next_due > $1",
+		due_plan = pgb_prepare("SELECT next_due FROM batch.items"
+							   " WHERE status = 'pending' AND next_due > $1"
+							   " ORDER BY next_due LIMIT 1",
 							   1, argtypes);
 	}
 	args[0] = TimestampTzGetDatum(GetCurrentTimestamp());
 	if (pgb_execute(due_plan, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pgbatch: reading the next due time failed");
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-		result = DatumGetTimestampTz(d);
+	if (SPI_processed == 1)
+	{
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			result = DatumGetTimestampTz(d);
+	}
 	SPI_freetuptable(SPI_tuptable);
 	return result;
 }
@@ -744,17 +760,17 @@ typedef struct IterationPlan
 /*
  * run_transaction
  *		One short transaction: record results, take back orphans, claim and
- *		execute.  Sets *claimed and *next_due; returns false if the
- *		extension is gone from this database.  After commit, the requests of
- *		the items it claimed go to the HTTP layer.
+ *		execute.  Sets *more (claim again at once) and *next_due; returns
+ *		false if the extension is gone from this database.  After commit,
+ *		the requests of the items it claimed go to the HTTP layer.
  */
 static bool
-run_transaction(IterationPlan *plan, int *claimed, TimestampTz *next_due)
+run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 {
 	PgbExecutor ex;
 	bool		present;
 
-	*claimed = 0;
+	*more = false;
 	*next_due = 0;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -792,9 +808,11 @@ run_transaction(IterationPlan *plan, int *claimed, TimestampTz *next_due)
 			reclaim();
 		if (plan->claim_limit > 0)
 		{
-			/* what was deferred for a busy endpoint was not really taken */
-			*claimed = claim_fair(&ex, plan->claim_limit) - (int) ex.stats.items_deferred;
-			if (*claimed < plan->claim_limit)
+			(void) claim_fair(&ex, plan->claim_limit, more);
+			/* items deferred for a busy endpoint wait for its requests to end */
+			if (ex.stats.items_deferred > 0)
+				*more = false;
+			if (!*more)
 				*next_due = next_due_later();
 		}
 		/* a retry or a resume scheduled here is due before the next poll */
@@ -928,10 +946,10 @@ pgbatch_executor_main(Datum main_arg)
 		PG_TRY();
 		{
 			MemoryContext oldcxt = MemoryContextSwitchTo(loopcxt);
-			int			claimed;
+			bool		more;
 			TimestampTz next_due;
 
-			if (!run_transaction(&plan, &claimed, &next_due))
+			if (!run_transaction(&plan, &more, &next_due))
 			{
 				/* DROP EXTENSION (or never installed): stop until told */
 				LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
@@ -956,7 +974,7 @@ pgbatch_executor_main(Datum main_arg)
 														   RECLAIM_INTERVAL_MS);
 			if (plan.claim_limit > 0)
 			{
-				claim_wanted = claimed >= plan.claim_limit;
+				claim_wanted = more;
 				next_claim = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														 pgb_poll_interval_ms);
 			}
