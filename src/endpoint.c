@@ -121,8 +121,9 @@ pgb_endpoint_acquire(int index, TimestampTz now, TimestampTz *until)
 	else if (ep->circuit == PGB_CIRCUIT_PROBING ||
 			 (ep->circuit == PGB_CIRCUIT_OPEN && now < ep->open_until))
 	{
+		/* while the probe is out, look again in a second (or when it ends) */
 		verdict = PGB_EP_PAUSED;
-		*until = Max(ep->open_until, TimestampTzPlusMilliseconds(now, 100));
+		*until = Max(ep->open_until, TimestampTzPlusMilliseconds(now, 1000));
 	}
 	else if (ep->in_flight >= ep->max_concurrency)
 	{
