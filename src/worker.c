@@ -153,7 +153,7 @@ find_endpoint(int32 id)
 }
 
 /*
- * malloc_or_fail
+ * strdup_or_fail
  *		strdup() that frees the half-built request and errors out on failure.
  */
 static char *

@@ -47,7 +47,7 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT_OK = qw(new_node run_together new_worker_node start_fake_api
-  stop_fake_api fake_api_get fake_api_post fake_api_json wait_for);
+  stop_fake_api fake_api_get fake_api_post fake_api_json wait_for sql);
 our $TIMEOUT = 60;
 
 # the fake API script, next to this module
@@ -59,6 +59,9 @@ my @fake_apis;
 # The first key of the advisory locks the gates use (the second is $gate).
 my $GATE_CLASS = 4242;
 
+# the node that new_node() or new_worker_node() made last: sql() runs there
+my $current_node;
+
 # new_node($name): initialises and starts a cluster (loopback only, stopped
 # by the test framework when the test ends).
 sub new_node
@@ -67,7 +70,16 @@ sub new_node
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init;
 	$node->start;
+	$current_node = $node;
 	return $node;
+}
+
+# sql($query, $db): runs a query on the current node (database postgres by
+# default) and returns its output; dies on error; bounded by $TIMEOUT.
+sub sql
+{
+	my ($query, $db) = @_;
+	return $current_node->safe_psql($db // 'postgres', $query, timeout => $TIMEOUT);
 }
 
 # new_worker_node($name, $conf): a started cluster with pgbatch preloaded, so
@@ -84,6 +96,7 @@ sub new_worker_node
 		  . "pgbatch.poll_interval = '500ms'\n"
 		  . ($conf // ''));
 	$node->start;
+	$current_node = $node;
 	return $node;
 }
 

@@ -27,7 +27,7 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::RealBin/..";
-use PgBatchTest qw(new_node run_together);
+use PgBatchTest qw(new_node run_together sql);
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
@@ -38,11 +38,6 @@ my $NWORKERS = 8;
 
 my $node = new_node('retry_failed');
 
-sub sql
-{
-	my ($query) = @_;
-	return $node->safe_psql('postgres', $query, timeout => $TIMEOUT);
-}
 
 sql(q{
 CREATE EXTENSION pgbatch;

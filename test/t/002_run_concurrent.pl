@@ -21,7 +21,7 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::RealBin/..";
-use PgBatchTest qw(new_node run_together);
+use PgBatchTest qw(new_node run_together sql);
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
@@ -33,11 +33,6 @@ my $NWORKERS = 2;
 
 my $node = new_node('run_concurrent');
 
-sub sql
-{
-	my ($query) = @_;
-	return $node->safe_psql('postgres', $query, timeout => $TIMEOUT);
-}
 
 sql(q{
 CREATE EXTENSION pgbatch;

@@ -26,7 +26,7 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::RealBin/..";
-use PgBatchTest qw(new_node);
+use PgBatchTest qw(new_node sql);
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
@@ -35,11 +35,6 @@ my $TIMEOUT = 60;    # seconds; bounds every psql call below
 
 my $node = new_node('backoff');
 
-sub sql
-{
-	my ($query) = @_;
-	return $node->safe_psql('postgres', $query, timeout => $TIMEOUT);
-}
 
 sql(q{
 CREATE EXTENSION pgbatch;

@@ -51,7 +51,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/..";
 use PgBatchTest qw(new_worker_node start_fake_api stop_fake_api fake_api_get
-  fake_api_json wait_for);
+  fake_api_json wait_for sql);
 use PostgreSQL::Test::Utils;
 use Test::More;
 
@@ -63,11 +63,6 @@ my $node = new_worker_node('http_pipeline');
 my $api = start_fake_api(args => [ '--latency-ms', '10' ]);
 my $port = $api->{port};
 
-sub sql
-{
-	my ($query) = @_;
-	return $node->safe_psql('postgres', $query, timeout => $TIMEOUT);
-}
 
 sql(qq{
 CREATE EXTENSION pgbatch;

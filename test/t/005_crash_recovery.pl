@@ -35,7 +35,7 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::RealBin/..";
-use PgBatchTest qw(new_worker_node start_fake_api stop_fake_api fake_api_get wait_for);
+use PgBatchTest qw(new_worker_node start_fake_api stop_fake_api fake_api_get wait_for sql);
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
@@ -50,11 +50,6 @@ my $node = new_worker_node('crash_recovery',
 my $api = start_fake_api();
 my $port = $api->{port};
 
-sub sql
-{
-	my ($query) = @_;
-	return $node->safe_psql('postgres', $query, timeout => $TIMEOUT);
-}
 
 sql(qq{
 CREATE EXTENSION pgbatch;

@@ -27,7 +27,7 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::RealBin/..";
-use PgBatchTest qw(new_worker_node start_fake_api stop_fake_api fake_api_json wait_for);
+use PgBatchTest qw(new_worker_node start_fake_api stop_fake_api fake_api_json wait_for sql);
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
@@ -38,11 +38,6 @@ my $node = new_worker_node('lifecycle');
 my $api = start_fake_api();
 my $port = $api->{port};
 
-sub sql
-{
-	my ($query, $db) = @_;
-	return $node->safe_psql($db // 'postgres', $query, timeout => $TIMEOUT);
-}
 
 # runs a statement with a bound; returns (success, seconds taken, stderr)
 sub bounded

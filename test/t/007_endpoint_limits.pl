@@ -49,7 +49,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/..";
 use PgBatchTest qw(new_worker_node start_fake_api stop_fake_api fake_api_post
-  fake_api_json wait_for);
+  fake_api_json wait_for sql);
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
@@ -63,11 +63,6 @@ my $node = new_worker_node('endpoint_limits',
 	"pgbatch.circuit_threshold = $THRESHOLD\n"
 	  . "pgbatch.circuit_cooldown = '${COOLDOWN}s'\n");
 
-sub sql
-{
-	my ($query) = @_;
-	return $node->safe_psql('postgres', $query, timeout => $TIMEOUT);
-}
 
 # fake_api_log($api): the fake API's whole request log (arrival order), as a
 # list of hashes { seq, t, method, path, key, status, outcome, fault, t_done }.
