@@ -18,6 +18,7 @@
 #include "fmgr.h"
 #include "utils/hsearch.h"
 #include "storage/latch.h"
+#include "port/atomics.h"
 #include "storage/lwlock.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -106,6 +107,7 @@ typedef struct PgbShared
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
 	PgbDbFlags	dbs[PGB_MAX_DBS];
+	pg_atomic_uint32 exits;		/* executors that have exited, ever */
 	int			nendpoints;
 	PgbEndpointState *endpoints;	/* pgb_max_endpoints, after the slots */
 	PgbWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];

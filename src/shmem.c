@@ -97,6 +97,7 @@ pgb_shmem_startup(void)
 	{
 		memset(pgb_shared, 0, pgb_shmem_size());
 		pgb_shared->lock = &(GetNamedLWLockTranche("pgbatch"))->lock;
+		pg_atomic_init_u32(&pgb_shared->exits, 0);
 		pgb_shared->nendpoints = 0;
 		pgb_shared->endpoints = (PgbEndpointState *) &pgb_shared->slots[PGB_MAX_SLOTS];
 	}
@@ -346,23 +347,30 @@ pgb_register_xact_callback(void)
 /*
  * release_slot
  *		before_shmem_exit callback of an executor: give back its endpoint
- *		requests in flight and its slot.
+ *		requests in flight and its slot, and wake the others, which take
+ *		back the items it held.
  */
 static void
 release_slot(int code, Datum arg)
 {
 	PgbWorkerSlot *slot;
+	Oid			dboid;
 
 	if (my_slot < 0 || pgb_shared == NULL)
 		return;
 	pgb_endpoint_release_all();
 	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
 	slot = &pgb_shared->slots[my_slot];
+	dboid = slot->dboid;
 	slot->pid = 0;
 	slot->latch = NULL;
 	slot->in_use = false;
 	LWLockRelease(pgb_shared->lock);
 	my_slot = -1;
+
+	/* the items it held can be taken back now: tell the others */
+	pg_atomic_fetch_add_u32(&pgb_shared->exits, 1);
+	pgb_wake_executors(dboid);
 }
 
 /*

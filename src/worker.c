@@ -76,8 +76,11 @@ static SPIPlanPtr due_plan = NULL;
 
 #define RESPONSE_BODY_KEPT	4096
 
-/* how often executor 0 of a database looks for orphaned running items */
-#define RECLAIM_INTERVAL_MS	2000
+/*
+ * How often executor 0 of a database looks for running items whose lease ran
+ * out; it looks at once when another executor has exited.
+ */
+#define RECLAIM_INTERVAL_MS	30000
 
 /*
  * load_endpoints
@@ -861,6 +864,8 @@ pgbatch_executor_main(Datum main_arg)
 	TimestampTz next_reclaim = 0;
 	bool		claim_wanted = true;
 	int			failures = 0;
+	uint32		exits_seen = 0;
+	volatile uint32 exits_now = 0;
 
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 
@@ -933,7 +938,9 @@ pgbatch_executor_main(Datum main_arg)
 		pgb_my_slot()->in_flight = pgb_http_in_flight();
 
 		now = GetCurrentTimestamp();
-		if (now >= next_reclaim && pgb_my_slot()->worker == 0)
+		if (pgb_my_slot()->worker == 0 &&
+			(now >= next_reclaim ||
+			 pg_atomic_read_u32(&pgb_shared->exits) != exits_seen))
 			plan.reclaim = true;
 		capacity = pgb_max_http_in_flight * 2 - pgb_http_busy();
 		if (pgb_enabled && capacity > 0 &&
@@ -943,6 +950,7 @@ pgbatch_executor_main(Datum main_arg)
 			continue;
 
 		MemoryContextReset(loopcxt);
+		exits_now = pg_atomic_read_u32(&pgb_shared->exits);
 		PG_TRY();
 		{
 			MemoryContext oldcxt = MemoryContextSwitchTo(loopcxt);
@@ -970,8 +978,11 @@ pgbatch_executor_main(Datum main_arg)
 			MemoryContextSwitchTo(oldcxt);
 
 			if (plan.reclaim)
+			{
+				exits_seen = exits_now;
 				next_reclaim = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														   RECLAIM_INTERVAL_MS);
+			}
 			if (plan.claim_limit > 0)
 			{
 				claim_wanted = more;
