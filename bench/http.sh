@@ -43,6 +43,7 @@
 # keep the work dir.
 set -euo pipefail
 . "$(dirname "$0")/../test/lib.sh"
+. "$(dirname "$0")/lib.sh"
 
 bench_dir="$PGB_TOP/bench"
 port=${PGB_HTTP_PORT:-54340}
@@ -69,17 +70,7 @@ export PGOPTIONS="-c statement_timeout=${PGB_BENCH_STATEMENT_TIMEOUT:-300s}"
 # command-line setting could not be changed by a reload).
 # shellcheck disable=SC2054
 settings=(
-	shared_buffers=1GB
-	effective_cache_size=16GB
-	work_mem=32MB
-	maintenance_work_mem=1GB
-	wal_buffers=64MB
-	max_wal_size=4GB
-	min_wal_size=1GB
-	checkpoint_timeout=1h
-	checkpoint_completion_target=0.9
-	synchronous_commit=on
-	random_page_cost=1.1
+	"${PGB_BENCH_SETTINGS[@]}"
 	shared_preload_libraries=pgbatch,pg_stat_statements
 )
 # more, for diagnosis (e.g. auto_explain): PGB_HTTP_SETTINGS="name=value ..."

@@ -30,6 +30,7 @@
 # machine down), PGB_KEEP=1 to keep the work dir.
 set -euo pipefail
 . "$(dirname "$0")/../test/lib.sh"
+. "$(dirname "$0")/lib.sh"
 
 bench_dir="$PGB_TOP/bench"
 port=${PGB_BENCH_PORT:-54339}
@@ -44,17 +45,7 @@ export PGOPTIONS="-c statement_timeout=${PGB_BENCH_STATEMENT_TIMEOUT:-180s}"
 
 # Cluster settings for a 2-core / 24 GB machine.  Commits stay durable.
 settings=(
-	shared_buffers=1GB
-	effective_cache_size=16GB
-	work_mem=32MB
-	maintenance_work_mem=1GB
-	wal_buffers=64MB
-	max_wal_size=4GB
-	min_wal_size=1GB
-	checkpoint_timeout=1h
-	checkpoint_completion_target=0.9
-	synchronous_commit=on
-	random_page_cost=1.1
+	"${PGB_BENCH_SETTINGS[@]}"
 	shared_preload_libraries=pg_stat_statements
 	pg_stat_statements.track=none
 )
