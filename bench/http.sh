@@ -112,31 +112,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# nginx-light, wrk, curl and python3 (the fake API), installed without letting
-# the package start the distribution's nginx service
-install_http_deps() {
-	local pkgs="nginx-light wrk curl python3" policy=
-	# shellcheck disable=SC2086
-	if dpkg -s $pkgs >/dev/null 2>&1; then
-		return 0
-	fi
-	if [ "$(id -u)" != 0 ]; then
-		echo "missing packages ($pkgs); run as root to install them" >&2
-		return 1
-	fi
-	export DEBIAN_FRONTEND=noninteractive
-	if [ ! -e /usr/sbin/policy-rc.d ]; then
-		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-		chmod +x /usr/sbin/policy-rc.d
-		policy=1
-	fi
-	apt-get update -q
-	# shellcheck disable=SC2086
-	apt-get install -y -q --no-install-recommends $pkgs || { [ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d; return 1; }
-	[ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d
-}
-
-if ! { pgb_install_deps && install_http_deps && pgb_build_install; } >"$work/setup.log" 2>&1; then
+if ! { pgb_install_deps && pgb_apt_install nginx-light wrk curl python3 && pgb_build_install; } >"$work/setup.log" 2>&1; then
 	echo "setup failed; the end of $work/setup.log:" >&2
 	tail -n 40 "$work/setup.log" >&2
 	exit 1

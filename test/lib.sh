@@ -2,7 +2,8 @@
 # test/lib.sh - shared shell helpers for the test, demo and bench scripts.
 #
 # Source it; it defines:
-#   pgb_install_deps      apt-get the build and test dependencies (Debian 12, as root)
+#   pgb_apt_install PKG.. apt-get the packages that are missing (Debian 12, as root)
+#   pgb_install_deps      apt-get the build and test dependencies
 #   pgb_build_install     build pgbatch and install it into PostgreSQL 15
 #   pgb_cluster_start DIR PORT [extra postgres -c settings...]
 #                         initdb (if needed) and start a throwaway cluster owned by
@@ -19,21 +20,31 @@ pgb_as_postgres() {
 	if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
 }
 
-pgb_install_deps() {
-	local pkgs="build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-cron
-		libcurl4-openssl-dev libipc-run-perl python3 curl"
-	# shellcheck disable=SC2086
-	if dpkg -s $pkgs >/dev/null 2>&1; then
+# pgb_apt_install PKG...: installs the packages that are missing (Debian, as
+# root), without letting them start services (a policy-rc.d for the time)
+pgb_apt_install() {
+	local policy= status=0
+	if dpkg -s "$@" >/dev/null 2>&1; then
 		return 0
 	fi
 	if [ "$(id -u)" != 0 ]; then
-		echo "missing packages ($pkgs); run as root to install them" >&2
+		echo "missing packages ($*); run as root to install them" >&2
 		return 1
 	fi
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -q
-	# shellcheck disable=SC2086
-	apt-get install -y -q --no-install-recommends $pkgs
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		policy=1
+	fi
+	{ apt-get update -q && apt-get install -y -q --no-install-recommends "$@"; } || status=$?
+	[ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d
+	return $status
+}
+
+pgb_install_deps() {
+	pgb_apt_install build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-cron \
+		libcurl4-openssl-dev libipc-run-perl python3 curl
 }
 
 pgb_build_install() {

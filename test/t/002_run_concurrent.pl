@@ -24,9 +24,7 @@ use lib "$FindBin::RealBin/..";
 use PgBatchTest qw(new_node run_together sql);
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time usleep);
 
-my $TIMEOUT = 60;       # seconds; bounds every psql call below
 my $NITEMS = 5000;
 my $NSTAGES = 3;
 my $NWORKERS = 2;

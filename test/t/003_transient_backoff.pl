@@ -31,7 +31,6 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-my $TIMEOUT = 60;    # seconds; bounds every psql call below
 
 my $node = new_node('backoff');
 

@@ -55,7 +55,6 @@ use PgBatchTest qw(new_worker_node start_fake_api stop_fake_api fake_api_get
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $TIMEOUT = 60;    # seconds; bounds every psql call below
 my $NITEMS = 1000;
 
 my $node = new_worker_node('http_pipeline');

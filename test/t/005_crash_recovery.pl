@@ -40,7 +40,6 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-my $TIMEOUT = 60;    # seconds; bounds every psql call below
 my $NITEMS = 10000;
 
 # (the test framework turns restart_after_crash off; the postmaster's own

@@ -54,7 +54,6 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-my $TIMEOUT = 60;    # seconds; bounds every psql call below
 my $COOLDOWN = 2;    # pgbatch.circuit_cooldown, in seconds
 my $THRESHOLD = 3;   # pgbatch.circuit_threshold
 my $SLACK = 0.2;     # seconds of slack on the time bounds
