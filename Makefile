@@ -15,14 +15,16 @@ OBJS = \
 	src/endpoint.o \
 	src/http.o \
 	src/worker.o \
-	src/launcher.o
+	src/launcher.o \
+	src/security.o \
+	src/maintenance.o
 
 EXTENSION = pgbatch
-DATA = pgbatch--1.0.sql pgbatch--1.0--1.1.sql
+DATA = pgbatch--1.0.sql pgbatch--1.0--1.1.sql pgbatch--1.1--1.2.sql
 PGFILEDESC = "pgbatch - durable batches of staged work"
 SHLIB_LINK += -lcurl
 
-REGRESS = setup pipeline submit run retry requeue views roles endpoints upgrade
+REGRESS = setup pipeline submit run retry requeue views roles endpoints security limits maintenance upgrade
 
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

@@ -45,13 +45,17 @@ SELECT batch.create_pipeline('p', '[{"name": "a", "http": {"endpoint": "llm", "b
 SELECT batch.create_pipeline('p', '[{"name": "a", "http": {"endpoint": "llm"}, "sql": "app.outline"}]');
 SELECT batch.drop_endpoint('llm');
 
--- batch.run() runs the SQL stages and leaves HTTP stages to the background workers
+-- with no background executor (pgbatch is not preloaded here), batch.run()
+-- runs the SQL stages and sends the HTTP requests itself: nothing listens on
+-- the endpoint's port, so each item's attempt fails, to be retried later
 SELECT batch.submit('web', '[{"topic": "w1"}, {"topic": "w2"}]', name => 'b_web') AS wbid \gset
-SELECT stages_run, items_completed FROM batch.run('b_web');
-SELECT status, stage, attempt FROM batch.items WHERE batch_id = :wbid ORDER BY id;
+SELECT stages_run, items_completed, retries_scheduled FROM batch.run('b_web');
+SELECT status, stage, attempt, error_code FROM batch.items WHERE batch_id = :wbid ORDER BY id;
+SELECT stage, attempt, error_code, http_status, message ~ '^POST /v1/chat/completions: Failed to connect to 127.0.0.1 port 8090' AS names_the_call
+FROM batch.attempts WHERE batch_id = :wbid AND stage = 'draft' ORDER BY id;
 SELECT stages_run FROM batch.run('b_web');
 
--- endpoint state: nothing has been sent in this (not preloaded) server
+-- endpoint state lives in shared memory, which this (not preloaded) server lacks
 SELECT name, in_flight, paused_until, circuit, requests FROM batch.endpoint_status;
 SELECT count(*) FROM batch.workers;
 

@@ -1,12 +1,15 @@
 --
 -- roles: pgbatch_reader sees views only, pgbatch_operator runs and repairs
 -- batches, pgbatch_admin manages pipelines; PUBLIC gets nothing.  Stage
--- functions run as the batch's owner.
+-- functions run as the batch's owner.  Each sees the batches of the roles
+-- it is a member of (see security.sql for tenants).
 --
 CREATE ROLE regress_pgb_admin IN ROLE pgbatch_admin;
 CREATE ROLE regress_pgb_operator IN ROLE pgbatch_operator;
 CREATE ROLE regress_pgb_reader IN ROLE pgbatch_reader;
 CREATE ROLE regress_pgb_nobody;
+CREATE ROLE regress_pgb_team;
+GRANT regress_pgb_team TO regress_pgb_operator, regress_pgb_reader;
 
 CREATE FUNCTION app.whoami(p jsonb, o jsonb) RETURNS jsonb LANGUAGE sql
 AS $$ SELECT jsonb_build_object('user', current_user) $$;
@@ -56,9 +59,20 @@ WHERE batch_id = batch._batch_id('b_roles') AND payload->>'n' = '2';
 SELECT batch.cancel('b_roles');
 RESET ROLE;
 
--- reader: progress, errors and the log; no payloads, no actions
+-- reader: not the batch of another role...
 SET ROLE regress_pgb_reader;
 SELECT name, status, total FROM batch.progress WHERE name = 'b_roles';
+RESET ROLE;
+
+-- ... until it belongs to a team the reader is in
+SET ROLE regress_pgb_operator;
+SELECT batch.set_owner('b_roles', 'regress_pgb_team');
+SELECT batch.set_owner('b_roles', 'regress_pgb_nobody');
+RESET ROLE;
+
+-- reader: progress, errors and the log; no payloads, no actions
+SET ROLE regress_pgb_reader;
+SELECT name, status, total, owner FROM batch.progress WHERE name = 'b_roles';
 SELECT stage, error_code, items FROM batch.errors WHERE batch = 'b_roles';
 SELECT count(*) > 0 AS has_log FROM batch.log;
 SELECT * FROM batch.review_queue;
@@ -71,5 +85,7 @@ SELECT batch.create_pipeline('rd', '[{"name": "who", "sql": "app.whoami"}]');
 RESET ROLE;
 
 DROP FUNCTION app.whoami(jsonb, jsonb) CASCADE;
-DROP OWNED BY regress_pgb_admin, regress_pgb_operator, regress_pgb_reader, regress_pgb_nobody;
-DROP ROLE regress_pgb_admin, regress_pgb_operator, regress_pgb_reader, regress_pgb_nobody;
+DROP OWNED BY regress_pgb_admin, regress_pgb_operator, regress_pgb_reader, regress_pgb_nobody,
+	regress_pgb_team;
+DROP ROLE regress_pgb_admin, regress_pgb_operator, regress_pgb_reader, regress_pgb_nobody,
+	regress_pgb_team;

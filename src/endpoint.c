@@ -7,7 +7,9 @@
  *		Retry-After header asks for, and a circuit breaker that stops
  *		sending after a run of transient failures and probes before it
  *		resumes.  Each executor also counts what it holds, so that an exit
- *		gives its requests in flight back.
+ *		gives its requests in flight back.  When pgbatch is not preloaded
+ *		there is no shared memory: batch.run() keeps the same state for
+ *		itself, in its backend.
  *
  * src/endpoint.c
  *
@@ -25,6 +27,50 @@
 
 /* requests in flight this backend holds, per endpoint index */
 static int32 *held = NULL;
+
+/*
+ * Without shared memory (pgbatch not preloaded, so no executors: batch.run()
+ * sends the requests), the same limits are kept in this backend alone.
+ */
+static PgbEndpointState *local_endpoints = NULL;
+static int	local_nendpoints = 0;
+
+/*
+ * endpoint_table
+ *		The endpoint states (shared, or this backend's) and their count.
+ */
+static PgbEndpointState *
+endpoint_table(int **count)
+{
+	if (pgb_shared)
+	{
+		*count = &pgb_shared->nendpoints;
+		return pgb_shared->endpoints;
+	}
+	if (local_endpoints == NULL)
+		local_endpoints = MemoryContextAllocZero(TopMemoryContext,
+												 sizeof(PgbEndpointState) * pgb_max_endpoints);
+	*count = &local_nendpoints;
+	return local_endpoints;
+}
+
+/*
+ * lock_endpoints, unlock_endpoints
+ *		The shared lock, when the states are shared.
+ */
+static void
+lock_endpoints(void)
+{
+	if (pgb_shared)
+		LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+}
+
+static void
+unlock_endpoints(void)
+{
+	if (pgb_shared)
+		LWLockRelease(pgb_shared->lock);
+}
 
 /*
  * refill
@@ -58,11 +104,13 @@ pgb_endpoint_index(Oid dboid, int32 endpoint_id, int max_concurrency, int rate_l
 {
 	int			i;
 	int			found = -1;
+	int		   *count;
+	PgbEndpointState *table = endpoint_table(&count);
 
-	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
-	for (i = 0; i < pgb_shared->nendpoints; i++)
+	lock_endpoints();
+	for (i = 0; i < *count; i++)
 	{
-		PgbEndpointState *ep = &pgb_shared->endpoints[i];
+		PgbEndpointState *ep = &table[i];
 
 		if (ep->dboid == dboid && ep->endpoint_id == endpoint_id)
 		{
@@ -70,12 +118,12 @@ pgb_endpoint_index(Oid dboid, int32 endpoint_id, int max_concurrency, int rate_l
 			break;
 		}
 	}
-	if (found < 0 && pgb_shared->nendpoints < pgb_max_endpoints)
+	if (found < 0 && *count < pgb_max_endpoints)
 	{
 		PgbEndpointState *ep;
 
-		found = pgb_shared->nendpoints++;
-		ep = &pgb_shared->endpoints[found];
+		found = (*count)++;
+		ep = &table[found];
 		memset(ep, 0, sizeof(PgbEndpointState));
 		ep->dboid = dboid;
 		ep->endpoint_id = endpoint_id;
@@ -83,7 +131,7 @@ pgb_endpoint_index(Oid dboid, int32 endpoint_id, int max_concurrency, int rate_l
 	}
 	if (found >= 0)
 	{
-		PgbEndpointState *ep = &pgb_shared->endpoints[found];
+		PgbEndpointState *ep = &table[found];
 
 		ep->max_concurrency = max_concurrency;
 		if (ep->rate_limit != rate_limit)
@@ -92,7 +140,7 @@ pgb_endpoint_index(Oid dboid, int32 endpoint_id, int max_concurrency, int rate_l
 			ep->refilled_at = 0;
 		}
 	}
-	LWLockRelease(pgb_shared->lock);
+	unlock_endpoints();
 	return found;
 }
 
@@ -105,14 +153,15 @@ pgb_endpoint_index(Oid dboid, int32 endpoint_id, int max_concurrency, int rate_l
 PgbEndpointVerdict
 pgb_endpoint_acquire(int index, TimestampTz now, TimestampTz *until)
 {
-	PgbEndpointState *ep = &pgb_shared->endpoints[index];
+	int		   *count;
+	PgbEndpointState *ep = &endpoint_table(&count)[index];
 	PgbEndpointVerdict verdict = PGB_EP_GO;
 
 	if (held == NULL)
 		held = MemoryContextAllocZero(TopMemoryContext, sizeof(int32) * pgb_max_endpoints);
 
 	*until = 0;
-	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+	lock_endpoints();
 	if (ep->paused_until > now)
 	{
 		verdict = PGB_EP_PAUSED;
@@ -151,7 +200,7 @@ pgb_endpoint_acquire(int index, TimestampTz now, TimestampTz *until)
 		ep->requests++;
 		held[index]++;
 	}
-	LWLockRelease(pgb_shared->lock);
+	unlock_endpoints();
 	return verdict;
 }
 
@@ -165,10 +214,11 @@ void
 pgb_endpoint_release(int index, PgbEndpointResult result, double retry_after_s,
 					 TimestampTz now)
 {
-	PgbEndpointState *ep = &pgb_shared->endpoints[index];
+	int		   *count;
+	PgbEndpointState *ep = &endpoint_table(&count)[index];
 	bool		wake;
 
-	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+	lock_endpoints();
 	if (held && held[index] > 0)
 	{
 		held[index]--;
@@ -206,33 +256,37 @@ pgb_endpoint_release(int index, PgbEndpointResult result, double retry_after_s,
 				ep->circuit = PGB_CIRCUIT_OPEN;
 			break;
 	}
-	wake = ep->waiters;
+	wake = ep->waiters && pgb_shared != NULL;
 	ep->waiters = false;
-	LWLockRelease(pgb_shared->lock);
+	unlock_endpoints();
 	if (wake)
 		pgb_wake_executors(ep->dboid);
 }
 
 /*
  * pgb_endpoint_release_all
- *		Gives back every request slot this backend holds (at exit).
+ *		Gives back every request slot this backend holds (at exit, or when
+ *		batch.run() gives up its requests).
  */
 void
 pgb_endpoint_release_all(void)
 {
 	int			i;
+	int		   *count;
+	PgbEndpointState *table;
 
-	if (held == NULL || pgb_shared == NULL)
+	if (held == NULL)
 		return;
-	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
-	for (i = 0; i < pgb_shared->nendpoints && i < pgb_max_endpoints; i++)
+	table = endpoint_table(&count);
+	lock_endpoints();
+	for (i = 0; i < *count && i < pgb_max_endpoints; i++)
 	{
-		PgbEndpointState *ep = &pgb_shared->endpoints[i];
+		PgbEndpointState *ep = &table[i];
 
 		ep->in_flight = Max(ep->in_flight - held[i], 0);
 		if (held[i] > 0 && ep->circuit == PGB_CIRCUIT_PROBING)
 			ep->circuit = PGB_CIRCUIT_OPEN;
 		held[i] = 0;
 	}
-	LWLockRelease(pgb_shared->lock);
+	unlock_endpoints();
 }

@@ -81,7 +81,8 @@ pgb_record_item(PgbRecord *rec, int64 item_id, const char *status, const char *s
  *		Runs the claimed item's current stage and, while they succeed, the
  *		SQL stages after it; records every attempt, every output, and the
  *		item's resulting state.  An HTTP stage is handed to the HTTP layer
- *		by a background executor; batch.run() leaves it to them.
+ *		by a background executor, or, when none serves the database, by
+ *		batch.run() itself.
  */
 static void
 execute_item(PgbExecutor *ex, PgbBatchInfo *info, PgbWorkItem *it, PgbRecord *rec)
@@ -136,7 +137,8 @@ execute_item(PgbExecutor *ex, PgbBatchInfo *info, PgbWorkItem *it, PgbRecord *re
 		{
 			bool		chained = strcmp(stage->name, it->stage) != 0;
 
-			if (ex->background && pgb_prepare_http(ex, info, stage, it, attempt, rec))
+			if ((ex->background || ex->session_http) &&
+				pgb_prepare_http(ex, info, stage, it, attempt, rec))
 				return;
 
 			/*
@@ -318,6 +320,7 @@ pgbatch_run(PG_FUNCTION_ARGS)
 	TimestampTz next_due;
 	bool		found;
 	PgbClaimCursor cursor = {DT_NOBEGIN, 0};
+	TimestampTz deadline = 0;
 
 	if (!PG_ARGISNULL(1) && max_items < 0)
 		ereport(ERROR,
@@ -336,7 +339,20 @@ pgbatch_run(PG_FUNCTION_ARGS)
 									 ALLOCSET_DEFAULT_SIZES);
 	pgb_executor_init(&ex, runcxt, false);
 
+	/* with no executor serving this database, HTTP stages are ours too */
+	ex.session_http = !pgb_executors_serve(MyDatabaseId);
+	if (ex.session_http)
+	{
+		pgb_session_http_begin(runcxt);
+		ex.lease_until = TimestampTzPlusMilliseconds(start, (int64) pgb_lease_duration_s * 1000);
+	}
+	if (max_seconds >= 0)
+		deadline = TimestampTzPlusMilliseconds(start, (int64) Min(max_seconds * 1000.0,
+																  (double) PG_INT64_MAX / 1000));
+
 	SPI_connect();
+	if (batch_id != 0)
+		pgb_require_batch(batch_id);
 	for (;;)
 	{
 		MemoryContext oldcxt;
@@ -359,6 +375,8 @@ pgbatch_run(PG_FUNCTION_ARGS)
 		n = pgb_claim_locked(batch_id, GetCurrentTimestamp(), limit, &cursor, &items);
 		if (n > 0)
 			pgb_execute_claimed(&ex, items, n);
+		if (ex.prepared)
+			pgb_session_http(&ex, deadline);
 		MemoryContextSwitchTo(oldcxt);
 		if (n == 0)
 			break;

@@ -32,6 +32,13 @@ int			pgb_max_response_size = 16 * 1024 * 1024;
 int			pgb_circuit_threshold = 10;
 int			pgb_circuit_cooldown_ms = 30000;
 
+/* Security and limits: see pgb_define_gucs(). */
+char	   *pgb_allowed_hosts = NULL;
+int			pgb_retention_s = 30 * 86400;
+int			pgb_max_items_per_call = 100000;
+int			pgb_max_pipelines = 1000;
+int			pgb_max_stages = 32;
+
 /*
  * pgb_define_gucs
  *		Registers the pgbatch.* parameters and reserves the prefix.
@@ -141,6 +148,46 @@ pgb_define_gucs(void)
 							&pgb_circuit_cooldown_ms,
 							30000, 100, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("pgbatch.allowed_hosts",
+							   "Hosts that HTTP stages may call (comma-separated host, *.domain, host:port patterns); empty means any host.",
+							   "Endpoints outside the list cannot be created or used, and redirects cannot leave it.",
+							   &pgb_allowed_hosts,
+							   "",
+							   PGC_SUSET, GUC_LIST_INPUT,
+							   pgb_check_allowed_hosts, pgb_assign_allowed_hosts, NULL);
+
+	DefineCustomIntVariable("pgbatch.retention",
+							"How long the attempt history and outputs of a finished batch are kept (0: forever).",
+							"batch.maintenance() purges them once a batch has been finished this long.",
+							&pgb_retention_s,
+							30 * 86400, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgbatch.max_items_per_call",
+							"Most items one call of batch.submit() or batch.add_items() accepts.",
+							NULL,
+							&pgb_max_items_per_call,
+							100000, 1, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgbatch.max_pipelines",
+							"Most pipelines a database may hold.",
+							NULL,
+							&pgb_max_pipelines,
+							1000, 1, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgbatch.max_stages",
+							"Most stages one pipeline may have.",
+							NULL,
+							&pgb_max_stages,
+							32, 1, 1000,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pgbatch");

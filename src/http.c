@@ -286,6 +286,12 @@ pgb_http_shutdown(void)
 	sockets = NULL;
 	n_sockets = max_sockets = 0;
 	n_in_flight = 0;
+	if (wes)
+	{
+		FreeWaitEventSet(wes);
+		wes = NULL;
+	}
+	timer_set = false;
 }
 
 /*
@@ -320,6 +326,52 @@ finish(PgbHttpRequest *req, PgbHttpState state)
 	req->finished_at = GetCurrentTimestamp();
 	req->next = done_head;
 	done_head = req;
+}
+
+/*
+ * pgb_http_release_waiting
+ *		Hands back every request still waiting for its endpoint, unsent
+ *		(PGB_HTTP_RELEASED, due again now): batch.run()'s time is up.
+ */
+void
+pgb_http_release_waiting(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	while (waiting_head)
+	{
+		PgbHttpRequest *req = waiting_head;
+
+		waiting_head = req->next;
+		n_waiting--;
+		req->release_until = now;
+		finish(req, PGB_HTTP_RELEASED);
+	}
+	waiting_tail = NULL;
+}
+
+/*
+ * opensocket_callback
+ *		Opens the socket of a connection, unless the URL being fetched (the
+ *		endpoint's, or a redirect's target) is outside pgbatch.allowed_hosts:
+ *		then no connection is made and the transfer fails with
+ *		host_not_allowed.
+ */
+static curl_socket_t
+opensocket_callback(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	PgbHttpRequest *req = (PgbHttpRequest *) clientp;
+	char	   *url = NULL;
+
+	if (curl_easy_getinfo((CURL *) req->easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK ||
+		url == NULL ||
+		pgb_url_verdict(url, req->denied_host, sizeof(req->denied_host),
+						&req->denied_port) != PGB_URL_ALLOWED)
+	{
+		req->host_denied = true;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(address->family, address->socktype, address->protocol);
 }
 
 /*
@@ -361,7 +413,10 @@ start_transfer(PgbHttpRequest *req)
 	curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, progress_callback);
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, "pgbatch/1.1");
+	req->host_denied = false;
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_callback);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, req);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "pgbatch/1.2");
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	req->errbuf[0] = '\0';
 	req->started_at = GetCurrentTimestamp();
@@ -420,10 +475,21 @@ pgb_http_dispatch(void)
 			req->release_until = until;
 			finish(req, PGB_HTTP_RELEASED);
 		}
+		else if (pgb_url_verdict(req->url, req->denied_host, sizeof(req->denied_host),
+								 &req->denied_port) != PGB_URL_ALLOWED)
+		{
+			/* outside pgbatch.allowed_hosts: not even looked up */
+			pgb_endpoint_release(req->endpoint_index, PGB_EPR_NOT_SENT, -1, now);
+			req->host_denied = true;
+			req->result = CURLE_COULDNT_CONNECT;
+			pgb_http_classify(req);
+			finish(req, PGB_HTTP_DONE);
+		}
 		else if (!start_transfer(req))
 		{
 			pgb_endpoint_release(req->endpoint_index, PGB_EPR_NOT_SENT, -1, now);
 			req->result = CURLE_OUT_OF_MEMORY;
+			pgb_http_classify(req);
 			finish(req, PGB_HTTP_DONE);
 		}
 		req = next;
@@ -639,6 +705,64 @@ set_error(PgbHttpRequest *req, const char *code, bool transient)
 }
 
 /*
+ * mask_all
+ *		Overwrites every occurrence of the token in buf with '*'.
+ */
+static void
+mask_all(char *buf, size_t len, const char *token, size_t toklen)
+{
+	char	   *p = buf;
+	char	   *end = buf + len;
+
+	while (p + toklen <= end)
+	{
+		char	   *hit = memmem(p, end - p, token, toklen);
+
+		if (hit == NULL)
+			break;
+		memset(hit, '*', toklen);
+		p = hit + toklen;
+	}
+}
+
+/*
+ * pgb_http_redact
+ *		Masks the endpoint's secrets in what came back: every word of eight
+ *		characters or more of the values of the endpoint's own headers (the
+ *		first nsecrets of the request's headers) is overwritten with '*'
+ *		wherever the response body repeats it, so that an API that echoes
+ *		its Authorization header puts no key into the attempt history or
+ *		the outputs.
+ */
+void
+pgb_http_redact(PgbHttpRequest *req)
+{
+	struct curl_slist *h = req->headers;
+	int			i;
+
+	if (req->resp == NULL || req->resp_len == 0)
+		return;
+	for (i = 0; h != NULL && i < req->nsecrets; i++, h = h->next)
+	{
+		const char *v = strchr(h->data, ':');
+
+		if (v == NULL)
+			continue;
+		v++;
+		while (*v)
+		{
+			size_t		len;
+
+			v += strspn(v, " \t");
+			len = strcspn(v, " \t");
+			if (len >= 8)
+				mask_all(req->resp, req->resp_len, v, len);
+			v += len;
+		}
+	}
+}
+
+/*
  * pgb_http_classify
  *		Names the outcome of a finished transfer: error_code NULL for a 2xx
  *		response, otherwise http_NNN, timeout, connection,
@@ -653,6 +777,15 @@ pgb_http_classify(PgbHttpRequest *req)
 	char		buf[32];
 
 	req->aborted = false;
+	if (req->host_denied)
+	{
+		/* libcurl's own message would only say that it could not connect */
+		snprintf(req->errbuf, sizeof(req->errbuf),
+				 "host \"%s\" (port %d) is not in pgbatch.allowed_hosts",
+				 req->denied_host, req->denied_port);
+		set_error(req, "host_not_allowed", false);
+		return;
+	}
 	switch (req->result)
 	{
 		case CURLE_OK:

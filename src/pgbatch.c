@@ -10,7 +10,9 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_proc.h"
+#include "funcapi.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "parser/parse_func.h"
@@ -27,6 +29,7 @@ void		_PG_init(void);
 
 PG_FUNCTION_INFO_V1(pgbatch_max_payload_size);
 PG_FUNCTION_INFO_V1(pgbatch_stage_function);
+PG_FUNCTION_INFO_V1(pgbatch_limits);
 
 /*
  * _PG_init
@@ -55,6 +58,32 @@ Datum
 pgbatch_max_payload_size(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT32(pgb_max_payload_size);
+}
+
+/*
+ * pgbatch_limits
+ *		batch._limits(): the limits the SQL functions enforce, as one row
+ *		(max_items_per_call, max_pipelines, max_stages, retention).  Like
+ *		batch._max_payload_size(), calling it loads the module.
+ */
+Datum
+pgbatch_limits(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	Interval   *retention;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pgbatch: batch._limits() must return a row");
+	tupdesc = BlessTupleDesc(tupdesc);
+	values[0] = Int32GetDatum(pgb_max_items_per_call);
+	values[1] = Int32GetDatum(pgb_max_pipelines);
+	values[2] = Int32GetDatum(pgb_max_stages);
+	retention = (Interval *) palloc0(sizeof(Interval));
+	retention->time = (int64) pgb_retention_s * USECS_PER_SEC;
+	values[3] = IntervalPGetDatum(retention);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
 /*

@@ -21,6 +21,7 @@
 #include "port/atomics.h"
 #include "storage/lwlock.h"
 #include "utils/jsonb.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 /* First key of every advisory lock pgbatch takes ('PGBA'); the second is a batch id. */
@@ -49,7 +50,30 @@ extern int	pgb_max_endpoints;
 extern int	pgb_max_response_size;
 extern int	pgb_circuit_threshold;
 extern int	pgb_circuit_cooldown_ms;
+extern char *pgb_allowed_hosts;
+extern int	pgb_retention_s;
+extern int	pgb_max_items_per_call;
+extern int	pgb_max_pipelines;
+extern int	pgb_max_stages;
 extern void pgb_define_gucs(void);
+
+/* maintenance.c */
+extern int64 pgb_reclaim(void);
+
+/* security.c */
+typedef enum PgbUrlVerdict
+{
+	PGB_URL_ALLOWED,
+	PGB_URL_DENIED,				/* outside pgbatch.allowed_hosts */
+	PGB_URL_INVALID				/* not an http(s) URL with a host */
+} PgbUrlVerdict;
+
+extern bool pgb_may_act(Oid user, const char *owner);
+extern void pgb_require_batch(int64 batch_id);
+extern bool pgb_check_allowed_hosts(char **newval, void **extra, GucSource source);
+extern void pgb_assign_allowed_hosts(const char *newval, void *extra);
+extern PgbUrlVerdict pgb_url_verdict(const char *url, char *hostbuf, size_t hostsize,
+									 int *port);
 
 /* Shared memory (shmem.c), present when pgbatch is preloaded. */
 #define PGB_MAX_SLOTS	64		/* executor workers, all databases */
@@ -278,6 +302,8 @@ typedef struct PgbExecutor
 	HTAB	   *cache;			/* batch id -> PgbBatchInfo */
 	MemoryContext cachecxt;
 	bool		background;		/* a background executor: prepares HTTP stages */
+	bool		session_http;	/* batch.run() with no executors: sends them
+								 * itself, in its transaction */
 	TimestampTz lease_until;	/* for items handed to the HTTP layer */
 	struct PgbHttpRequest *prepared;	/* requests to send once the claim
 										 * commits */
@@ -353,6 +379,9 @@ extern void pgb_record_stage_error(PgbExecutor *ex, PgbRecord *rec, int64 batch_
 extern void pgb_register_launcher(void);
 
 /* worker.c */
+extern void pgb_session_http_begin(MemoryContext cxt);
+extern void pgb_session_http(PgbExecutor *ex, TimestampTz deadline);
+extern bool pgb_executors_serve(Oid dboid);
 extern bool pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
 							 PgbWorkItem *it, int attempt, PgbRecord *rec);
 
@@ -399,6 +428,7 @@ typedef struct PgbHttpRequest
 	char		method[8];
 	char	   *body;
 	struct curl_slist *headers;
+	int			nsecrets;		/* the first ones are the endpoint's own */
 	long		timeout_ms;
 	bool		follow_redirects;
 	void	   *easy;			/* CURL * while in flight */
@@ -417,6 +447,9 @@ typedef struct PgbHttpRequest
 	bool		transient;
 	bool		aborted;		/* abandoned at shutdown: does not count */
 	bool		reserved;		/* counted in its endpoint's local load */
+	bool		host_denied;	/* the SSRF guard refused a connection */
+	char		denied_host[256];	/* ... to this host */
+	int			denied_port;
 	TimestampTz started_at;
 	TimestampTz finished_at;
 	TimestampTz release_until;	/* PGB_HTTP_RELEASED: when to try again */
@@ -426,11 +459,13 @@ typedef struct PgbHttpRequest
 extern void pgb_http_init(void);
 extern void pgb_http_shutdown(void);
 extern void pgb_http_enqueue(PgbHttpRequest *req);
+extern void pgb_http_release_waiting(void);
 extern TimestampTz pgb_http_dispatch(void);
 extern bool pgb_http_wait(long timeout_ms);
 extern PgbHttpRequest *pgb_http_take_done(void);
 extern void pgb_http_request_free(PgbHttpRequest *req);
 extern void pgb_http_classify(PgbHttpRequest *req);
+extern void pgb_http_redact(PgbHttpRequest *req);
 extern int	pgb_http_busy(void);
 extern int	pgb_http_endpoint_load(int endpoint_index);
 extern void pgb_http_reserve(PgbHttpRequest *req);

@@ -49,8 +49,8 @@ pgb_backoff_ms(const PgbRetryPolicy *policy, int retry)
 
 /*
  * check_batch
- *		Errors out if the batch is cancelled, or if 'stage' is given and is
- *		not a stage of the batch's pipeline.
+ *		Errors out if the batch is cancelled or purged, or if 'stage' is
+ *		given and is not a stage of the batch's pipeline.
  */
 static void
 check_batch(int64 batch_id, text *stage)
@@ -60,6 +60,7 @@ check_batch(int64 batch_id, text *stage)
 	bool		isnull;
 	bool		cancelled;
 	bool		stage_ok;
+	bool		purged;
 
 	if (batch_check_plan == NULL)
 	{
@@ -68,7 +69,8 @@ check_batch(int64 batch_id, text *stage)
 		batch_check_plan = pgb_prepare(
 									   "SELECT b.cancelled_at IS NOT NULL,"
 									   " $2 IS NULL OR EXISTS (SELECT FROM batch.stages s"
-									   "  WHERE s.pipeline_id = b.pipeline_id AND s.name = $2)"
+									   "  WHERE s.pipeline_id = b.pipeline_id AND s.name = $2),"
+									   " b.purged_at IS NOT NULL"
 									   " FROM batch.batches b WHERE b.id = $1",
 									   2, argtypes);
 	}
@@ -84,7 +86,16 @@ check_batch(int64 batch_id, text *stage)
 										   SPI_tuptable->tupdesc, 1, &isnull));
 	stage_ok = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, 2, &isnull));
+	purged = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 3, &isnull));
 	SPI_freetuptable(SPI_tuptable);
+
+	if (purged)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("batch " INT64_FORMAT " was purged", batch_id),
+				 errdetail("Its attempt history and stage outputs were removed after pgbatch.retention, so its items cannot resume where they failed."),
+				 errhint("Submit the failed items again as a new batch.")));
 
 	if (cancelled)
 		ereport(ERROR,
@@ -153,6 +164,7 @@ pgbatch_requeue(PG_FUNCTION_ARGS)
 	}
 
 	SPI_connect();
+	pgb_require_batch(batch_id);
 	check_batch(batch_id, stage);
 
 	if (requeue_plan == NULL)

@@ -436,6 +436,26 @@ pgb_live_executor_pids(Oid dboid)
 }
 
 /*
+ * pgb_executors_serve
+ *		True if executors run (or are being started) for the database: then
+ *		they send the HTTP requests, not batch.run().
+ */
+bool
+pgb_executors_serve(Oid dboid)
+{
+	bool		found = false;
+	int			i;
+
+	if (pgb_shared == NULL)
+		return false;
+	LWLockAcquire(pgb_shared->lock, LW_SHARED);
+	for (i = 0; i < PGB_MAX_SLOTS && !found; i++)
+		found = pgb_shared->slots[i].in_use && pgb_shared->slots[i].dboid == dboid;
+	LWLockRelease(pgb_shared->lock);
+	return found;
+}
+
+/*
  * pgbatch_workers
  *		batch._workers(): the executors attached for this database.
  */

@@ -24,6 +24,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/guc.h"
 #include "utils/resowner.h"
 #include "utils/syscache.h"
 #include "utils/timeout.h"
@@ -222,6 +223,7 @@ pgb_run_sql_stage(PgbBatchInfo *batch, PgbStage *stage, PgbWorkItem *item,
 	ResourceOwner oldowner = CurrentResourceOwner;
 	Oid			save_userid;
 	int			save_sec_context;
+	int			save_nestlevel;
 	volatile PgbStageResult result = PGB_STAGE_PERMANENT;
 	ErrorData  *edata;
 	bool		timed_out;
@@ -247,8 +249,15 @@ pgb_run_sql_stage(PgbBatchInfo *batch, PgbStage *stage, PgbWorkItem *item,
 		if (item->outputs == NULL)
 			item->outputs = pgb_jsonb_constant("{}");
 
+		/*
+		 * As the owner, in a security-restricted operation (no SET ROLE, no
+		 * temporary objects left behind), with every setting it changes
+		 * rolled back afterwards: like index expressions run by VACUUM.
+		 */
 		SetUserIdAndSecContext(batch->owner,
-							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		save_nestlevel = NewGUCNestLevel();
 		if (stage->call == NULL)
 			stage->call = stage_call_prepare(batch->pipeline, stage);
 		call = stage->call;
@@ -263,6 +272,7 @@ pgb_run_sql_stage(PgbBatchInfo *batch, PgbStage *stage, PgbWorkItem *item,
 
 		if (stage->timeout_ms > 0)
 			disable_timeout(stage_timeout_id, false);
+		AtEOXact_GUC(false, save_nestlevel);
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 
 		/* copy the result out before the subtransaction's memory is gone */

@@ -20,6 +20,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "common/cryptohash.h"
@@ -34,6 +35,7 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -58,6 +60,7 @@ typedef struct PgbEndpointInfo
 
 static PgbEndpointInfo *endpoints = NULL;	/* in the iteration context */
 static int	n_endpoints = -1;	/* -1: not loaded in this transaction */
+static MemoryContext endpoints_cxt = NULL;	/* batch.run(): where they live */
 
 /* results waiting to be recorded, kept across a failed transaction */
 static PgbHttpRequest *results = NULL;
@@ -68,9 +71,13 @@ static bool found_extension = false;
 /* the executor state of the transaction in progress (its prepared requests) */
 static PgbExecutor *current = NULL;
 
+/* batch.run() has the HTTP layer set up in this backend */
+static bool session_http_ready = false;
+
+static void free_list(PgbHttpRequest *req);
+
 static SPIPlanPtr endpoints_plan = NULL;
 static SPIPlanPtr guard_plan = NULL;
-static SPIPlanPtr reclaim_plan = NULL;
 static SPIPlanPtr active_plan = NULL;
 static SPIPlanPtr due_plan = NULL;
 
@@ -85,12 +92,16 @@ static SPIPlanPtr due_plan = NULL;
 /*
  * load_endpoints
  *		Reads every endpoint, with its secret headers, into the current
- *		(iteration) memory context.
+ *		(iteration) memory context, or batch.run()'s.
  */
 static void
 load_endpoints(void)
 {
 	uint64		i;
+	Oid			save_userid;
+	int			save_sec_context;
+	MemoryContext oldcxt = MemoryContextSwitchTo(endpoints_cxt ? endpoints_cxt :
+												 CurrentMemoryContext);
 
 	if (endpoints_plan == NULL)
 		endpoints_plan = pgb_prepare("SELECT e.id, e.base_url,"
@@ -101,8 +112,16 @@ load_endpoints(void)
 									 "  FROM jsonb_each_text(e.headers) h)"
 									 " FROM batch.endpoints e",
 									 0, NULL);
+	/*
+	 * The headers are readable by admins only; batch.run() reads them for a
+	 * caller who is not one, to send them, never to show them.
+	 */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	if (pgb_execute(endpoints_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pgbatch: reading batch.endpoints failed");
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 	n_endpoints = (int) SPI_processed;
 	endpoints = palloc0(sizeof(PgbEndpointInfo) * Max(n_endpoints, 1));
 	for (i = 0; i < SPI_processed; i++)
@@ -136,6 +155,7 @@ load_endpoints(void)
 										   ep->rate_limit);
 	}
 	SPI_freetuptable(SPI_tuptable);
+	MemoryContextSwitchTo(oldcxt);
 }
 
 /*
@@ -199,9 +219,10 @@ add_header(PgbHttpRequest *req, const char *line)
  *		request body (with the stage's body function, as the batch owner, or
  *		as {"payload", "outputs"}), the request itself, and records the item
  *		as running under this executor's lease.  The request is sent once
- *		the claim commits.  Returns false, recording nothing, if the item is
- *		deferred because this executor already holds as many requests for the
- *		endpoint as it takes at once.
+ *		the claim commits (by batch.run(): once the chunk is recorded).
+ *		Returns false, recording nothing, if the item is deferred because
+ *		this executor already holds as many requests for the endpoint as it
+ *		takes at once (batch.run() queues them all: no one else sends).
  */
 bool
 pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
@@ -237,7 +258,7 @@ pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
 	 * Hold no more requests for an endpoint than it takes at once: the rest
 	 * stay pending (untouched) for a later claim, by us or another executor.
 	 */
-	if (pgb_http_endpoint_load(ep->shm_index) >= ep->max_concurrency)
+	if (ex->background && pgb_http_endpoint_load(ep->shm_index) >= ep->max_concurrency)
 	{
 		ex->stats.items_deferred++;
 		return false;
@@ -292,6 +313,7 @@ pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
 
 	for (i = 0; i < ep->nheaders; i++)
 		add_header(req, ep->header_lines[i]);
+	req->nsecrets = ep->nheaders;
 	add_header(req, "Content-Type: application/json");
 	add_header(req, "Accept: application/json");
 	add_header(req, "Expect:");
@@ -430,6 +452,9 @@ record_result(PgbExecutor *ex, PgbRecord *rec, PgbHttpRequest *req, bool cancell
 		return;
 	}
 
+	/* no secret of the endpoint goes into the history or the outputs */
+	pgb_http_redact(req);
+
 	/* name the path only: the base URL may carry credentials */
 	path = strstr(req->url, "://");
 	path = path ? path + 3 + strcspn(path + 3, "/") : req->url;
@@ -443,7 +468,7 @@ record_result(PgbExecutor *ex, PgbRecord *rec, PgbHttpRequest *req, bool cancell
 							   req->status, req->method, path);
 		}
 	}
-	else if (req->status > 0)
+	else if (req->status > 0 && !req->host_denied)
 		message = psprintf("HTTP %ld from %s %s", req->status, req->method, path);
 	else
 		message = psprintf("%s %s: %s", req->method, path,
@@ -591,42 +616,85 @@ record_results(PgbExecutor *ex)
 }
 
 /*
- * reclaim
- *		Takes back running items whose executor is gone (its pid is not in
- *		shared memory: after a restart, at once) or whose lease ran out (a
- *		hung executor), so that they run again; logs an event per batch.
+ * pgb_session_http_begin
+ *		Starts batch.run()'s use of the HTTP layer: endpoints are read
+ *		afresh, into cxt, which lives as long as the call.
  */
-static void
-reclaim(void)
+void
+pgb_session_http_begin(MemoryContext cxt)
 {
-	TimestampTz listed_at = GetCurrentTimestamp();
-	Datum		args[3];
-
-	if (reclaim_plan == NULL)
+	if (!session_http_ready)
 	{
-		Oid			argtypes[3] = {TIMESTAMPTZOID, INT4ARRAYOID, TIMESTAMPTZOID};
-
-		reclaim_plan = pgb_prepare("WITH r AS ("
-								   " UPDATE batch.items i SET status = 'pending', next_due = $1,"
-								   "  claimed_by = NULL, lease_until = NULL, updated_at = $1,"
-								   "  error_code = 'interrupted',"
-								   "  error_message = 'the executor running this item stopped or its lease ran out'"
-								   " WHERE i.status = 'running'"
-								   "  AND (i.lease_until < $1"
-								   "   OR (NOT (coalesce(i.claimed_by, 0) = ANY ($2)) AND i.updated_at < $3))"
-								   " RETURNING i.batch_id)"
-								   " INSERT INTO batch.events (batch_id, level, event, message, detail)"
-								   " SELECT r.batch_id, 'warning', 'items_reclaimed',"
-								   "  format('%s running items taken back from executors that stopped or whose lease ran out', count(*)),"
-								   "  jsonb_build_object('items', count(*))"
-								   " FROM r GROUP BY r.batch_id",
-								   3, argtypes);
+		pgb_http_init();
+		session_http_ready = true;
 	}
-	args[1] = pgb_live_executor_pids(MyDatabaseId);
-	args[0] = TimestampTzGetDatum(GetCurrentTimestamp());
-	args[2] = TimestampTzGetDatum(listed_at);
-	if (pgb_execute(reclaim_plan, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "pgbatch: taking back orphaned items failed");
+	endpoints_cxt = cxt;
+	endpoints = NULL;
+	n_endpoints = -1;
+}
+
+/*
+ * pgb_session_http
+ *		batch.run()'s HTTP stages, when no executor serves the database:
+ *		sends the requests the last chunk prepared (its items are recorded
+ *		as running, in this transaction), as the endpoints' limits let them
+ *		go, waits for every one that went, and records the results in the
+ *		same transaction.  Requests not sent by the deadline go back to
+ *		pending without spending an attempt.  On an error (a cancel) the
+ *		transfers are abandoned and the error goes on: the transaction's
+ *		rollback puts the items back.
+ */
+void
+pgb_session_http(PgbExecutor *ex, TimestampTz deadline)
+{
+	PgbHttpRequest *req = ex->prepared;
+
+	ex->prepared = NULL;
+	while (req)
+	{
+		PgbHttpRequest *next = req->next;
+
+		pgb_http_enqueue(req);
+		req = next;
+	}
+
+	PG_TRY();
+	{
+		while (pgb_http_busy() > 0)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+			TimestampTz retry_at;
+			long		timeout_ms = 1000;
+
+			CHECK_FOR_INTERRUPTS();
+			if (deadline > 0 && now >= deadline)
+				pgb_http_release_waiting();
+			retry_at = pgb_http_dispatch();
+			if (retry_at > 0)
+				timeout_ms = Min(timeout_ms, Max(0, (long) ((retry_at - now) / 1000)));
+			if (pgb_http_wait(timeout_ms))
+				ResetLatch(MyLatch);
+			while ((req = pgb_http_take_done()) != NULL)
+			{
+				req->next = results;
+				results = req;
+			}
+		}
+		record_results(ex);
+	}
+	PG_CATCH();
+	{
+		free_list(results);
+		results = NULL;
+		pgb_http_shutdown();
+		session_http_ready = false;
+		pgb_endpoint_release_all();
+		endpoints_cxt = NULL;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	free_list(results);
+	results = NULL;
 }
 
 /*
@@ -808,7 +876,7 @@ run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 													 (int64) pgb_lease_duration_s * 1000);
 		record_results(&ex);
 		if (plan->reclaim)
-			reclaim();
+			pgb_reclaim();
 		if (plan->claim_limit > 0)
 		{
 			(void) claim_fair(&ex, plan->claim_limit, more);
@@ -874,6 +942,13 @@ pgbatch_executor_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+	/*
+	 * Nothing a role creates in a schema on the default path may capture a
+	 * name this superuser session resolves; stage functions see the same
+	 * path as under batch.run().
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	pgb_slot_attach(slot, dboid);
 	pgstat_report_appname("pgbatch executor");
 

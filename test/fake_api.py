@@ -30,7 +30,7 @@ from urllib.parse import parse_qs
 MAX_HEAD = 64 * 1024            # request line + headers
 READ_CHUNK = 65536
 STREAM_CHUNK = 64 * 1024        # big= bodies are written in pieces of this size
-MAX_BIG = 256 * 1024 * 1024     # cap for big=BYTES
+MAX_BIG = 2 * 1024 * 1024 * 1024  # cap for big=BYTES
 MAX_PER_KEY = 1000              # arrivals kept per Idempotency-Key
 MAX_LIMIT = 100000              # entries per /_stats/requests page
 
@@ -683,6 +683,18 @@ class Conn:
             self.abort(False)
             return 0, "client_gone", fault_text
 
+        query = {k: v[0] for k, v in parse_query(qs).items()}
+        if path == "/redirect" and fault is None:
+            # 307 to the URL in ?to= (the method and body are kept)
+            extra.append(("Location", query.get("to", "/")))
+            await self.send(307, jdump({"redirect": query.get("to", "/")}), keep, head_only,
+                            extra=extra)
+            return 307, "redirect", None
+        if query.get("echo_headers") == "1":
+            # what the client sent, secrets included: for tests of redaction
+            extra.append(("X-Fake-Echo", "headers"))
+            req = {"request": req, "headers": dict(headers)}
+
         if fault is None:
             return await self.normal(method, path, qs, req, key, n, keep, head_only, extra)
         kind = fault.kind
@@ -709,6 +721,8 @@ class Conn:
             err = {"error": {"message": "fake_api injected fault %s" % fault.text,
                              "type": ERROR_TYPES.get(code, "error"), "code": code,
                              "fake_fault": fault.text}}
+            if query.get("echo_headers") == "1":
+                err["request"] = req
             await self.send(code, jdump(err), keep, head_only, extra=extra)
             return code, "fault", fault_text
         if kind == "badjson":

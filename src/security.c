@@ -1,0 +1,466 @@
+/*-------------------------------------------------------------------------
+ *
+ * security.c
+ *		Who may see and act on a batch (the tests behind the row-level
+ *		security policies), who called a SECURITY DEFINER function, and the
+ *		SSRF guard: the pgbatch.allowed_hosts patterns and the check of a
+ *		URL against them.
+ *
+ *		The host check is also called from libcurl callbacks, so everything
+ *		it uses is plain C: no palloc, no ereport.
+ *
+ * src/security.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#include "pgbatch.h"
+
+PG_FUNCTION_INFO_V1(pgbatch_can_see);
+PG_FUNCTION_INFO_V1(pgbatch_can_act);
+PG_FUNCTION_INFO_V1(pgbatch_caller);
+PG_FUNCTION_INFO_V1(pgbatch_caller_can_act);
+PG_FUNCTION_INFO_V1(pgbatch_url_check);
+PG_FUNCTION_INFO_V1(pgbatch_is_member);
+
+/* One pattern of pgbatch.allowed_hosts. */
+typedef struct PgbHostPattern
+{
+	char		host[256];		/* lower case; "" with any_host */
+	bool		any_host;		/* "*" */
+	bool		subdomains;		/* "*.example.com": any name below it */
+	int			port;			/* -1: any port */
+} PgbHostPattern;
+
+/* The parsed setting: the GUC's "extra", malloc'd by guc.c's rules. */
+typedef struct PgbHostList
+{
+	int			npatterns;		/* 0: any host (the setting is empty) */
+	PgbHostPattern patterns[FLEXIBLE_ARRAY_MEMBER];
+} PgbHostList;
+
+static PgbHostList *allowed_hosts = NULL;
+
+/*
+ * member_of
+ *		True if 'user' is a member (directly or not) of the role named
+ *		'rolname'; false if there is no such role.  Superusers are members
+ *		of every role.
+ */
+static bool
+member_of(Oid user, const char *rolname)
+{
+	Oid			role = get_role_oid(rolname, true);
+
+	return OidIsValid(role) && is_member_of_role(user, role);
+}
+
+/*
+ * pgb_may_act
+ *		True if 'user' may act on (run, retry, cancel, change) a batch owned
+ *		by the role named 'owner': a member of that role, or an admin.
+ */
+bool
+pgb_may_act(Oid user, const char *owner)
+{
+	return member_of(user, owner) || member_of(user, "pgbatch_admin");
+}
+
+/*
+ * pgbatch_can_see
+ *		batch._can_see(owner name): true if the current user sees batches
+ *		owned by 'owner': a member of that role, an admin, or a monitor.
+ *		The SELECT policies of the batch tables rest on it.
+ */
+Datum
+pgbatch_can_see(PG_FUNCTION_ARGS)
+{
+	const char *owner = NameStr(*PG_GETARG_NAME(0));
+	Oid			user = GetUserId();
+
+	PG_RETURN_BOOL(pgb_may_act(user, owner) || member_of(user, "pgbatch_monitor"));
+}
+
+/*
+ * pgbatch_can_act
+ *		batch._can_act(owner name): true if the current user may act on
+ *		batches owned by 'owner'.  The INSERT, UPDATE and DELETE policies of
+ *		the batch tables rest on it.
+ */
+Datum
+pgbatch_can_act(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(pgb_may_act(GetUserId(), NameStr(*PG_GETARG_NAME(0))));
+}
+
+/*
+ * pgbatch_is_member
+ *		batch._is_member(role name): true if the current user is a member
+ *		of the role (superusers are members of every role).  Unlike
+ *		batch._can_act(), being an admin is not enough: it guards whom a
+ *		batch may belong to, and so as whom its stage functions run.
+ */
+Datum
+pgbatch_is_member(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(member_of(GetUserId(), NameStr(*PG_GETARG_NAME(0))));
+}
+
+/*
+ * pgbatch_caller
+ *		batch._caller(): the role that called, not counting SECURITY
+ *		DEFINER switches: the session's current role (after any SET ROLE).
+ *		The schedule functions, which are SECURITY DEFINER, act for it and
+ *		no one else: its pg_cron jobs run as it.
+ */
+Datum
+pgbatch_caller(PG_FUNCTION_ARGS)
+{
+	Name		result = (Name) palloc0(NAMEDATALEN);
+
+	namestrcpy(result, GetUserNameFromId(GetOuterUserId(), false));
+	PG_RETURN_NAME(result);
+}
+
+/*
+ * pgbatch_caller_can_act
+ *		batch._caller_can_act(owner name): pgbatch_can_act for the caller
+ *		(see pgbatch_caller) rather than the current user.
+ */
+Datum
+pgbatch_caller_can_act(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(pgb_may_act(GetOuterUserId(), NameStr(*PG_GETARG_NAME(0))));
+}
+
+/* ------------------------------------------------------------------------
+ * The SSRF guard
+ * ------------------------------------------------------------------------ */
+
+/*
+ * parse_pattern
+ *		Parses one pattern of pgbatch.allowed_hosts ("*", "host",
+ *		"*.domain", "host:port", "[v6addr]:port") into *p.  False, with
+ *		*why set, if it is not one.
+ */
+static bool
+parse_pattern(const char *s, size_t len, PgbHostPattern *p, const char **why)
+{
+	const char *host = s;
+	size_t		hostlen = len;
+	const char *colon = NULL;
+	size_t		i;
+
+	memset(p, 0, sizeof(*p));
+	p->port = -1;
+	if (len == 1 && s[0] == '*')
+	{
+		p->any_host = true;
+		return true;
+	}
+
+	if (s[0] == '[')
+	{
+		const char *close = memchr(s, ']', len);
+
+		if (close == NULL)
+		{
+			*why = "an IPv6 address lacks its closing \"]\"";
+			return false;
+		}
+		host = s + 1;
+		hostlen = close - host;
+		if (close + 1 < s + len)
+		{
+			if (close[1] != ':')
+			{
+				*why = "only a port may follow an IPv6 address";
+				return false;
+			}
+			colon = close + 1;
+		}
+	}
+	else
+	{
+		colon = memchr(s, ':', len);
+		if (colon)
+			hostlen = colon - s;
+	}
+
+	if (colon)
+	{
+		const char *digits = colon + 1;
+		size_t		ndigits = s + len - digits;
+		long		port = 0;
+
+		if (ndigits == 0 || ndigits > 5)
+		{
+			*why = "a port must be a number from 1 to 65535";
+			return false;
+		}
+		for (i = 0; i < ndigits; i++)
+		{
+			if (!isdigit((unsigned char) digits[i]))
+			{
+				*why = "a port must be a number from 1 to 65535";
+				return false;
+			}
+			port = port * 10 + (digits[i] - '0');
+		}
+		if (port < 1 || port > 65535)
+		{
+			*why = "a port must be a number from 1 to 65535";
+			return false;
+		}
+		p->port = (int) port;
+	}
+
+	if (hostlen > 2 && host[0] == '*' && host[1] == '.')
+	{
+		p->subdomains = true;
+		host += 2;
+		hostlen -= 2;
+	}
+	if (hostlen == 0 || hostlen >= sizeof(p->host))
+	{
+		*why = "a host name must be 1 to 255 characters";
+		return false;
+	}
+	for (i = 0; i < hostlen; i++)
+	{
+		unsigned char c = (unsigned char) host[i];
+
+		if (!(isalnum(c) || c == '.' || c == '-' || c == '_' || c == ':'))
+		{
+			*why = "a host holds only letters, digits, \".\", \"-\", \"_\" (and \":\" in an IPv6 address)";
+			return false;
+		}
+		p->host[i] = (char) tolower(c);
+	}
+	p->host[hostlen] = '\0';
+	return true;
+}
+
+/*
+ * pgb_check_allowed_hosts
+ *		GUC check hook of pgbatch.allowed_hosts: parses the comma-separated
+ *		patterns into the setting's "extra".
+ */
+bool
+pgb_check_allowed_hosts(char **newval, void **extra, GucSource source)
+{
+	const char *s = *newval ? *newval : "";
+	int			max = 1;
+	PgbHostList *list;
+	const char *p;
+
+	for (p = s; *p; p++)
+		if (*p == ',')
+			max++;
+	list = (PgbHostList *) malloc(offsetof(PgbHostList, patterns) +
+								 max * sizeof(PgbHostPattern));
+	if (list == NULL)
+		return false;
+	list->npatterns = 0;
+
+	p = s;
+	while (*p)
+	{
+		const char *start;
+		const char *end;
+		const char *why = NULL;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		start = p;
+		while (*p && *p != ',')
+			p++;
+		end = p;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		if (*p == ',')
+			p++;
+		if (end == start)
+			continue;
+		if (!parse_pattern(start, end - start, &list->patterns[list->npatterns], &why))
+		{
+			GUC_check_errmsg("invalid host pattern \"%.*s\": %s", (int) (end - start), start, why);
+			GUC_check_errhint("Give a comma-separated list of host, *.domain, host:port or [IPv6]:port patterns, or * for any host.");
+			free(list);
+			return false;
+		}
+		list->npatterns++;
+	}
+	*extra = list;
+	return true;
+}
+
+/*
+ * pgb_assign_allowed_hosts
+ *		GUC assign hook of pgbatch.allowed_hosts.
+ */
+void
+pgb_assign_allowed_hosts(const char *newval, void *extra)
+{
+	allowed_hosts = (PgbHostList *) extra;
+}
+
+/*
+ * host_matches
+ *		True if the lower-case host and port match the pattern.
+ */
+static bool
+host_matches(const PgbHostPattern *p, const char *host, int port)
+{
+	size_t		hlen;
+	size_t		plen;
+
+	if (p->port >= 0 && p->port != port)
+		return false;
+	if (p->any_host)
+		return true;
+	if (!p->subdomains)
+		return strcmp(p->host, host) == 0;
+	hlen = strlen(host);
+	plen = strlen(p->host);
+	return hlen > plen + 1 &&
+		host[hlen - plen - 1] == '.' &&
+		strcmp(host + hlen - plen, p->host) == 0;
+}
+
+/*
+ * pgb_url_verdict
+ *		Checks a URL against the SSRF guard: it must be an http or https
+ *		URL with a host, and that host and port must match a pattern of
+ *		pgbatch.allowed_hosts (when it is set).  Writes the lower-case host
+ *		(at most hostsize bytes) and the port.  Safe in libcurl callbacks.
+ */
+PgbUrlVerdict
+pgb_url_verdict(const char *url, char *hostbuf, size_t hostsize, int *port)
+{
+	CURLU	   *u = curl_url();
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	char	   *portstr = NULL;
+	PgbUrlVerdict verdict = PGB_URL_INVALID;
+	size_t		len;
+	size_t		i;
+
+	hostbuf[0] = '\0';
+	*port = 0;
+	if (u == NULL)
+		return PGB_URL_INVALID;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+		curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+		curl_url_get(u, CURLUPART_PORT, &portstr, CURLU_DEFAULT_PORT) != CURLUE_OK)
+		goto done;
+	if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)
+		goto done;
+
+	/* lower case, without IPv6 brackets or a trailing dot */
+	if (host[0] == '[')
+		memmove(host, host + 1, strlen(host));
+	len = strlen(host);
+	if (len > 0 && (host[len - 1] == ']' || host[len - 1] == '.'))
+		host[--len] = '\0';
+	if (len == 0 || len >= hostsize)
+		goto done;
+	for (i = 0; i <= len; i++)
+		hostbuf[i] = (char) tolower((unsigned char) host[i]);
+	*port = atoi(portstr);
+
+	verdict = PGB_URL_ALLOWED;
+	if (allowed_hosts != NULL && allowed_hosts->npatterns > 0)
+	{
+		verdict = PGB_URL_DENIED;
+		for (i = 0; i < (size_t) allowed_hosts->npatterns; i++)
+		{
+			if (host_matches(&allowed_hosts->patterns[i], hostbuf, *port))
+			{
+				verdict = PGB_URL_ALLOWED;
+				break;
+			}
+		}
+	}
+
+done:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(portstr);
+	curl_url_cleanup(u);
+	return verdict;
+}
+
+/*
+ * pgbatch_url_check
+ *		batch._url_check(url text): NULL if HTTP stages may call the URL,
+ *		else why not, in words that go into an error message.
+ */
+Datum
+pgbatch_url_check(PG_FUNCTION_ARGS)
+{
+	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char		host[256];
+	int			port;
+
+	switch (pgb_url_verdict(url, host, sizeof(host), &port))
+	{
+		case PGB_URL_ALLOWED:
+			PG_RETURN_NULL();
+		case PGB_URL_DENIED:
+			PG_RETURN_TEXT_P(cstring_to_text(psprintf("host \"%s\" (port %d) is not in pgbatch.allowed_hosts",
+													  host, port)));
+		case PGB_URL_INVALID:
+			break;
+	}
+	PG_RETURN_TEXT_P(cstring_to_text("it is not an http:// or https:// URL with a host"));
+}
+
+/*
+ * pgb_require_batch
+ *		Errors out unless the batch exists, the current user sees it (the
+ *		row-level security of batch.batches), and may act on it.  The
+ *		caller is connected to SPI.
+ */
+void
+pgb_require_batch(int64 batch_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		arg = Int64GetDatum(batch_id);
+	char	   *owner;
+
+	if (plan == NULL)
+	{
+		Oid			argtype = INT8OID;
+
+		plan = pgb_prepare("SELECT b.owner::text FROM batch.batches b WHERE b.id = $1",
+						   1, &argtype);
+	}
+	if (pgb_execute(plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pgbatch: reading batch " INT64_FORMAT " failed", batch_id);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("batch " INT64_FORMAT " does not exist", batch_id),
+				 errhint("See batch.progress for the batches there are.")));
+	owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	SPI_freetuptable(SPI_tuptable);
+	if (!pgb_may_act(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for batch " INT64_FORMAT, batch_id),
+				 errdetail("The batch belongs to role \"%s\".", owner),
+				 errhint("Only members of the owning role and of pgbatch_admin may act on a batch.")));
+}
