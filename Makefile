@@ -17,14 +17,15 @@ OBJS = \
 	src/worker.o \
 	src/launcher.o \
 	src/security.o \
-	src/maintenance.o
+	src/maintenance.o \
+	src/events.o
 
 EXTENSION = pgbatch
-DATA = pgbatch--1.0.sql pgbatch--1.0--1.1.sql pgbatch--1.1--1.2.sql
+DATA = pgbatch--1.0.sql pgbatch--1.0--1.1.sql pgbatch--1.1--1.2.sql pgbatch--1.2--1.3.sql
 PGFILEDESC = "pgbatch - durable batches of staged work"
 SHLIB_LINK += -lcurl
 
-REGRESS = setup pipeline submit run retry requeue views roles endpoints security limits maintenance upgrade
+REGRESS = setup pipeline submit run retry requeue views roles endpoints security limits maintenance operators upgrade
 
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

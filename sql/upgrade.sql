@@ -1,5 +1,5 @@
 --
--- upgrade: pgbatch 1.0 with data, updated in place to 1.1 and 1.2, keeps
+-- upgrade: pgbatch 1.0 with data, updated in place to 1.1, 1.2 and 1.3, keeps
 -- the data and gains the new objects.  Runs in a database of its own.
 --
 CREATE DATABASE regress_pgbatch_upgrade;
@@ -15,6 +15,8 @@ SELECT items_completed FROM batch.run('before');
 SELECT batch.create_endpoint('x', 'https://example.com') > 0 AS endpoint_created;
 SELECT batch.submit('e', '[{"n": 3}]', name => 'between') > 0 AS submitted;
 ALTER EXTENSION pgbatch UPDATE TO '1.2';
+SELECT extversion FROM pg_extension WHERE extname = 'pgbatch';
+ALTER EXTENSION pgbatch UPDATE TO '1.3';
 SELECT extversion FROM pg_extension WHERE extname = 'pgbatch';
 SELECT name, status, total, pending, owner = current_user AS mine FROM batch.progress ORDER BY name;
 SELECT items_completed FROM batch.run('between');

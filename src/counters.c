@@ -48,6 +48,7 @@ typedef struct CountDelta
 } CountDelta;
 
 static SPIPlanPtr upsert_plan = NULL;
+static SPIPlanPtr totals_plan = NULL;
 
 /*
  * bucket_of
@@ -111,6 +112,76 @@ fold_table(Tuplestorestate *ts, TupleDesc desc, int sign, HTAB *deltas,
 			d->started = true;
 	}
 	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * notify_changes
+ *		Reads the new totals of the batches the statement changed (its own
+ *		changes included) and tells listeners what the changes mean (see
+ *		events.c).  Another transaction's uncommitted changes are not seen,
+ *		so when two of them finish a batch at once neither may see it end:
+ *		the maintenance job announces such a batch within a minute.
+ */
+static void
+notify_changes(HTAB *deltas, Datum batch_ids, TimestampTz now)
+{
+	uint64		i;
+
+	if (totals_plan == NULL)
+	{
+		Oid			argtypes[1] = {INT8ARRAYOID};
+
+		totals_plan = pgb_prepare("SELECT b.id, b.name,"
+								  " coalesce(sum(c.pending), 0)::int8, coalesce(sum(c.retrying), 0)::int8,"
+								  " coalesce(sum(c.running), 0)::int8, coalesce(sum(c.completed), 0)::int8,"
+								  " coalesce(sum(c.failed), 0)::int8, coalesce(sum(c.cancelled), 0)::int8,"
+								  " min(c.started_at)"
+								  " FROM batch.batches b LEFT JOIN batch.counters c ON c.batch_id = b.id"
+								  " WHERE b.id = ANY ($1)"
+								  " GROUP BY b.id, b.name",
+								  1, argtypes);
+	}
+	if (pgb_execute(totals_plan, &batch_ids, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pgbatch: reading batch totals failed");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		int64		batch_id;
+		CountDelta *d;
+		PgbBatchCounts after;
+		PgbBatchCounts before;
+		bool		isnull;
+		Datum		started_at;
+		int64		vals[NUM_BUCKETS];
+		int			k;
+
+		batch_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		d = hash_search(deltas, &batch_id, HASH_FIND, NULL);
+		if (d == NULL)
+			continue;
+		for (k = 0; k < NUM_BUCKETS; k++)
+			vals[k] = DatumGetInt64(SPI_getbinval(tup, desc, 3 + k, &isnull));
+		after.pending = vals[BUCKET_PENDING];
+		after.retrying = vals[BUCKET_RETRYING];
+		after.running = vals[BUCKET_RUNNING];
+		after.completed = vals[BUCKET_COMPLETED];
+		after.failed = vals[BUCKET_FAILED];
+		after.cancelled = vals[BUCKET_CANCELLED];
+		before.pending = after.pending - d->delta[BUCKET_PENDING];
+		before.retrying = after.retrying - d->delta[BUCKET_RETRYING];
+		before.running = after.running - d->delta[BUCKET_RUNNING];
+		before.completed = after.completed - d->delta[BUCKET_COMPLETED];
+		before.failed = after.failed - d->delta[BUCKET_FAILED];
+		before.cancelled = after.cancelled - d->delta[BUCKET_CANCELLED];
+		started_at = SPI_getbinval(tup, desc, 9, &isnull);
+
+		pgb_batch_events(batch_id, SPI_getvalue(tup, desc, 2), &before, &after,
+						 Max(d->delta[BUCKET_FAILED], 0),
+						 d->started && !isnull && DatumGetTimestampTz(started_at) == now,
+						 now);
+	}
+	SPI_freetuptable(SPI_tuptable);
 }
 
 /*
@@ -182,10 +253,12 @@ pgbatch_count_items(PG_FUNCTION_ARGS)
 		if (d->delta[BUCKET_PENDING] > 0)
 			pgb_wake_on_commit();
 	}
-	hash_destroy(deltas);
 
 	if (cols[0].n == 0)
+	{
+		hash_destroy(deltas);
 		return PointerGetDatum(NULL);
+	}
 
 	SPI_connect();
 	if (upsert_plan == NULL)
@@ -221,6 +294,8 @@ pgbatch_count_items(PG_FUNCTION_ARGS)
 		args[i + 2] = pgb_column_array(&cols[i]);
 	if (pgb_execute(upsert_plan, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "pgbatch: updating batch.counters failed");
+	notify_changes(deltas, args[2], now);
+	hash_destroy(deltas);
 	SPI_finish();
 
 	return PointerGetDatum(NULL);

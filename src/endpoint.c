@@ -208,12 +208,15 @@ pgb_endpoint_acquire(int index, TimestampTz now, TimestampTz *until)
  * pgb_endpoint_release
  *		Gives back a request slot and feeds the outcome to the circuit
  *		breaker; a Retry-After (seconds, or < 0 for none) pauses the whole
- *		endpoint.  Executors waiting for a slot of it are woken.
+ *		endpoint.  Executors waiting for a slot of it are woken.  Returns
+ *		whether this outcome opened or closed the circuit.
  */
-void
+PgbCircuitChange
 pgb_endpoint_release(int index, PgbEndpointResult result, double retry_after_s,
 					 TimestampTz now)
 {
+	PgbCircuitChange change = PGB_CIRCUIT_UNCHANGED;
+	PgbCircuit	was;
 	int		   *count;
 	PgbEndpointState *ep = &endpoint_table(&count)[index];
 	bool		wake;
@@ -230,6 +233,7 @@ pgb_endpoint_release(int index, PgbEndpointResult result, double retry_after_s,
 
 		ep->paused_until = Max(ep->paused_until, resume);
 	}
+	was = ep->circuit;
 	switch (result)
 	{
 		case PGB_EPR_SUCCESS:
@@ -256,11 +260,16 @@ pgb_endpoint_release(int index, PgbEndpointResult result, double retry_after_s,
 				ep->circuit = PGB_CIRCUIT_OPEN;
 			break;
 	}
+	if (was == PGB_CIRCUIT_CLOSED && ep->circuit == PGB_CIRCUIT_OPEN)
+		change = PGB_CIRCUIT_OPENED;
+	else if (was != PGB_CIRCUIT_CLOSED && ep->circuit == PGB_CIRCUIT_CLOSED)
+		change = PGB_CIRCUIT_CLOSED_AGAIN;
 	wake = ep->waiters && pgb_shared != NULL;
 	ep->waiters = false;
 	unlock_endpoints();
 	if (wake)
 		pgb_wake_executors(ep->dboid);
+	return change;
 }
 
 /*

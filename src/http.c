@@ -532,11 +532,12 @@ collect(void)
 		n_in_flight--;
 		finish(req, PGB_HTTP_DONE);
 		pgb_http_classify(req);
-		pgb_endpoint_release(req->endpoint_index,
-							 req->aborted ? PGB_EPR_NOT_SENT :
-							 req->error_code == NULL ? PGB_EPR_SUCCESS :
-							 req->transient ? PGB_EPR_TRANSIENT : PGB_EPR_PERMANENT,
-							 req->retry_after_s, req->finished_at);
+		req->circuit_change =
+			pgb_endpoint_release(req->endpoint_index,
+								 req->aborted ? PGB_EPR_NOT_SENT :
+								 req->error_code == NULL ? PGB_EPR_SUCCESS :
+								 req->transient ? PGB_EPR_TRANSIENT : PGB_EPR_PERMANENT,
+								 req->retry_after_s, req->finished_at);
 	}
 }
 

@@ -57,6 +57,23 @@ extern int	pgb_max_pipelines;
 extern int	pgb_max_stages;
 extern void pgb_define_gucs(void);
 
+/* events.c */
+typedef struct PgbBatchCounts
+{
+	int64		pending;		/* waiting for a first attempt */
+	int64		retrying;
+	int64		running;
+	int64		completed;
+	int64		failed;
+	int64		cancelled;
+} PgbBatchCounts;
+
+extern void pgb_batch_events(int64 batch_id, const char *name, const PgbBatchCounts *before,
+							 const PgbBatchCounts *after, int64 failed_now, bool started,
+							 TimestampTz now);
+extern void pgb_endpoint_event(int32 endpoint_id, const char *name, bool paused,
+							   const char *reason, TimestampTz until);
+
 /* maintenance.c */
 extern int64 pgb_reclaim(void);
 
@@ -168,7 +185,14 @@ extern int	pgb_endpoint_index(Oid dboid, int32 endpoint_id, int max_concurrency,
 							   int rate_limit);
 extern PgbEndpointVerdict pgb_endpoint_acquire(int index, TimestampTz now,
 											   TimestampTz *until);
-extern void pgb_endpoint_release(int index, PgbEndpointResult result,
+typedef enum PgbCircuitChange
+{
+	PGB_CIRCUIT_UNCHANGED,
+	PGB_CIRCUIT_OPENED,
+	PGB_CIRCUIT_CLOSED_AGAIN
+} PgbCircuitChange;
+
+extern PgbCircuitChange pgb_endpoint_release(int index, PgbEndpointResult result,
 								 double retry_after_s, TimestampTz now);
 extern void pgb_endpoint_release_all(void);
 
@@ -447,6 +471,8 @@ typedef struct PgbHttpRequest
 	bool		transient;
 	bool		aborted;		/* abandoned at shutdown: does not count */
 	bool		reserved;		/* counted in its endpoint's local load */
+	int32		endpoint_id;
+	PgbCircuitChange circuit_change;	/* what its outcome did to the circuit */
 	bool		host_denied;	/* the SSRF guard refused a connection */
 	char		denied_host[256];	/* ... to this host */
 	int			denied_port;

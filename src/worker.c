@@ -48,6 +48,7 @@ PGDLLEXPORT void pgbatch_executor_main(Datum main_arg);
 typedef struct PgbEndpointInfo
 {
 	int32		id;
+	char	   *name;
 	char	   *base_url;
 	int			nheaders;
 	char	  **header_lines;	/* "Name: value" */
@@ -109,7 +110,8 @@ load_endpoints(void)
 									 " e.max_concurrency, coalesce(e.rate_limit, 0),"
 									 " e.follow_redirects,"
 									 " ARRAY(SELECT h.key || ': ' || h.value"
-									 "  FROM jsonb_each_text(e.headers) h)"
+									 "  FROM jsonb_each_text(e.headers) h),"
+									 " e.name"
 									 " FROM batch.endpoints e",
 									 0, NULL);
 	/*
@@ -151,6 +153,7 @@ load_endpoints(void)
 			for (j = 0; j < ep->nheaders; j++)
 				ep->header_lines[j] = TextDatumGetCString(elems[j]);
 		}
+		ep->name = SPI_getvalue(tup, desc, 8);
 		ep->shm_index = pgb_endpoint_index(MyDatabaseId, ep->id, ep->max_concurrency,
 										   ep->rate_limit);
 	}
@@ -301,6 +304,7 @@ pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
 	req->attempt = attempt;
 	req->policy = policy;
 	req->endpoint_index = ep->shm_index;
+	req->endpoint_id = ep->id;
 	req->timeout_ms = ep->timeout_ms;
 	req->follow_redirects = ep->follow_redirects;
 	pgb_http_reserve(req);
@@ -540,6 +544,47 @@ record_result(PgbExecutor *ex, PgbRecord *rec, PgbHttpRequest *req, bool cancell
 }
 
 /*
+ * announce_endpoints
+ *		Tells listeners (at commit) about the endpoints these results paused
+ *		(a Retry-After, an opened circuit) or resumed (a closed circuit):
+ *		one event per endpoint and kind.
+ */
+static void
+announce_endpoints(PgbHttpRequest *list)
+{
+	PgbHttpRequest *req;
+	PgbHttpRequest *other;
+
+	for (req = list; req; req = req->next)
+	{
+		PgbEndpointInfo *ep;
+		bool		retry_after = req->retry_after_s > 0 && !req->aborted;
+		bool		seen = false;
+
+		if (!retry_after && req->circuit_change == PGB_CIRCUIT_UNCHANGED)
+			continue;
+		/* once per endpoint and kind */
+		for (other = list; other != req && !seen; other = other->next)
+			seen = other->endpoint_id == req->endpoint_id &&
+				(other->retry_after_s > 0 && !other->aborted) == retry_after &&
+				other->circuit_change == req->circuit_change;
+		if (seen)
+			continue;
+		ep = find_endpoint(req->endpoint_id);
+		if (retry_after)
+			pgb_endpoint_event(req->endpoint_id, ep ? ep->name : NULL, true, "retry_after",
+							   TimestampTzPlusMilliseconds(req->finished_at,
+														   (int64) (req->retry_after_s * 1000.0)));
+		if (req->circuit_change == PGB_CIRCUIT_OPENED)
+			pgb_endpoint_event(req->endpoint_id, ep ? ep->name : NULL, true, "circuit_open",
+							   TimestampTzPlusMilliseconds(req->finished_at,
+														   pgb_circuit_cooldown_ms));
+		else if (req->circuit_change == PGB_CIRCUIT_CLOSED_AGAIN)
+			pgb_endpoint_event(req->endpoint_id, ep ? ep->name : NULL, false, "circuit_closed", 0);
+	}
+}
+
+/*
  * record_results
  *		Records the finished requests whose items this executor still holds
  *		(a lease taken back by another executor is not ours to record), in
@@ -597,6 +642,8 @@ record_results(PgbExecutor *ex)
 		nowned++;
 	}
 	SPI_freetuptable(SPI_tuptable);
+
+	announce_endpoints(results);
 
 	pgb_record_init(&rec);
 	for (req = results; req; req = req->next)

@@ -1,0 +1,222 @@
+/*-------------------------------------------------------------------------
+ *
+ * events.c
+ *		Events for listeners: NOTIFY on the channel pgbatch_events, with a
+ *		JSON payload, when a batch starts, makes progress, finishes, sees
+ *		items land in the review queue, and when an endpoint pauses or
+ *		resumes.  NOTIFY is transactional, so every event is delivered at
+ *		commit (and never for a transaction that rolls back); identical
+ *		payloads within one transaction are folded by the server.  Progress
+ *		is coalesced further: each backend sends it at most once a second
+ *		per batch, so a 1,000,000-item batch does not flood listeners.
+ *
+ * src/events.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "commands/async.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "pgbatch.h"
+
+/* The channel every event goes to. */
+#define PGB_EVENTS_CHANNEL	"pgbatch_events"
+
+/* The least time between two progress events of one batch from a backend. */
+#define PROGRESS_INTERVAL_MS	1000
+
+/* When this backend last sent the progress of a batch. */
+typedef struct ProgressSent
+{
+	int64		batch_id;		/* hash key */
+	TimestampTz at;
+} ProgressSent;
+
+static HTAB *progress_sent = NULL;
+
+/*
+ * begin_event
+ *		Starts a payload: {"event": ..., "at": ... (ISO 8601)
+ */
+static void
+begin_event(StringInfo buf, const char *event, TimestampTz now)
+{
+	initStringInfo(buf);
+	appendStringInfoString(buf, "{\"event\": ");
+	escape_json(buf, event);
+	appendStringInfoString(buf, ", \"at\": ");
+	escape_json(buf, timestamptz_to_str(now));
+}
+
+/*
+ * send_event
+ *		Closes the payload and queues the notification for commit.
+ */
+static void
+send_event(StringInfo buf)
+{
+	appendStringInfoChar(buf, '}');
+	Async_Notify(PGB_EVENTS_CHANNEL, buf->data);
+	pfree(buf->data);
+}
+
+/*
+ * add_batch
+ *		Adds the batch's id and (at most 200 bytes of) its name.
+ */
+static void
+add_batch(StringInfo buf, int64 batch_id, const char *name)
+{
+	char	   *cut = pnstrdup(name, pg_mbcliplen(name, strlen(name), 200));
+
+	appendStringInfo(buf, ", \"batch_id\": " INT64_FORMAT ", \"batch\": ", batch_id);
+	escape_json(buf, cut);
+	pfree(cut);
+}
+
+/*
+ * add_counts
+ *		Adds the batch's item counts; pending is the items waiting for a
+ *		first attempt, as in batch.counters.
+ */
+static void
+add_counts(StringInfo buf, const PgbBatchCounts *c)
+{
+	appendStringInfo(buf,
+					 ", \"total\": " INT64_FORMAT ", \"pending\": " INT64_FORMAT
+					 ", \"retrying\": " INT64_FORMAT ", \"running\": " INT64_FORMAT
+					 ", \"completed\": " INT64_FORMAT ", \"failed\": " INT64_FORMAT
+					 ", \"cancelled\": " INT64_FORMAT,
+					 c->pending + c->retrying + c->running + c->completed + c->failed + c->cancelled,
+					 c->pending, c->retrying, c->running, c->completed, c->failed,
+					 c->cancelled);
+}
+
+/*
+ * progress_due
+ *		True if this backend may send the batch's progress now (and notes
+ *		that it does); 'force' sends it regardless, as when the batch ends.
+ */
+static bool
+progress_due(int64 batch_id, TimestampTz now, bool force)
+{
+	ProgressSent *p;
+	bool		found;
+
+	if (progress_sent == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(ProgressSent);
+		ctl.hcxt = TopMemoryContext;
+		progress_sent = hash_create("pgbatch progress events", 64, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	/* forget old batches now and then, so that the table stays small */
+	if (hash_get_num_entries(progress_sent) > 1024)
+	{
+		hash_destroy(progress_sent);
+		progress_sent = NULL;
+		return progress_due(batch_id, now, force);
+	}
+	p = hash_search(progress_sent, &batch_id, HASH_ENTER, &found);
+	if (found && !force &&
+		!TimestampDifferenceExceeds(p->at, now, PROGRESS_INTERVAL_MS))
+		return false;
+	p->at = now;
+	return true;
+}
+
+/*
+ * pgb_batch_events
+ *		What a statement's change to a batch's items means for listeners:
+ *		'before' and 'after' are the batch's counts around it, 'failed_now'
+ *		how many items it moved to failed, 'started' whether its first
+ *		attempt began now.  Sends batch_started, items_failed (they are in
+ *		the review queue), batch_finished (with the batch's status), and
+ *		progress (coalesced).
+ */
+void
+pgb_batch_events(int64 batch_id, const char *name, const PgbBatchCounts *before,
+				 const PgbBatchCounts *after, int64 failed_now, bool started,
+				 TimestampTz now)
+{
+	StringInfoData buf;
+	int64		waiting_before = before->pending + before->retrying + before->running;
+	int64		waiting_after = after->pending + after->retrying + after->running;
+	bool		finished = waiting_before > 0 && waiting_after == 0;
+
+
+	if (started)
+	{
+		begin_event(&buf, "batch_started", now);
+		add_batch(&buf, batch_id, name);
+		send_event(&buf);
+	}
+	if (failed_now > 0)
+	{
+		begin_event(&buf, "items_failed", now);
+		add_batch(&buf, batch_id, name);
+		appendStringInfo(&buf, ", \"items\": " INT64_FORMAT, failed_now);
+		send_event(&buf);
+	}
+	if (progress_due(batch_id, now, finished || started))
+	{
+		begin_event(&buf, "progress", now);
+		add_batch(&buf, batch_id, name);
+		add_counts(&buf, after);
+		send_event(&buf);
+	}
+	if (finished)
+	{
+		const char *status;
+
+		if (after->completed == 0 && after->failed == 0)
+			status = "cancelled";
+		else if (after->failed == 0)
+			status = "completed";
+		else if (after->completed == 0)
+			status = "failed";
+		else
+			status = "partial";
+		begin_event(&buf, "batch_finished", now);
+		add_batch(&buf, batch_id, name);
+		appendStringInfoString(&buf, ", \"status\": ");
+		escape_json(&buf, status);
+		add_counts(&buf, after);
+		send_event(&buf);
+	}
+}
+
+/*
+ * pgb_endpoint_event
+ *		An endpoint paused (reason retry_after or circuit_open, until when)
+ *		or resumed (circuit_closed; until is 0).
+ */
+void
+pgb_endpoint_event(int32 endpoint_id, const char *name, bool paused, const char *reason,
+				   TimestampTz until)
+{
+	StringInfoData buf;
+
+	begin_event(&buf, paused ? "endpoint_paused" : "endpoint_resumed", GetCurrentTimestamp());
+	appendStringInfo(&buf, ", \"endpoint_id\": %d, \"endpoint\": ", endpoint_id);
+	escape_json(&buf, name ? name : "");
+	appendStringInfoString(&buf, ", \"reason\": ");
+	escape_json(&buf, reason);
+	if (until != 0)
+	{
+		appendStringInfoString(&buf, ", \"until\": ");
+		escape_json(&buf, timestamptz_to_str(until));
+	}
+	send_event(&buf);
+}
