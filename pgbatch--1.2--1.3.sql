@@ -2,7 +2,7 @@
  *
  * Operators' tools: rerunning a batch from a stage on, what each stage
  * costs (tokens reported by the API and a price), metrics for monitoring,
- * and the batch_finished event of batches the executors could not see end.
+ * and the batch_finished event of batches whose end no executor saw.
  */
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
@@ -254,11 +254,16 @@ CROSS JOIN LATERAL (VALUES
  * Events
  * ------------------------------------------------------------------------ */
 
+ALTER TABLE batch.batches ADD COLUMN announced_at timestamptz;
+COMMENT ON COLUMN batch.batches.announced_at IS
+	'when the end of the batch was last announced to listeners (event batch_finished)';
+
 /*
- * batch_finished for the batches maintenance checks once they have ended
- * (batch.batches.counted_at is set then): the executors announce a batch's
- * end at once, but two of them ending it together may each not see the
- * other's last items.  A listener may so hear of one end twice.
+ * batch_finished for a batch whose end no one announced: the executors
+ * announce an end as their statement makes it (and note it in announced_at),
+ * but two of them ending a batch together may each not see the other's last
+ * items.  Maintenance checks every batch once it has ended (counted_at is
+ * set then); this trigger announces the end then if no one has.
  */
 CREATE FUNCTION batch._announce_finished() RETURNS trigger
 	LANGUAGE plpgsql
@@ -267,21 +272,19 @@ AS $$
 DECLARE
 	p record;
 BEGIN
-	SELECT x.status, x.total, x.pending - x.retrying AS pending, x.retrying, x.running,
-		   x.completed, x.failed, x.cancelled
-	INTO p FROM batch.progress x WHERE x.id = NEW.id;
-	IF FOUND AND p.status IN ('completed', 'partial', 'failed', 'cancelled') THEN
-		PERFORM pg_notify('pgbatch_events', jsonb_build_object(
-			'event', 'batch_finished', 'at', clock_timestamp(), 'batch_id', NEW.id,
-			'batch', left(NEW.name, 200), 'status', p.status, 'total', p.total,
-			'pending', p.pending, 'retrying', p.retrying, 'running', p.running,
-			'completed', p.completed, 'failed', p.failed, 'cancelled', p.cancelled)::text);
+	SELECT x.status, x.finished_at INTO p FROM batch.progress x WHERE x.id = NEW.id;
+	IF FOUND AND p.status IN ('completed', 'partial', 'failed', 'cancelled')
+	   AND (NEW.announced_at IS NULL OR NEW.announced_at < p.finished_at) THEN
+		NEW.announced_at := clock_timestamp();
+		PERFORM pg_notify('pgbatch_events', json_build_object(
+			'event', 'batch_finished', 'at', NEW.announced_at, 'batch_id', NEW.id,
+			'status', p.status)::text);
 	END IF;
-	RETURN NULL;
+	RETURN NEW;
 END
 $$;
 
-CREATE TRIGGER batches_finished AFTER UPDATE OF counted_at ON batch.batches
+CREATE TRIGGER batches_finished BEFORE UPDATE OF counted_at ON batch.batches
 	FOR EACH ROW WHEN (NEW.counted_at IS NOT NULL)
 	EXECUTE FUNCTION batch._announce_finished();
 
@@ -298,6 +301,8 @@ GRANT SELECT ON batch.metrics TO pgbatch_reader;
 GRANT SELECT ON batch.costs TO pgbatch_operator;
 -- rerun_stage() drops the outputs it re-queues (the policies keep it to one's own)
 GRANT DELETE ON batch.outputs TO pgbatch_operator;
+-- batch.run() notes the ends it announces
+GRANT UPDATE (announced_at) ON batch.batches TO pgbatch_operator;
 GRANT EXECUTE ON FUNCTION batch.rerun_stage(text, text), batch.rerun_stage(bigint, text)
 	TO pgbatch_operator;
 GRANT EXECUTE ON FUNCTION batch.set_stage_cost(text, text, text, numeric) TO pgbatch_admin;

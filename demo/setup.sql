@@ -150,6 +150,9 @@ SELECT batch.create_pipeline('seo_articles', '[
 		"path": "/v1/chat/completions", "body": "app.seo_request"}}]',
 	retry => '{"max_retries": 3, "backoff_base": "300 ms", "backoff_factor": 2, "jitter": 0.2}',
 	required => '{topic}') AS pipeline_id \gset
+-- each answer reports its tokens (usage.total_tokens); an illustrative price per 1,000
+SELECT count(batch.set_stage_cost('seo_articles', s, 'usage.total_tokens', 0.60)) AS priced
+FROM unnest(ARRAY['outline', 'draft', 'voice', 'seo']) s \gset
 
 \echo 'Endpoint (batch.endpoint_status; its headers are readable by pgbatch_admin only):'
 SELECT name, base_url, max_concurrency, rate_limit AS "rate_limit/min", timeout, circuit

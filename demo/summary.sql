@@ -3,8 +3,8 @@
  * Shows the final batch.progress row; the HTTP requests spent, per stage and
  * per pass (batch.attempts with an HTTP status), cross-checked with what the
  * fake API counted (its GET /_stats, passed in as :'api_stats') and with
- * batch.endpoint_status; what rerunning the whole batch after the failure
- * would have cost; article 87's attempts in batch.log and the requests the
+ * batch.endpoint_status; tokens and cost per stage (batch.costs); what
+ * rerunning the whole batch after the failure would have cost; article 87's attempts in batch.log and the requests the
  * fake API saw with its Idempotency-Key (:'key_stats', for :'key87'); the
  * operator's actions; and one finished article.  Read-only.  Run by
  * demo/run.sh with psql -q.
@@ -82,6 +82,19 @@ SELECT CASE WHEN :requests_made = :api_total AND :requests_made = :endpoint_requ
 						:requests_made, :api_total, :endpoint_requests)
 	   END AS msg \gset
 \echo :msg
+
+\echo
+\echo 'Tokens and cost per stage (batch.costs: the usage the answers reported, at 0.60 per 1,000 tokens):'
+SELECT stage, tokens, cost, retried_tokens AS "tokens of retried stages", retry_failed_calls,
+	   saved_tokens AS "tokens retry_failed saved", saved_cost
+FROM (SELECT c.*, s.position FROM batch.costs c
+	  JOIN batch.stages s ON s.pipeline_id = :pipeline_id AND s.name = c.stage
+	  WHERE c.batch_id = :batch_id
+	  UNION ALL
+	  SELECT c.batch_id, c.batch, 'total', NULL, sum(c.tokens), sum(c.cost), sum(c.retried_tokens),
+			 sum(c.retried_cost), max(c.retry_failed_calls), sum(c.saved_tokens), sum(c.saved_cost), 99
+	  FROM batch.costs c WHERE c.batch_id = :batch_id GROUP BY c.batch_id, c.batch) t
+ORDER BY position;
 
 \echo
 \echo 'What the batch cost, against rerunning it all after the failure:'

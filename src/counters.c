@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -22,6 +23,7 @@
 #include "storage/backendid.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
 
 #include "pgbatch.h"
@@ -115,30 +117,62 @@ fold_table(Tuplestorestate *ts, TupleDesc desc, int sign, HTAB *deltas,
 }
 
 /*
+ * mark_announced
+ *		Notes in batch.batches.announced_at (pgbatch 1.3 on) that the end of
+ *		the batch was announced.
+ */
+static void
+mark_announced(int64 batch_id, TimestampTz now)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			nsp = get_namespace_oid("batch", true);
+	Oid			rel = OidIsValid(nsp) ? get_relname_relid("batches", nsp) : InvalidOid;
+	Datum		args[2];
+
+	/* an older version of the extension has no such column */
+	if (!OidIsValid(rel) || get_attnum(rel, "announced_at") == InvalidAttrNumber)
+		return;
+	if (plan == NULL)
+	{
+		Oid			argtypes[2] = {INT8OID, TIMESTAMPTZOID};
+
+		plan = pgb_prepare("UPDATE batch.batches SET announced_at = $2 WHERE id = $1",
+						   2, argtypes);
+	}
+	args[0] = Int64GetDatum(batch_id);
+	args[1] = TimestampTzGetDatum(now);
+	if (pgb_execute(plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "pgbatch: noting the announced end of batch " INT64_FORMAT " failed",
+			 batch_id);
+}
+
+/*
  * notify_changes
  *		Reads the new totals of the batches the statement changed (its own
  *		changes included) and tells listeners what the changes mean (see
  *		events.c).  Another transaction's uncommitted changes are not seen,
  *		so when two of them finish a batch at once neither may see it end:
- *		the maintenance job announces such a batch within a minute.
+ *		the maintenance job announces an end that was not (announced_at).
  */
 static void
 notify_changes(HTAB *deltas, Datum batch_ids, TimestampTz now)
 {
 	uint64		i;
+	int64	   *ended = NULL;
+	int			nended = 0;
 
 	if (totals_plan == NULL)
 	{
 		Oid			argtypes[1] = {INT8ARRAYOID};
 
-		totals_plan = pgb_prepare("SELECT b.id, b.name,"
+		totals_plan = pgb_prepare("SELECT b.id, b.cancelled_at IS NOT NULL,"
 								  " coalesce(sum(c.pending), 0)::int8, coalesce(sum(c.retrying), 0)::int8,"
 								  " coalesce(sum(c.running), 0)::int8, coalesce(sum(c.completed), 0)::int8,"
 								  " coalesce(sum(c.failed), 0)::int8, coalesce(sum(c.cancelled), 0)::int8,"
 								  " min(c.started_at)"
 								  " FROM batch.batches b LEFT JOIN batch.counters c ON c.batch_id = b.id"
 								  " WHERE b.id = ANY ($1)"
-								  " GROUP BY b.id, b.name",
+								  " GROUP BY b.id, b.cancelled_at",
 								  1, argtypes);
 	}
 	if (pgb_execute(totals_plan, &batch_ids, NULL, false, 0) != SPI_OK_SELECT)
@@ -152,6 +186,7 @@ notify_changes(HTAB *deltas, Datum batch_ids, TimestampTz now)
 		PgbBatchCounts after;
 		PgbBatchCounts before;
 		bool		isnull;
+		bool		cancelled;
 		Datum		started_at;
 		int64		vals[NUM_BUCKETS];
 		int			k;
@@ -174,14 +209,23 @@ notify_changes(HTAB *deltas, Datum batch_ids, TimestampTz now)
 		before.completed = after.completed - d->delta[BUCKET_COMPLETED];
 		before.failed = after.failed - d->delta[BUCKET_FAILED];
 		before.cancelled = after.cancelled - d->delta[BUCKET_CANCELLED];
+		cancelled = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
 		started_at = SPI_getbinval(tup, desc, 9, &isnull);
 
-		pgb_batch_events(batch_id, SPI_getvalue(tup, desc, 2), &before, &after,
-						 Max(d->delta[BUCKET_FAILED], 0),
-						 d->started && !isnull && DatumGetTimestampTz(started_at) == now,
-						 now);
+		if (pgb_batch_events(batch_id, &before, &after, Max(d->delta[BUCKET_FAILED], 0),
+							 d->started && !isnull && DatumGetTimestampTz(started_at) == now,
+							 cancelled, now))
+		{
+			if (nended == 0)
+				ended = palloc(sizeof(int64) * SPI_processed);
+			ended[nended++] = batch_id;
+		}
 	}
 	SPI_freetuptable(SPI_tuptable);
+
+	/* the ends announced: maintenance need not announce them again */
+	for (i = 0; i < (uint64) nended; i++)
+		mark_announced(ended[i], now);
 }
 
 /*

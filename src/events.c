@@ -10,16 +10,21 @@
  *		is coalesced further: each backend sends it at most once a second
  *		per batch, so a 1,000,000-item batch does not flood listeners.
  *
+ *		Anyone who may connect may LISTEN, so a payload names a batch by id
+ *		only and carries nothing of its contents: listeners read the rest
+ *		through the views, under row-level security.
+ *
  * src/events.c
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "lib/stringinfo.h"
-#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
@@ -43,8 +48,21 @@ typedef struct ProgressSent
 static HTAB *progress_sent = NULL;
 
 /*
+ * add_time
+ *		Adds ', "key": "<ISO 8601 timestamp>"', written as jsonb writes one.
+ */
+static void
+add_time(StringInfo buf, const char *key, TimestampTz t)
+{
+	char		tbuf[MAXDATELEN + 1];
+
+	appendStringInfo(buf, ", \"%s\": \"%s\"", key,
+					 JsonEncodeDateTime(tbuf, TimestampTzGetDatum(t), TIMESTAMPTZOID, NULL));
+}
+
+/*
  * begin_event
- *		Starts a payload: {"event": ..., "at": ... (ISO 8601)
+ *		Starts a payload: {"event": ..., "at": ...
  */
 static void
 begin_event(StringInfo buf, const char *event, TimestampTz now)
@@ -52,8 +70,7 @@ begin_event(StringInfo buf, const char *event, TimestampTz now)
 	initStringInfo(buf);
 	appendStringInfoString(buf, "{\"event\": ");
 	escape_json(buf, event);
-	appendStringInfoString(buf, ", \"at\": ");
-	escape_json(buf, timestamptz_to_str(now));
+	add_time(buf, "at", now);
 }
 
 /*
@@ -70,34 +87,12 @@ send_event(StringInfo buf)
 
 /*
  * add_batch
- *		Adds the batch's id and (at most 200 bytes of) its name.
+ *		Adds the batch's id.
  */
 static void
-add_batch(StringInfo buf, int64 batch_id, const char *name)
+add_batch(StringInfo buf, int64 batch_id)
 {
-	char	   *cut = pnstrdup(name, pg_mbcliplen(name, strlen(name), 200));
-
-	appendStringInfo(buf, ", \"batch_id\": " INT64_FORMAT ", \"batch\": ", batch_id);
-	escape_json(buf, cut);
-	pfree(cut);
-}
-
-/*
- * add_counts
- *		Adds the batch's item counts; pending is the items waiting for a
- *		first attempt, as in batch.counters.
- */
-static void
-add_counts(StringInfo buf, const PgbBatchCounts *c)
-{
-	appendStringInfo(buf,
-					 ", \"total\": " INT64_FORMAT ", \"pending\": " INT64_FORMAT
-					 ", \"retrying\": " INT64_FORMAT ", \"running\": " INT64_FORMAT
-					 ", \"completed\": " INT64_FORMAT ", \"failed\": " INT64_FORMAT
-					 ", \"cancelled\": " INT64_FORMAT,
-					 c->pending + c->retrying + c->running + c->completed + c->failed + c->cancelled,
-					 c->pending, c->retrying, c->running, c->completed, c->failed,
-					 c->cancelled);
+	appendStringInfo(buf, ", \"batch_id\": " INT64_FORMAT, batch_id);
 }
 
 /*
@@ -141,14 +136,14 @@ progress_due(int64 batch_id, TimestampTz now, bool force)
  *		What a statement's change to a batch's items means for listeners:
  *		'before' and 'after' are the batch's counts around it, 'failed_now'
  *		how many items it moved to failed, 'started' whether its first
- *		attempt began now.  Sends batch_started, items_failed (they are in
- *		the review queue), batch_finished (with the batch's status), and
- *		progress (coalesced).
+ *		attempt began now, 'cancelled' whether the batch is cancelled.
+ *		Sends batch_started, items_failed (they are in the review queue),
+ *		progress (coalesced), and batch_finished with the batch's status as
+ *		batch.progress gives it.  Returns true if it announced the end.
  */
-void
-pgb_batch_events(int64 batch_id, const char *name, const PgbBatchCounts *before,
-				 const PgbBatchCounts *after, int64 failed_now, bool started,
-				 TimestampTz now)
+bool
+pgb_batch_events(int64 batch_id, const PgbBatchCounts *before, const PgbBatchCounts *after,
+				 int64 failed_now, bool started, bool cancelled, TimestampTz now)
 {
 	StringInfoData buf;
 	int64		waiting_before = before->pending + before->retrying + before->running;
@@ -159,28 +154,27 @@ pgb_batch_events(int64 batch_id, const char *name, const PgbBatchCounts *before,
 	if (started)
 	{
 		begin_event(&buf, "batch_started", now);
-		add_batch(&buf, batch_id, name);
+		add_batch(&buf, batch_id);
 		send_event(&buf);
 	}
 	if (failed_now > 0)
 	{
 		begin_event(&buf, "items_failed", now);
-		add_batch(&buf, batch_id, name);
+		add_batch(&buf, batch_id);
 		appendStringInfo(&buf, ", \"items\": " INT64_FORMAT, failed_now);
 		send_event(&buf);
 	}
 	if (progress_due(batch_id, now, finished || started))
 	{
 		begin_event(&buf, "progress", now);
-		add_batch(&buf, batch_id, name);
-		add_counts(&buf, after);
+		add_batch(&buf, batch_id);
 		send_event(&buf);
 	}
 	if (finished)
 	{
 		const char *status;
 
-		if (after->completed == 0 && after->failed == 0)
+		if (cancelled || (after->completed == 0 && after->failed == 0))
 			status = "cancelled";
 		else if (after->failed == 0)
 			status = "completed";
@@ -189,12 +183,12 @@ pgb_batch_events(int64 batch_id, const char *name, const PgbBatchCounts *before,
 		else
 			status = "partial";
 		begin_event(&buf, "batch_finished", now);
-		add_batch(&buf, batch_id, name);
+		add_batch(&buf, batch_id);
 		appendStringInfoString(&buf, ", \"status\": ");
 		escape_json(&buf, status);
-		add_counts(&buf, after);
 		send_event(&buf);
 	}
+	return finished;
 }
 
 /*
@@ -214,9 +208,6 @@ pgb_endpoint_event(int32 endpoint_id, const char *name, bool paused, const char 
 	appendStringInfoString(&buf, ", \"reason\": ");
 	escape_json(&buf, reason);
 	if (until != 0)
-	{
-		appendStringInfoString(&buf, ", \"until\": ");
-		escape_json(&buf, timestamptz_to_str(until));
-	}
+		add_time(&buf, "until", until);
 	send_event(&buf);
 }

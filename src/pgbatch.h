@@ -68,9 +68,9 @@ typedef struct PgbBatchCounts
 	int64		cancelled;
 } PgbBatchCounts;
 
-extern void pgb_batch_events(int64 batch_id, const char *name, const PgbBatchCounts *before,
+extern bool pgb_batch_events(int64 batch_id, const PgbBatchCounts *before,
 							 const PgbBatchCounts *after, int64 failed_now, bool started,
-							 TimestampTz now);
+							 bool cancelled, TimestampTz now);
 extern void pgb_endpoint_event(int32 endpoint_id, const char *name, bool paused,
 							   const char *reason, TimestampTz until);
 

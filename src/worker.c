@@ -559,27 +559,30 @@ announce_endpoints(PgbHttpRequest *list)
 	{
 		PgbEndpointInfo *ep;
 		bool		retry_after = req->retry_after_s > 0 && !req->aborted;
-		bool		seen = false;
+		bool		circuit = req->circuit_change != PGB_CIRCUIT_UNCHANGED;
 
-		if (!retry_after && req->circuit_change == PGB_CIRCUIT_UNCHANGED)
-			continue;
-		/* once per endpoint and kind */
-		for (other = list; other != req && !seen; other = other->next)
-			seen = other->endpoint_id == req->endpoint_id &&
-				(other->retry_after_s > 0 && !other->aborted) == retry_after &&
-				other->circuit_change == req->circuit_change;
-		if (seen)
+		/* once per endpoint and kind: drop what an earlier result announces */
+		for (other = list; other != req; other = other->next)
+		{
+			if (other->endpoint_id != req->endpoint_id)
+				continue;
+			if (other->retry_after_s > 0 && !other->aborted)
+				retry_after = false;
+			if (other->circuit_change == req->circuit_change)
+				circuit = false;
+		}
+		if (!retry_after && !circuit)
 			continue;
 		ep = find_endpoint(req->endpoint_id);
 		if (retry_after)
 			pgb_endpoint_event(req->endpoint_id, ep ? ep->name : NULL, true, "retry_after",
 							   TimestampTzPlusMilliseconds(req->finished_at,
 														   (int64) (req->retry_after_s * 1000.0)));
-		if (req->circuit_change == PGB_CIRCUIT_OPENED)
+		if (circuit && req->circuit_change == PGB_CIRCUIT_OPENED)
 			pgb_endpoint_event(req->endpoint_id, ep ? ep->name : NULL, true, "circuit_open",
 							   TimestampTzPlusMilliseconds(req->finished_at,
 														   pgb_circuit_cooldown_ms));
-		else if (req->circuit_change == PGB_CIRCUIT_CLOSED_AGAIN)
+		else if (circuit)
 			pgb_endpoint_event(req->endpoint_id, ep ? ep->name : NULL, false, "circuit_closed", 0);
 	}
 }

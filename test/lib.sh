@@ -11,6 +11,10 @@
 #                         socket in DIR only
 #   pgb_cluster_stop DIR  stop that cluster (pg_ctl, through its own postmaster.pid)
 #   pgb_psql DIR PORT ... psql against it as the postgres superuser
+#   pgb_fetch_exporter DIR
+#                         download Debian's prometheus-postgres-exporter package and
+#                         unpack it into DIR without installing it; prints the path
+#                         of its binary
 set -euo pipefail
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -44,7 +48,7 @@ pgb_apt_install() {
 
 pgb_install_deps() {
 	pgb_apt_install build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-cron \
-		libcurl4-openssl-dev libipc-run-perl python3 curl
+		libcurl4-openssl-dev libipc-run-perl python3 curl tmux
 }
 
 pgb_build_install() {
@@ -78,4 +82,37 @@ pgb_psql() {
 	local dir=$1 port=$2
 	shift 2
 	"$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres "$@"
+}
+
+# pgb_fetch_exporter DIR: gets the prometheus-postgres-exporter binary for the
+# exporter test without installing the package (its postinst would start a
+# daemon listening on every interface): `apt-get download` into a temporary
+# directory (after an apt-get update if the package lists do not know it),
+# `dpkg -x` into DIR, and prints DIR/usr/bin/prometheus-postgres-exporter.
+# Every step checks its status: callers use it as $(pgb_fetch_exporter DIR),
+# where set -e does not apply.
+pgb_fetch_exporter() {
+	local dir=$1 tmp deb status=0
+	local bin=$dir/usr/bin/prometheus-postgres-exporter
+	if [ ! -x "$bin" ]; then
+		tmp=$(mktemp -d) || return 1
+		# apt-get download, as root, fetches as the _apt user: let it write here
+		chown _apt: "$tmp" 2>/dev/null || true
+		if ! (cd "$tmp" && apt-get download -q prometheus-postgres-exporter) >&2; then
+			{ apt-get update -q && (cd "$tmp" && apt-get download -q prometheus-postgres-exporter); } >&2 ||
+				status=$?
+		fi
+		for deb in "$tmp"/prometheus-postgres-exporter_*.deb; do break; done
+		if [ $status -eq 0 ] && [ -f "$deb" ]; then
+			mkdir -p "$dir" && dpkg -x "$deb" "$dir" || status=$?
+		else
+			status=1
+		fi
+		rm -rf "$tmp"
+	fi
+	if [ $status -ne 0 ] || ! "$bin" --version >/dev/null 2>&1; then
+		echo "could not get prometheus-postgres-exporter into $dir" >&2
+		return 1
+	fi
+	echo "$bin"
 }

@@ -22,9 +22,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# test/t/013_exporter.pl runs Debian's prometheus-postgres-exporter, unpacked
+# here, not installed (the package would start a daemon)
+exporter=$(pgb_fetch_exporter "$work/exporter")
+
 pgb_cluster_start "$work/cluster" "$port"
 status=0
-pgb_as_postgres env PGHOST="$work/cluster" PGPORT="$port" PGUSER=postgres \
+pgb_as_postgres env PGHOST="$work/cluster" PGPORT="$port" PGUSER=postgres PGB_EXPORTER="$exporter" \
 	make -C "$work/src" -s PG_CONFIG="$PG_BIN/pg_config" installcheck || status=$?
 if [ $status -ne 0 ] && [ -f "$work/src/regression.diffs" ]; then
 	cat "$work/src/regression.diffs"
