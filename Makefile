@@ -47,3 +47,21 @@ src/stage_sql.o: src/errnames.h
 
 # every object depends on the shared header
 $(OBJS): src/pgbatch.h
+
+# the operators' command-line tool (cli/): built, installed and cleaned with
+# the extension
+all: cli
+install: install-cli
+uninstall: uninstall-cli
+clean: clean-cli
+
+cli:
+	$(MAKE) -C cli PG_CONFIG=$(PG_CONFIG)
+install-cli: cli
+	$(MAKE) -C cli PG_CONFIG=$(PG_CONFIG) install
+uninstall-cli:
+	$(MAKE) -C cli PG_CONFIG=$(PG_CONFIG) uninstall
+clean-cli:
+	$(MAKE) -C cli PG_CONFIG=$(PG_CONFIG) clean
+
+.PHONY: cli install-cli uninstall-cli clean-cli

@@ -242,6 +242,12 @@ echo "The finished articles are done and will not be touched (or paid for) again
 
 heading "4. Review: what failed, and why"
 demo_psql -f "$demo_dir/review.sql"
+echo "The same from the shell, with the operators' command (pgbatch status; pgbatch errors demo_batch):"
+pgbatch_cli() {
+	pgb_as_postgres "$PG_BIN/pgbatch" -h "$work/cluster" -p "$port" -U postgres -d pgbatch_demo "$@"
+}
+pgbatch_cli status
+pgbatch_cli errors demo_batch
 
 heading "5. Fix the inputs and the ban, then batch.retry_failed('demo_batch')"
 demo_psql -f "$demo_dir/fix.sql"
