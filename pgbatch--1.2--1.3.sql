@@ -86,6 +86,12 @@ BEGIN
 END
 $$;
 
+-- batch.set_owner() by batch id, as every function that takes a batch
+CREATE FUNCTION batch.set_owner(batch bigint, owner name) RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch.set_owner((SELECT b.name FROM batch.batches b WHERE b.id = batch._batch_id(batch)), owner);
+
 CREATE FUNCTION batch.rerun_stage(batch text, stage text) RETURNS bigint
 	LANGUAGE sql
 	SET search_path = pg_catalog, pg_temp
@@ -143,9 +149,9 @@ $$;
  * Tokens and cost per batch and stage, from the outputs of completed
  * stages (one per item and stage):
  *   tokens, cost                 what the stage's outputs report;
- *   retried_tokens, retried_cost the part of it paid for by retries: outputs
- *                                of an item's stage that had failed attempts
- *                                first;
+ *   retried_tokens, retried_cost the part of it retries got done: outputs of
+ *                                an item's stage that had failed attempts
+ *                                first (failed attempts report no usage);
  *   retry_failed_calls           the batch.retry_failed() calls that re-queued
  *                                items;
  *   saved_tokens, saved_cost     what those calls saved against rerunning the
@@ -294,6 +300,7 @@ CREATE TRIGGER batches_finished BEFORE UPDATE OF counted_at ON batch.batches
 
 REVOKE ALL ON batch.costs, batch.metrics FROM PUBLIC;
 REVOKE ALL ON FUNCTION batch.rerun_stage(text, text), batch.rerun_stage(bigint, text),
+	batch.set_owner(bigint, name),
 	batch.set_stage_cost(text, text, text, numeric), batch._announce_finished()
 	FROM PUBLIC;
 
@@ -303,6 +310,7 @@ GRANT SELECT ON batch.costs TO pgbatch_operator;
 GRANT DELETE ON batch.outputs TO pgbatch_operator;
 -- batch.run() notes the ends it announces
 GRANT UPDATE (announced_at) ON batch.batches TO pgbatch_operator;
-GRANT EXECUTE ON FUNCTION batch.rerun_stage(text, text), batch.rerun_stage(bigint, text)
+GRANT EXECUTE ON FUNCTION batch.rerun_stage(text, text), batch.rerun_stage(bigint, text),
+	batch.set_owner(bigint, name)
 	TO pgbatch_operator;
 GRANT EXECUTE ON FUNCTION batch.set_stage_cost(text, text, text, numeric) TO pgbatch_admin;

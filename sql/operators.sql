@@ -87,6 +87,9 @@ WHERE batch = 'ops1' AND metric = 'pgbatch_attempt_duration_seconds' AND stage =
 SELECT metric, endpoint IS NOT NULL AS per_endpoint FROM batch.metrics
 WHERE metric LIKE 'pgbatch_endpoint%' GROUP BY 1, 2 ORDER BY 1;
 
+-- set_owner() by id too
+SELECT batch.set_owner(:ops1, current_user);
+
 -- roles: readers see metrics, not costs; operators rerun their own batches
 CREATE ROLE regress_ops_reader IN ROLE pgbatch_reader;
 CREATE ROLE regress_ops_op IN ROLE pgbatch_operator;

@@ -20,7 +20,10 @@
 #   - batch.progress / batch.errors / batch.review_queue agree;
 #   - a second retry_failed() after the first round committed re-queues 0;
 #   - once s2 accepts the items, batch.run() completes the batch and every
-#     stage function ran successfully exactly once per item (app.calls).
+#     stage function ran successfully exactly once per item (app.calls);
+#   - 4 sessions calling batch.rerun_stage(batch, 's3') together: one
+#     re-queues every item at s3 (dropping the s3 outputs, keeping s1 and s2),
+#     the others find the advisory lock held.
 
 use strict;
 use warnings;
@@ -252,6 +255,28 @@ is( sql(qq{SELECT a.stage, a.attempt, a.outcome, count(*)
 is( sql(qq{SELECT count(*) FROM batch.outputs o JOIN batch.items i ON i.id = o.item_id
 			WHERE i.batch_id = $bid}),
 	3 * $NITEMS, 'one output per item and stage');
+
+# ---- rerun_stage() takes the same lock: 4 sessions rerun s3 together
+@results = run_together($node, 2,
+	map {
+		qq{BEGIN;
+SELECT 'rerun=' || batch.rerun_stage($bid, 's3');
+SELECT pg_sleep(0.3);
+COMMIT;}
+	} 1 .. 4);
+my @reruns = map { my ($n) = $_->{out} =~ /rerun=(\d+)/; $n // -1 } @results;
+note "rerun_stage() returned: @reruns";
+is(join(' ', sort { $a <=> $b } @reruns), "0 0 0 $NITEMS",
+	'one rerun_stage() call re-queued every item at s3, the others found the lock held');
+is(scalar(grep { $_->{err} =~ /is being re-queued by another transaction; nothing done/ } @results),
+	3, 'the three others said so with a NOTICE');
+is( sql(qq{SELECT status || ' ' || stage || ' ' || count(*) FROM batch.items WHERE batch_id = $bid
+			GROUP BY status, stage}),
+	"pending s3 $NITEMS", 'every item is pending at s3');
+is( sql(qq{SELECT string_agg(DISTINCT o.stage, ',' ORDER BY o.stage) FROM batch.outputs o
+			JOIN batch.items i ON i.id = o.item_id WHERE i.batch_id = $bid}),
+	's1,s2', 'the s3 outputs were dropped, s1 and s2 kept');
+is(sql(qq{SELECT items_completed FROM batch.run($bid)}), $NITEMS, 'batch.run() ran s3 again for every item');
 
 $node->stop;
 done_testing();
