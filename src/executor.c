@@ -386,6 +386,8 @@ pgbatch_run(PG_FUNCTION_ARGS)
 	next_due = pgb_next_due(batch_id, &found);
 	pgb_executor_done(&ex);
 	SPI_finish();
+	if (ex.session_http)
+		pgb_session_http_end();
 	MemoryContextDelete(runcxt);
 
 	values[0] = Int64GetDatum(ex.stats.stages_run);

@@ -405,6 +405,7 @@ extern void pgb_register_launcher(void);
 /* worker.c */
 extern void pgb_session_http_begin(MemoryContext cxt);
 extern void pgb_session_http(PgbExecutor *ex, TimestampTz deadline);
+extern void pgb_session_http_end(void);
 extern bool pgb_executors_serve(Oid dboid);
 extern bool pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
 							 PgbWorkItem *it, int attempt, PgbRecord *rec);

@@ -684,6 +684,19 @@ pgb_session_http_begin(MemoryContext cxt)
 }
 
 /*
+ * pgb_session_http_end
+ *		Ends batch.run()'s use of the HTTP layer: the endpoints it read go
+ *		with its memory context.
+ */
+void
+pgb_session_http_end(void)
+{
+	endpoints_cxt = NULL;
+	endpoints = NULL;
+	n_endpoints = -1;
+}
+
+/*
  * pgb_session_http
  *		batch.run()'s HTTP stages, when no executor serves the database:
  *		sends the requests the last chunk prepared (its items are recorded
@@ -739,7 +752,7 @@ pgb_session_http(PgbExecutor *ex, TimestampTz deadline)
 		pgb_http_shutdown();
 		session_http_ready = false;
 		pgb_endpoint_release_all();
-		endpoints_cxt = NULL;
+		pgb_session_http_end();
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
