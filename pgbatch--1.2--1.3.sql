@@ -295,12 +295,45 @@ CREATE TRIGGER batches_finished BEFORE UPDATE OF counted_at ON batch.batches
 	EXECUTE FUNCTION batch._announce_finished();
 
 /* ------------------------------------------------------------------------
+ * Scheduled submissions run as their owner only
+ * ------------------------------------------------------------------------ */
+
+ALTER FUNCTION batch.run_schedule(integer) RENAME TO _run_schedule;
+COMMENT ON FUNCTION batch._run_schedule(integer) IS
+	'submits a scheduled submission''s rows as a new batch; see batch.run_schedule()';
+
+/*
+ * One run of a scheduled submission (what its pg_cron job calls): runs its
+ * query and submits the rows as a new batch; returns the batch id, or NULL
+ * when the query returned no rows.  Only as the schedule's owner, as its job
+ * runs: the query is that role's SQL, and no one else's privileges (an
+ * admin's, a superuser's) may run it.
+ */
+CREATE FUNCTION batch.run_schedule(schedule_id integer) RETURNS bigint
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	owner name;
+BEGIN
+	SELECT s.owner INTO owner FROM batch.schedules s WHERE s.id = schedule_id;
+	IF FOUND AND owner <> current_user AND batch._can_see(owner) THEN
+		RAISE EXCEPTION 'scheduled submission % belongs to role "%"', schedule_id, owner
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Its query runs with the privileges of whoever runs it, so only its owner may.',
+				  HINT = format('Its pg_cron job runs it as %I; to run it by hand, SET ROLE %I first.', owner, owner);
+	END IF;
+	RETURN batch._run_schedule(schedule_id);
+END
+$$;
+
+/* ------------------------------------------------------------------------
  * Privileges
  * ------------------------------------------------------------------------ */
 
 REVOKE ALL ON batch.costs, batch.metrics FROM PUBLIC;
 REVOKE ALL ON FUNCTION batch.rerun_stage(text, text), batch.rerun_stage(bigint, text),
-	batch.set_owner(bigint, name),
+	batch.set_owner(bigint, name), batch.run_schedule(integer),
 	batch.set_stage_cost(text, text, text, numeric), batch._announce_finished()
 	FROM PUBLIC;
 
@@ -311,6 +344,6 @@ GRANT DELETE ON batch.outputs TO pgbatch_operator;
 -- batch.run() notes the ends it announces
 GRANT UPDATE (announced_at) ON batch.batches TO pgbatch_operator;
 GRANT EXECUTE ON FUNCTION batch.rerun_stage(text, text), batch.rerun_stage(bigint, text),
-	batch.set_owner(bigint, name)
+	batch.set_owner(bigint, name), batch.run_schedule(integer)
 	TO pgbatch_operator;
 GRANT EXECUTE ON FUNCTION batch.set_stage_cost(text, text, text, numeric) TO pgbatch_admin;

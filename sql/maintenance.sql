@@ -83,6 +83,17 @@ SELECT s.name, b.name LIKE s.name || ' %' AS named, p.total,
 FROM batch.schedules s JOIN batch.batches b ON b.id = s.last_batch_id
 JOIN batch.progress p ON p.id = b.id ORDER BY s.id;
 SELECT batch.schedule_submit('x', '* * * * *', 'nosuch', 'SELECT 1');
+-- a schedule's query runs only as its owner, never with another's privileges
+CREATE ROLE regress_mnt_sched IN ROLE pgbatch_operator;
+INSERT INTO batch.schedules (name, pipeline, schedule, query, owner)
+VALUES ('theirs', 'mnt', '0 6 * * *', 'SELECT current_user AS who', 'regress_mnt_sched')
+RETURNING id AS theirs \gset
+SELECT batch.run_schedule(:theirs);
+SET ROLE regress_mnt_sched;
+SELECT batch.run_schedule(:theirs) IS NOT NULL AS submitted_as_owner;
+RESET ROLE;
+SELECT i.payload FROM batch.items i JOIN batch.schedules s ON s.last_batch_id = i.batch_id
+WHERE s.id = :theirs;
 DELETE FROM batch.schedules;
 
 -- only admins maintain
@@ -91,4 +102,8 @@ SET ROLE regress_mnt_op;
 CALL batch.maintenance();
 RESET ROLE;
 DROP ROLE regress_mnt_op;
+SET client_min_messages = warning;
+DROP OWNED BY regress_mnt_sched;
+RESET client_min_messages;
+DROP ROLE regress_mnt_sched;
 DROP FUNCTION public.mnt(jsonb, jsonb) CASCADE;
