@@ -117,6 +117,21 @@ fold_table(Tuplestorestate *ts, TupleDesc desc, int sign, HTAB *deltas,
 }
 
 /*
+ * set_counts
+ *		Fills a batch's counts from values in bucket order.
+ */
+static void
+set_counts(PgbBatchCounts *c, const int64 *vals)
+{
+	c->pending = vals[BUCKET_PENDING];
+	c->retrying = vals[BUCKET_RETRYING];
+	c->running = vals[BUCKET_RUNNING];
+	c->completed = vals[BUCKET_COMPLETED];
+	c->failed = vals[BUCKET_FAILED];
+	c->cancelled = vals[BUCKET_CANCELLED];
+}
+
+/*
  * mark_announced
  *		Notes in batch.batches.announced_at (pgbatch 1.3 on) that the end of
  *		the batch was announced.
@@ -197,18 +212,10 @@ notify_changes(HTAB *deltas, Datum batch_ids, TimestampTz now)
 			continue;
 		for (k = 0; k < NUM_BUCKETS; k++)
 			vals[k] = DatumGetInt64(SPI_getbinval(tup, desc, 3 + k, &isnull));
-		after.pending = vals[BUCKET_PENDING];
-		after.retrying = vals[BUCKET_RETRYING];
-		after.running = vals[BUCKET_RUNNING];
-		after.completed = vals[BUCKET_COMPLETED];
-		after.failed = vals[BUCKET_FAILED];
-		after.cancelled = vals[BUCKET_CANCELLED];
-		before.pending = after.pending - d->delta[BUCKET_PENDING];
-		before.retrying = after.retrying - d->delta[BUCKET_RETRYING];
-		before.running = after.running - d->delta[BUCKET_RUNNING];
-		before.completed = after.completed - d->delta[BUCKET_COMPLETED];
-		before.failed = after.failed - d->delta[BUCKET_FAILED];
-		before.cancelled = after.cancelled - d->delta[BUCKET_CANCELLED];
+		set_counts(&after, vals);
+		for (k = 0; k < NUM_BUCKETS; k++)
+			vals[k] -= d->delta[k];
+		set_counts(&before, vals);
 		cancelled = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
 		started_at = SPI_getbinval(tup, desc, 9, &isnull);
 
