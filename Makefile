@@ -18,10 +18,12 @@ OBJS = \
 	src/launcher.o \
 	src/security.o \
 	src/maintenance.o \
-	src/events.o
+	src/events.o \
+	src/gate.o
 
 EXTENSION = pgbatch
-DATA = pgbatch--1.0.sql pgbatch--1.0--1.1.sql pgbatch--1.1--1.2.sql pgbatch--1.2--1.3.sql
+DATA = pgbatch--1.0.sql pgbatch--1.0--1.1.sql pgbatch--1.1--1.2.sql pgbatch--1.2--1.3.sql \
+	pgbatch--1.3--1.4.sql
 PGFILEDESC = "pgbatch - durable batches of staged work"
 SHLIB_LINK += -lcurl
 

@@ -63,7 +63,7 @@ WHERE batch_id IN (:m_old, :m_drift) AND event IN ('purged', 'counters_corrected
 
 -- retention 0 keeps everything
 SET pgbatch.retention = 0;
-SELECT batch._purge_step(100);
+SELECT batch.maintenance_step('purge', 100);
 RESET pgbatch.retention;
 
 -- inside a transaction block it cannot commit as it goes

@@ -39,13 +39,13 @@ SET ROLE regress_pgb_operator;
 SELECT batch.create_pipeline('op', '[{"name": "who", "sql": "app.whoami"}]');
 SELECT batch.submit('who', '[{"n": 1}]', name => 'b_roles') > 0 AS submitted;
 SELECT batch.retry_failed('b_roles');
-SELECT count(*) FROM batch.review_queue WHERE batch_id = batch._batch_id('b_roles');
+SELECT count(*) FROM batch.review_queue WHERE batch_id = (SELECT b.id FROM batch.batches b WHERE b.name = 'b_roles');
 RESET ROLE;
 
 -- the stage runs as the batch's owner, even when a superuser runs the batch
 SELECT items_completed FROM batch.run('b_roles');
 SELECT o.output FROM batch.outputs o JOIN batch.items i ON i.id = o.item_id
-WHERE i.batch_id = batch._batch_id('b_roles');
+WHERE i.batch_id = (SELECT b.id FROM batch.batches b WHERE b.name = 'b_roles');
 SELECT owner FROM batch.progress WHERE name = 'b_roles';
 
 -- an owner without EXECUTE on the stage function fails the item, it does not run it
@@ -55,7 +55,7 @@ SET ROLE regress_pgb_operator;
 SELECT batch.add_items('b_roles', '[{"n": 2}]');
 SELECT items_failed FROM batch.run('b_roles');
 SELECT status, error_code, error_message FROM batch.items
-WHERE batch_id = batch._batch_id('b_roles') AND payload->>'n' = '2';
+WHERE batch_id = (SELECT b.id FROM batch.batches b WHERE b.name = 'b_roles') AND payload->>'n' = '2';
 SELECT batch.cancel('b_roles');
 RESET ROLE;
 

@@ -1,6 +1,8 @@
 --
--- upgrade: pgbatch 1.0 with data, updated in place to 1.1, 1.2 and 1.3, keeps
--- the data and gains the new objects.  Runs in a database of its own.
+-- upgrade: pgbatch 1.0 with data, updated in place to 1.1, 1.2, 1.3 and 1.4,
+-- keeps the data and gains the new objects.  Runs in a database of its own.
+-- Until the last update the library refuses the older versions' batch.run()
+-- (it ran as its caller, with no fixed search_path) and says what to do.
 --
 CREATE DATABASE regress_pgbatch_upgrade;
 \c regress_pgbatch_upgrade
@@ -20,6 +22,11 @@ ALTER EXTENSION pgbatch UPDATE TO '1.3';
 SELECT extversion FROM pg_extension WHERE extname = 'pgbatch';
 SELECT name, status, total, pending, owner = current_user AS mine FROM batch.progress ORDER BY name;
 SELECT items_completed FROM batch.run('between');
+ALTER EXTENSION pgbatch UPDATE TO '1.4';
+SELECT extversion FROM pg_extension WHERE extname = 'pgbatch';
+SELECT items_completed FROM batch.run('before');
+SELECT items_completed FROM batch.run('between');
+SELECT name, status, total, pending FROM batch.progress ORDER BY name;
 -- every batch table is under row-level security now, and the views run as their reader
 SELECT c.relname, c.relrowsecurity, count(p.polname) AS policies
 FROM pg_class c LEFT JOIN pg_policy p ON p.polrelid = c.oid
@@ -27,13 +34,31 @@ WHERE c.relnamespace = 'batch'::regnamespace AND c.relkind = 'r'
 GROUP BY c.relname, c.relrowsecurity ORDER BY c.relname;
 SELECT c.relname, c.reloptions FROM pg_class c
 WHERE c.relnamespace = 'batch'::regnamespace AND c.relkind = 'v' ORDER BY c.relname;
--- SECURITY DEFINER only where needed, each with a fixed search_path
-SELECT p.oid::regprocedure AS definer, p.proconfig
+-- SECURITY DEFINER only in batch_internal, which nobody else may use
+SELECT p.oid::regprocedure AS definer_outside_batch_internal
 FROM pg_proc p WHERE p.pronamespace = 'batch'::regnamespace AND p.prosecdef ORDER BY p.oid::regprocedure::text COLLATE "C";
-SELECT p.oid::regprocedure AS without_fixed_search_path FROM pg_proc p
-JOIN pg_language l ON l.oid = p.prolang
-WHERE p.pronamespace = 'batch'::regnamespace AND l.lanname <> 'c'
+SELECT has_schema_privilege(r, 'batch_internal', 'USAGE') AS usage_for_anyone
+FROM unnest(ARRAY['public', 'pgbatch_reader', 'pgbatch_operator', 'pgbatch_admin', 'pgbatch_monitor']) r
+GROUP BY 1;
+SELECT p.oid::regprocedure AS internal_executable_by_others, r AS by_role
+FROM pg_proc p, unnest(ARRAY['public', 'pgbatch_reader', 'pgbatch_operator', 'pgbatch_admin', 'pgbatch_monitor']) r
+WHERE p.pronamespace = 'batch_internal'::regnamespace AND has_function_privilege(r, p.oid, 'EXECUTE');
+-- every function has a fixed search_path, but the procedure (which commits,
+-- and qualifies every name) and the C functions that run no SQL of their own
+-- (query_rows sets one for the query it runs)
+SELECT p.oid::regprocedure AS without_fixed_search_path, l.lanname
+FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+WHERE p.pronamespace IN ('batch'::regnamespace, 'batch_internal'::regnamespace) AND p.prokind <> 'p'
   AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
 ORDER BY p.oid::regprocedure::text COLLATE "C";
+-- only the extension's owner writes the tables
+SELECT c.relname, r AS role, p AS privilege
+FROM pg_class c,
+	 unnest(ARRAY['public', 'pgbatch_reader', 'pgbatch_operator', 'pgbatch_admin', 'pgbatch_monitor']) r,
+	 unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p
+WHERE c.relnamespace = 'batch'::regnamespace AND c.relkind = 'r'
+  AND (has_table_privilege(r, c.oid, p)
+	   OR p IN ('INSERT', 'UPDATE') AND has_any_column_privilege(r, c.oid, p))
+ORDER BY 1, 2, 3;
 \c contrib_regression
 DROP DATABASE regress_pgbatch_upgrade;

@@ -34,8 +34,9 @@ static SPIPlanPtr next_due_all_plan = NULL;
 
 /*
  * pgb_claim_locked
- *		Locks up to 'limit' due items (of one batch, or of any batch when
- *		batch_id is 0) with FOR UPDATE SKIP LOCKED, so that concurrent
+ *		Locks up to 'limit' due items (of one batch, or when batch_id is 0
+ *		of any batch role 'actor' may act on, or of any batch at all when
+ *		actor is InvalidOid) with FOR UPDATE SKIP LOCKED, so that concurrent
  *		executors share the work without waiting for each other, and copies
  *		them into *items (allocated in the current memory context).  The
  *		items stay 'pending' in the table: their outcome is written in the
@@ -44,10 +45,11 @@ static SPIPlanPtr next_due_all_plan = NULL;
  *		Returns how many were claimed.
  */
 int
-pgb_claim_locked(int64 batch_id, TimestampTz now, int limit,
+pgb_claim_locked(int64 batch_id, Oid actor, TimestampTz now, int limit,
 				 PgbClaimCursor *cursor, PgbWorkItem **items)
 {
 	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	SPIPlanPtr	plan;
 	PgbWorkItem *result;
 	int			ret;
@@ -79,24 +81,28 @@ pgb_claim_locked(int64 batch_id, TimestampTz now, int limit,
 	{
 		if (claim_all_plan == NULL)
 		{
-			Oid			argtypes[4] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8OID};
+			Oid			argtypes[5] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8OID,
+			OIDOID};
 
 			claim_all_plan = pgb_prepare(CLAIM_COLUMNS
 										 " WHERE i.status = 'pending'"
 										 " AND (i.next_due, i.id) > ($3, $4)"
 										 " AND i.next_due <= $1"
+										 " AND ($5 = 0 OR EXISTS (SELECT FROM batch.batches b"
+										 "  WHERE b.id = i.batch_id AND batch_internal.can_act($5, b.owner)))"
 										 " ORDER BY i.next_due, i.id LIMIT $2"
 										 " FOR UPDATE SKIP LOCKED",
-										 4, argtypes);
+										 5, argtypes);
 		}
 		plan = claim_all_plan;
 		args[0] = TimestampTzGetDatum(now);
 		args[1] = Int32GetDatum(limit);
 		args[2] = TimestampTzGetDatum(cursor->next_due);
 		args[3] = Int64GetDatum(cursor->id);
+		args[4] = ObjectIdGetDatum(actor);
 	}
 
-	ret = pgb_execute(plan, args, NULL, false, 0);
+	ret = pgb_execute(plan, args, nulls, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "pgbatch: claiming items failed: %s", SPI_result_code_string(ret));
 
@@ -335,13 +341,15 @@ pgb_record_flush(PgbRecord *rec, TimestampTz now)
 
 /*
  * pgb_next_due
- *		When the next pending item (of one batch, or of any batch when
- *		batch_id is 0) is due; *found is false when none is pending.
+ *		When the next pending item (of one batch, or when batch_id is 0 of
+ *		the batches 'actor' may act on, or of any when actor is InvalidOid)
+ *		is due; *found is false when none is pending.
  */
 TimestampTz
-pgb_next_due(int64 batch_id, bool *found)
+pgb_next_due(int64 batch_id, Oid actor, bool *found)
 {
 	Datum		args[1];
+	char		nulls[1] = {' '};
 	SPIPlanPtr	plan;
 	bool		isnull;
 	Datum		d;
@@ -363,12 +371,20 @@ pgb_next_due(int64 batch_id, bool *found)
 	else
 	{
 		if (next_due_all_plan == NULL)
-			next_due_all_plan = pgb_prepare("SELECT min(next_due) FROM batch.items"
-											" WHERE status = 'pending'",
-											0, NULL);
+		{
+			Oid			argtypes[1] = {OIDOID};
+
+			next_due_all_plan = pgb_prepare("SELECT min(i.next_due) FROM batch.items i"
+											" WHERE i.status = 'pending'"
+											" AND ($1 = 0 OR EXISTS (SELECT FROM batch.batches b"
+											"  WHERE b.id = i.batch_id"
+											"  AND batch_internal.can_act($1, b.owner)))",
+											1, argtypes);
+		}
 		plan = next_due_all_plan;
+		args[0] = ObjectIdGetDatum(actor);
 	}
-	ret = pgb_execute(plan, args, NULL, false, 1);
+	ret = pgb_execute(plan, args, nulls, false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pgbatch: reading the next due time failed");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

@@ -19,11 +19,15 @@
 
 #include <math.h>
 
+#include "fmgr.h"
+#include "miscadmin.h"
 #include "storage/lwlock.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "pgbatch.h"
+
+PG_FUNCTION_INFO_V1(pgbatch_forget_endpoint);
 
 /* requests in flight this backend holds, per endpoint index */
 static int32 *held = NULL;
@@ -118,12 +122,16 @@ pgb_endpoint_index(Oid dboid, int32 endpoint_id, int max_concurrency, int rate_l
 			break;
 		}
 	}
+	/* a slot freed by a dropped endpoint, else a new one */
+	for (i = 0; found < 0 && i < *count; i++)
+		if (table[i].dboid == InvalidOid)
+			found = i;
 	if (found < 0 && *count < pgb_max_endpoints)
-	{
-		PgbEndpointState *ep;
-
 		found = (*count)++;
-		ep = &table[found];
+	if (found >= 0 && table[found].dboid == InvalidOid)
+	{
+		PgbEndpointState *ep = &table[found];
+
 		memset(ep, 0, sizeof(PgbEndpointState));
 		ep->dboid = dboid;
 		ep->endpoint_id = endpoint_id;
@@ -142,6 +150,43 @@ pgb_endpoint_index(Oid dboid, int32 endpoint_id, int max_concurrency, int rate_l
 	}
 	unlock_endpoints();
 	return found;
+}
+
+/*
+ * pgb_endpoint_forget
+ *		Frees the state of a dropped endpoint for another one, unless a
+ *		request of it is still in flight (a later drop of the database, or
+ *		a restart, frees it then).
+ */
+static void
+pgb_endpoint_forget(Oid dboid, int32 endpoint_id)
+{
+	int			i;
+	int		   *count;
+	PgbEndpointState *table = endpoint_table(&count);
+
+	lock_endpoints();
+	for (i = 0; i < *count; i++)
+	{
+		PgbEndpointState *ep = &table[i];
+
+		if (ep->dboid == dboid && ep->endpoint_id == endpoint_id && ep->in_flight == 0)
+			memset(ep, 0, sizeof(PgbEndpointState));
+	}
+	unlock_endpoints();
+}
+
+/*
+ * pgbatch_forget_endpoint
+ *		batch_internal.forget_endpoint(endpoint_id): called by
+ *		batch.drop_endpoint() so that dropped endpoints do not use up
+ *		pgbatch.max_endpoints.
+ */
+Datum
+pgbatch_forget_endpoint(PG_FUNCTION_ARGS)
+{
+	pgb_endpoint_forget(MyDatabaseId, PG_GETARG_INT32(0));
+	PG_RETURN_VOID();
 }
 
 /*

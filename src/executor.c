@@ -26,6 +26,7 @@
 #include "pgbatch.h"
 
 PG_FUNCTION_INFO_V1(pgbatch_run);
+PG_FUNCTION_INFO_V1(pgbatch_run_1_4);
 
 /*
  * pgb_record_attempt
@@ -297,18 +298,33 @@ pgb_execute_claimed(PgbExecutor *ex, PgbWorkItem *items, int nitems)
 
 /*
  * pgbatch_run
- *		batch._run(batch_id, max_items, max_seconds): runs due items of one
- *		batch (or of every batch when batch_id is NULL) until none is due,
- *		max_items items have been taken, or max_seconds have passed.
- *		Returns (stages_run, items_completed, retries_scheduled,
- *		items_failed, next_due).
+ *		batch._run() of pgbatch 1.0 to 1.3, which ran as its caller: refused
+ *		by this library until the database's pgbatch is updated.
  */
 Datum
 pgbatch_run(PG_FUNCTION_ARGS)
 {
-	int64		batch_id = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
-	int64		max_items = PG_ARGISNULL(1) ? -1 : PG_GETARG_INT64(1);
-	double		max_seconds = PG_ARGISNULL(2) ? -1 : PG_GETARG_FLOAT8(2);
+	pgb_require_update();
+	PG_RETURN_NULL();
+}
+
+/*
+ * pgbatch_run_1_4
+ *		batch_internal.run_due(role, batch_id, max_items, max_seconds):
+ *		batch.run() for 'role', the role in effect for the call (see
+ *		gate.c): runs due items of one batch (or of every batch the role
+ *		may act on when batch_id is NULL) until none is due, max_items
+ *		items have been taken, or max_seconds have passed.  Stage functions
+ *		run as each batch's owner.  Returns (stages_run, items_completed,
+ *		retries_scheduled, items_failed, next_due).
+ */
+Datum
+pgbatch_run_1_4(PG_FUNCTION_ARGS)
+{
+	Oid			role = PG_GETARG_OID(0);
+	int64		batch_id = PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1);
+	int64		max_items = PG_ARGISNULL(2) ? -1 : PG_GETARG_INT64(2);
+	double		max_seconds = PG_ARGISNULL(3) ? -1 : PG_GETARG_FLOAT8(3);
 	TimestampTz start = GetCurrentTimestamp();
 	int64		taken = 0;
 	MemoryContext runcxt;
@@ -321,12 +337,13 @@ pgbatch_run(PG_FUNCTION_ARGS)
 	bool		found;
 	PgbClaimCursor cursor = {DT_NOBEGIN, 0};
 	TimestampTz deadline = 0;
+	Oid			actor;
 
-	if (!PG_ARGISNULL(1) && max_items < 0)
+	if (!PG_ARGISNULL(2) && max_items < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_items must not be negative")));
-	if (!PG_ARGISNULL(2) && !(max_seconds >= 0))
+	if (!PG_ARGISNULL(3) && !(max_seconds >= 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_seconds must not be negative")));
@@ -352,7 +369,9 @@ pgbatch_run(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	if (batch_id != 0)
-		pgb_require_batch(batch_id);
+		pgb_require_batch(role, batch_id);
+	/* over every batch: those the role may act on; an admin's are all */
+	actor = pgb_is_admin(role) ? InvalidOid : role;
 	for (;;)
 	{
 		MemoryContext oldcxt;
@@ -372,7 +391,7 @@ pgbatch_run(PG_FUNCTION_ARGS)
 
 		MemoryContextReset(chunkcxt);
 		oldcxt = MemoryContextSwitchTo(chunkcxt);
-		n = pgb_claim_locked(batch_id, GetCurrentTimestamp(), limit, &cursor, &items);
+		n = pgb_claim_locked(batch_id, actor, GetCurrentTimestamp(), limit, &cursor, &items);
 		if (n > 0)
 			pgb_execute_claimed(&ex, items, n);
 		if (ex.prepared)
@@ -383,7 +402,7 @@ pgbatch_run(PG_FUNCTION_ARGS)
 		taken += n;
 	}
 
-	next_due = pgb_next_due(batch_id, &found);
+	next_due = pgb_next_due(batch_id, actor, &found);
 	pgb_executor_done(&ex);
 	SPI_finish();
 	if (ex.session_http)

@@ -4,7 +4,8 @@
  *		Taking back running items whose executor is gone or whose lease ran
  *		out.  Executor 0 of each database does it on its own; the
  *		maintenance job (batch.maintenance()) does it through
- *		batch._reclaim() for databases without executors, or with hung ones.
+ *		batch_internal.reclaim() for databases without executors, or with
+ *		hung ones.
  *
  * src/maintenance.c
  *
@@ -19,6 +20,7 @@
 #include "pgbatch.h"
 
 PG_FUNCTION_INFO_V1(pgbatch_reclaim);
+PG_FUNCTION_INFO_V1(pgbatch_reclaim_1_4);
 
 static SPIPlanPtr reclaim_plan = NULL;
 
@@ -27,21 +29,21 @@ static SPIPlanPtr reclaim_plan = NULL;
  *		Takes back running items whose executor is gone (its pid is not
  *		among the executors in shared memory, when pgbatch is preloaded) or
  *		whose lease ran out, so that they run again; logs an event per
- *		batch.  Returns how many items it took back.  The caller is
- *		connected to SPI, in a transaction.
+ *		batch, in the name of 'actor'.  Returns how many items it took
+ *		back.  The caller is connected to SPI, in a transaction.
  */
 int64
-pgb_reclaim(void)
+pgb_reclaim(Oid actor)
 {
 	TimestampTz listed_at = GetCurrentTimestamp();
-	Datum		args[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	Datum		args[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 	int64		total = 0;
 	uint64		i;
 
 	if (reclaim_plan == NULL)
 	{
-		Oid			argtypes[3] = {TIMESTAMPTZOID, INT4ARRAYOID, TIMESTAMPTZOID};
+		Oid			argtypes[4] = {TIMESTAMPTZOID, INT4ARRAYOID, TIMESTAMPTZOID, OIDOID};
 
 		reclaim_plan = pgb_prepare("WITH r AS ("
 								   " UPDATE batch.items i SET status = 'pending', next_due = $1,"
@@ -53,13 +55,13 @@ pgb_reclaim(void)
 								   "   OR ($2 IS NOT NULL AND NOT (coalesce(i.claimed_by, 0) = ANY ($2))"
 								   "    AND i.updated_at < $3))"
 								   " RETURNING i.batch_id)"
-								   " INSERT INTO batch.events (batch_id, level, event, message, detail)"
+								   " INSERT INTO batch.events (batch_id, level, event, message, detail, actor)"
 								   " SELECT r.batch_id, 'warning', 'items_reclaimed',"
 								   "  format('%s running items taken back from executors that stopped or whose lease ran out', count(*)),"
-								   "  jsonb_build_object('items', count(*))"
+								   "  jsonb_build_object('items', count(*)), pg_catalog.pg_get_userbyid($4)"
 								   " FROM r GROUP BY r.batch_id"
 								   " RETURNING (detail ->> 'items')::bigint",
-								   3, argtypes);
+								   4, argtypes);
 	}
 
 	/* without shared memory only the leases tell */
@@ -69,6 +71,7 @@ pgb_reclaim(void)
 		nulls[1] = 'n';
 	args[0] = TimestampTzGetDatum(GetCurrentTimestamp());
 	args[2] = TimestampTzGetDatum(listed_at);
+	args[3] = ObjectIdGetDatum(actor);
 	if (pgb_execute(reclaim_plan, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "pgbatch: taking back orphaned items failed");
 	for (i = 0; i < SPI_processed; i++)
@@ -84,16 +87,29 @@ pgb_reclaim(void)
 
 /*
  * pgbatch_reclaim
- *		batch._reclaim(): pgb_reclaim() from SQL; returns how many items
- *		were taken back.
+ *		batch._reclaim() of pgbatch 1.2 and 1.3: refused by this library
+ *		until the database's pgbatch is updated.
  */
 Datum
 pgbatch_reclaim(PG_FUNCTION_ARGS)
 {
+	pgb_require_update();
+	PG_RETURN_NULL();
+}
+
+/*
+ * pgbatch_reclaim_1_4
+ *		batch_internal.reclaim(role): pgb_reclaim() for the maintenance
+ *		job, in the name of the role that runs it; returns how many items
+ *		it took back.
+ */
+Datum
+pgbatch_reclaim_1_4(PG_FUNCTION_ARGS)
+{
 	int64		n;
 
 	SPI_connect();
-	n = pgb_reclaim();
+	n = pgb_reclaim(PG_GETARG_OID(0));
 	SPI_finish();
 	PG_RETURN_INT64(n);
 }

@@ -29,6 +29,7 @@ void		_PG_init(void);
 
 PG_FUNCTION_INFO_V1(pgbatch_max_payload_size);
 PG_FUNCTION_INFO_V1(pgbatch_stage_function);
+PG_FUNCTION_INFO_V1(pgbatch_stage_function_1_4);
 PG_FUNCTION_INFO_V1(pgbatch_limits);
 
 /*
@@ -87,15 +88,14 @@ pgbatch_limits(PG_FUNCTION_ARGS)
 }
 
 /*
- * pgbatch_stage_function
- *		batch._stage_function(name): resolves the name of a SQL stage to the
- *		function name(jsonb, jsonb) RETURNS jsonb, or raises an error that
- *		says what is wrong with it.
+ * stage_function
+ *		Resolves the name of a SQL stage to the function
+ *		name(jsonb, jsonb) RETURNS jsonb that 'role' may execute, or raises
+ *		an error that says what is wrong with it.
  */
-Datum
-pgbatch_stage_function(PG_FUNCTION_ARGS)
+static Oid
+stage_function(const char *fn, Oid role)
 {
-	char	   *fn = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Oid			argtypes[2] = {JSONBOID, JSONBOID};
 	List	   *names;
 	Oid			funcid;
@@ -123,9 +123,31 @@ pgbatch_stage_function(PG_FUNCTION_ARGS)
 						   get_func_retset(funcid) ? "SETOF " : "",
 						   format_type_be(get_func_rettype(funcid)))));
 
-	aclresult = pg_proc_aclcheck(funcid, GetUserId(), ACL_EXECUTE);
+	aclresult = pg_proc_aclcheck(funcid, role, ACL_EXECUTE);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(funcid));
 
-	PG_RETURN_OID(funcid);
+	return funcid;
+}
+
+/*
+ * pgbatch_stage_function
+ *		batch._stage_function(name) of pgbatch 1.0 to 1.3: stage_function()
+ *		for the current user.
+ */
+Datum
+pgbatch_stage_function(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_OID(stage_function(text_to_cstring(PG_GETARG_TEXT_PP(0)), GetUserId()));
+}
+
+/*
+ * pgbatch_stage_function_1_4
+ *		batch_internal.stage_function(role, name): stage_function() for the
+ *		role an implementation acts for (see gate.c).
+ */
+Datum
+pgbatch_stage_function_1_4(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_OID(stage_function(text_to_cstring(PG_GETARG_TEXT_PP(1)), PG_GETARG_OID(0)));
 }

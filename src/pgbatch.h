@@ -75,7 +75,7 @@ extern void pgb_endpoint_event(int32 endpoint_id, const char *name, bool paused,
 							   const char *reason, TimestampTz until);
 
 /* maintenance.c */
-extern int64 pgb_reclaim(void);
+extern int64 pgb_reclaim(Oid actor);
 
 /* security.c */
 typedef enum PgbUrlVerdict
@@ -86,7 +86,11 @@ typedef enum PgbUrlVerdict
 } PgbUrlVerdict;
 
 extern bool pgb_may_act(Oid user, const char *owner);
-extern void pgb_require_batch(int64 batch_id);
+extern bool pgb_may_see(Oid user, const char *owner);
+extern bool pgb_is_admin(Oid user);
+extern void pgb_require_update(void);
+extern void pgb_require_batch(Oid role, int64 batch_id);
+extern const char *pgb_header_problem(const char *name, const char *value);
 extern bool pgb_check_allowed_hosts(char **newval, void **extra, GucSource source);
 extern void pgb_assign_allowed_hosts(const char *newval, void *extra);
 extern PgbUrlVerdict pgb_url_verdict(const char *url, char *hostbuf, size_t hostsize,
@@ -411,12 +415,12 @@ extern bool pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stag
 							 PgbWorkItem *it, int attempt, PgbRecord *rec);
 
 /* claim.c */
-extern int	pgb_claim_locked(int64 batch_id, TimestampTz now, int limit,
+extern int	pgb_claim_locked(int64 batch_id, Oid actor, TimestampTz now, int limit,
 							 PgbClaimCursor *cursor, PgbWorkItem **items);
 extern void pgb_load_outputs(PgbWorkItem *items, int nitems);
 extern void pgb_record_init(PgbRecord *rec);
 extern void pgb_record_flush(PgbRecord *rec, TimestampTz now);
-extern TimestampTz pgb_next_due(int64 batch_id, bool *found);
+extern TimestampTz pgb_next_due(int64 batch_id, Oid actor, bool *found);
 
 /* stage_sql.c */
 extern PgbStageResult pgb_run_sql_stage(PgbBatchInfo *batch, PgbStage *stage,

@@ -22,6 +22,7 @@
 #include "pgbatch.h"
 
 PG_FUNCTION_INFO_V1(pgbatch_requeue);
+PG_FUNCTION_INFO_V1(pgbatch_requeue_1_4);
 
 static SPIPlanPtr requeue_plan = NULL;
 static SPIPlanPtr batch_check_plan = NULL;
@@ -111,8 +112,21 @@ check_batch(int64 batch_id, text *stage)
 
 /*
  * pgbatch_requeue
- *		batch._requeue(batch_id, item_id, max_retries, backoff_factor,
- *		error_codes, stage, take_lock): moves failed items of a batch (all,
+ *		batch._requeue() of pgbatch 1.0 to 1.3, which ran as its caller:
+ *		refused by this library until the database's pgbatch is updated.
+ */
+Datum
+pgbatch_requeue(PG_FUNCTION_ARGS)
+{
+	pgb_require_update();
+	PG_RETURN_NULL();
+}
+
+/*
+ * pgbatch_requeue_1_4
+ *		batch_internal.requeue(role, batch_id, item_id, max_retries,
+ *		backoff_factor, error_codes, stage, take_lock), for the role in
+ *		effect for the call (see gate.c): moves failed items of a batch (all,
  *		one, or those matching the error codes and stage) back to pending
  *		at the stage where they failed, attempts reset, outputs kept.  Items
  *		that failed validation are re-queued only once their payload is
@@ -124,32 +138,35 @@ check_batch(int64 batch_id, text *stage)
  *		size of the batch.
  */
 Datum
-pgbatch_requeue(PG_FUNCTION_ARGS)
+pgbatch_requeue_1_4(PG_FUNCTION_ARGS)
 {
+	Oid			role = PG_GETARG_OID(0);
 	int64		batch_id;
-	bool		take_lock = PG_ARGISNULL(6) ? true : PG_GETARG_BOOL(6);
-	text	   *stage = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
+	bool		take_lock = PG_ARGISNULL(7) ? true : PG_GETARG_BOOL(7);
+	text	   *stage = PG_ARGISNULL(6) ? NULL : PG_GETARG_TEXT_PP(6);
 	TimestampTz now = GetCurrentTimestamp();
 	Datum		args[8];
 	char		nulls[8];
 	uint64		count;
 	int			i;
 
-	if (PG_ARGISNULL(0))
+	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("batch must not be NULL")));
-	batch_id = PG_GETARG_INT64(0);
+	batch_id = PG_GETARG_INT64(1);
 
-	if (!PG_ARGISNULL(2) && (PG_GETARG_INT32(2) < 0 || PG_GETARG_INT32(2) > 1000))
+	if (!PG_ARGISNULL(3) && (PG_GETARG_INT32(3) < 0 || PG_GETARG_INT32(3) > 1000))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_retries must be from 0 to 1000, not %d", PG_GETARG_INT32(2))));
-	if (!PG_ARGISNULL(3) && !(PG_GETARG_FLOAT8(3) >= 1.0 && PG_GETARG_FLOAT8(3) <= 100.0))
+				 errmsg("max_retries must be from 0 to 1000, not %d", PG_GETARG_INT32(3))));
+	if (!PG_ARGISNULL(4) && !(PG_GETARG_FLOAT8(4) >= 1.0 && PG_GETARG_FLOAT8(4) <= 100.0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("backoff_factor must be from 1 to 100, not %g", PG_GETARG_FLOAT8(3))));
+				 errmsg("backoff_factor must be from 1 to 100, not %g", PG_GETARG_FLOAT8(4))));
 
+	SPI_connect();
+	pgb_require_batch(role, batch_id);
 	if (take_lock &&
 		!DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
 										  Int32GetDatum(PGB_LOCK_CLASS),
@@ -160,11 +177,10 @@ pgbatch_requeue(PG_FUNCTION_ARGS)
 						batch_id),
 				 errdetail("The advisory lock (%d, %d) is held.",
 						   PGB_LOCK_CLASS, (int32) batch_id)));
+		SPI_finish();
 		PG_RETURN_INT64(0);
 	}
 
-	SPI_connect();
-	pgb_require_batch(batch_id);
 	check_batch(batch_id, stage);
 
 	if (requeue_plan == NULL)
@@ -189,8 +205,8 @@ pgbatch_requeue(PG_FUNCTION_ARGS)
 	}
 	for (i = 0; i < 6; i++)
 	{
-		args[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
-		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+		args[i] = PG_ARGISNULL(i + 1) ? (Datum) 0 : PG_GETARG_DATUM(i + 1);
+		nulls[i] = PG_ARGISNULL(i + 1) ? 'n' : ' ';
 	}
 	args[6] = TimestampTzGetDatum(now);
 	nulls[6] = ' ';
@@ -201,7 +217,7 @@ pgbatch_requeue(PG_FUNCTION_ARGS)
 	count = SPI_processed;
 
 	/* every retry_failed call is logged; retry_item only when it did something */
-	if (!PG_ARGISNULL(1) && count == 0)
+	if (!PG_ARGISNULL(2) && count == 0)
 	{
 		SPI_finish();
 		PG_RETURN_INT64(0);
@@ -209,30 +225,33 @@ pgbatch_requeue(PG_FUNCTION_ARGS)
 
 	if (event_plan == NULL)
 	{
-		Oid			argtypes[7] = {INT8OID, INT8OID, INT8OID, INT4OID, FLOAT8OID,
-		TEXTARRAYOID, TEXTOID};
+		Oid			argtypes[8] = {INT8OID, INT8OID, INT8OID, INT4OID, FLOAT8OID,
+		TEXTARRAYOID, TEXTOID, OIDOID};
 
 		event_plan = pgb_prepare(
-								 "INSERT INTO batch.events (batch_id, item_id, level, event, message, detail)"
+								 "INSERT INTO batch.events (batch_id, item_id, level, event, message, detail, actor)"
 								 " VALUES ($1, $2, 'info',"
 								 "  CASE WHEN $2 IS NULL THEN 'retry_failed' ELSE 'item_retried' END,"
 								 "  CASE WHEN $2 IS NULL THEN format('%s failed items re-queued', $3)"
 								 "   ELSE format('item %s re-queued', $2) END,"
 								 "  jsonb_strip_nulls(jsonb_build_object('items', $3, 'max_retries', $4,"
-								 "   'backoff_factor', $5, 'error_codes', $6, 'stage', $7)))",
-								 7, argtypes);
+								 "   'backoff_factor', $5, 'error_codes', $6, 'stage', $7)),"
+								 "  pg_catalog.pg_get_userbyid($8))",
+								 8, argtypes);
 	}
 	args[0] = Int64GetDatum(batch_id);
 	nulls[0] = ' ';
-	args[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
-	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
+	args[1] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[1] = PG_ARGISNULL(2) ? 'n' : ' ';
 	args[2] = Int64GetDatum((int64) count);
 	nulls[2] = ' ';
 	for (i = 2; i < 6; i++)
 	{
-		args[i + 1] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
-		nulls[i + 1] = PG_ARGISNULL(i) ? 'n' : ' ';
+		args[i + 1] = PG_ARGISNULL(i + 1) ? (Datum) 0 : PG_GETARG_DATUM(i + 1);
+		nulls[i + 1] = PG_ARGISNULL(i + 1) ? 'n' : ' ';
 	}
+	args[7] = ObjectIdGetDatum(role);
+	nulls[7] = ' ';
 	if (pgb_execute(event_plan, args, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "pgbatch: recording the retry event failed");
 

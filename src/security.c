@@ -22,6 +22,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "commands/dbcommands.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
@@ -33,6 +34,10 @@ PG_FUNCTION_INFO_V1(pgbatch_caller);
 PG_FUNCTION_INFO_V1(pgbatch_caller_can_act);
 PG_FUNCTION_INFO_V1(pgbatch_url_check);
 PG_FUNCTION_INFO_V1(pgbatch_is_member);
+PG_FUNCTION_INFO_V1(pgbatch_role_can_see);
+PG_FUNCTION_INFO_V1(pgbatch_role_can_act);
+PG_FUNCTION_INFO_V1(pgbatch_role_is_member);
+PG_FUNCTION_INFO_V1(pgbatch_header_problem);
 
 /* One pattern of pgbatch.allowed_hosts. */
 typedef struct PgbHostPattern
@@ -78,18 +83,87 @@ pgb_may_act(Oid user, const char *owner)
 }
 
 /*
+ * pgb_is_admin
+ *		True if 'user' may act on every batch: a member of pgbatch_admin
+ *		(or a superuser).
+ */
+bool
+pgb_is_admin(Oid user)
+{
+	return member_of(user, "pgbatch_admin");
+}
+
+/*
+ * pgb_require_update
+ *		Refuses an SQL entry point of an older pgbatch version: the library
+ *		is newer than the extension's objects in this database.
+ */
+void
+pgb_require_update(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("pgbatch in database \"%s\" is older than its library",
+					get_database_name(MyDatabaseId)),
+			 errhint("Run ALTER EXTENSION pgbatch UPDATE.")));
+}
+
+/*
+ * pgb_may_see
+ *		True if 'user' sees batches owned by the role named 'owner': a
+ *		member of that role, an admin, or a monitor.
+ */
+bool
+pgb_may_see(Oid user, const char *owner)
+{
+	return pgb_may_act(user, owner) || member_of(user, "pgbatch_monitor");
+}
+
+/*
  * pgbatch_can_see
  *		batch._can_see(owner name): true if the current user sees batches
- *		owned by 'owner': a member of that role, an admin, or a monitor.
- *		The SELECT policies of the batch tables rest on it.
+ *		owned by 'owner'.  The SELECT policies of the batch tables rest on
+ *		it: a role reading the tables or views directly.
  */
 Datum
 pgbatch_can_see(PG_FUNCTION_ARGS)
 {
-	const char *owner = NameStr(*PG_GETARG_NAME(0));
-	Oid			user = GetUserId();
+	PG_RETURN_BOOL(pgb_may_see(GetUserId(), NameStr(*PG_GETARG_NAME(0))));
+}
 
-	PG_RETURN_BOOL(pgb_may_act(user, owner) || member_of(user, "pgbatch_monitor"));
+/*
+ * pgbatch_role_can_see
+ *		batch_internal.can_see(role regrole, owner name): pgb_may_see for
+ *		the role an implementation acts for (see gate.c).
+ */
+Datum
+pgbatch_role_can_see(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(pgb_may_see(PG_GETARG_OID(0), NameStr(*PG_GETARG_NAME(1))));
+}
+
+/*
+ * pgbatch_role_can_act
+ *		batch_internal.can_act(role regrole, owner name): pgb_may_act for
+ *		the role an implementation acts for.
+ */
+Datum
+pgbatch_role_can_act(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(pgb_may_act(PG_GETARG_OID(0), NameStr(*PG_GETARG_NAME(1))));
+}
+
+/*
+ * pgbatch_role_is_member
+ *		batch_internal.is_member(role regrole, of name): true if the role
+ *		is a member of the role named 'of' (superusers are members of
+ *		every role).  Being an admin is not enough: it guards whom a batch
+ *		may belong to, and so as whom its stage functions run.
+ */
+Datum
+pgbatch_role_is_member(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(member_of(PG_GETARG_OID(0), NameStr(*PG_GETARG_NAME(1))));
 }
 
 /*
@@ -119,10 +193,10 @@ pgbatch_is_member(PG_FUNCTION_ARGS)
 
 /*
  * pgbatch_caller
- *		batch._caller(): the role that called, not counting SECURITY
- *		DEFINER switches: the session's current role (after any SET ROLE).
- *		The schedule functions, which are SECURITY DEFINER, act for it and
- *		no one else: its pg_cron jobs run as it.
+ *		batch._caller() of pgbatch 1.2 and 1.3: the session's current role.
+ *		pgbatch 1.4 drops the SQL function (inside a stage or a SECURITY
+ *		DEFINER function it is not the role in effect; gate.c is); the
+ *		symbol stays for the scripts that create and then drop it.
  */
 Datum
 pgbatch_caller(PG_FUNCTION_ARGS)
@@ -135,13 +209,82 @@ pgbatch_caller(PG_FUNCTION_ARGS)
 
 /*
  * pgbatch_caller_can_act
- *		batch._caller_can_act(owner name): pgbatch_can_act for the caller
- *		(see pgbatch_caller) rather than the current user.
+ *		batch._caller_can_act(owner name) of pgbatch 1.2 and 1.3, dropped
+ *		by 1.4 like batch._caller().
  */
 Datum
 pgbatch_caller_can_act(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(pgb_may_act(GetOuterUserId(), NameStr(*PG_GETARG_NAME(0))));
+}
+
+/* ------------------------------------------------------------------------
+ * Endpoint headers
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Headers that pgbatch or libcurl set, or that describe the connection
+ * rather than the request: an endpoint may not override them (a Host or a
+ * Content-Length of one's own can smuggle a second request onto a shared
+ * connection).
+ */
+static const char *const pgb_reserved_headers[] = {
+	"host", "content-length", "transfer-encoding", "connection", "keep-alive",
+	"upgrade", "te", "trailer", "proxy-connection", "expect", "idempotency-key",
+	NULL
+};
+
+/*
+ * pgb_header_problem
+ *		The rule for an endpoint's header, checked when an endpoint is
+ *		created or altered and again when a request is built: NULL if the
+ *		header may be sent, else why not (static words for an error
+ *		message, never the value).  A name is an HTTP token and not one of
+ *		pgb_reserved_headers; a value holds no CR, LF, NUL or other control
+ *		character but tab.  Plain C: no palloc, no ereport.
+ */
+const char *
+pgb_header_problem(const char *name, const char *value)
+{
+	const char *p;
+	int			i;
+
+	if (name[0] == '\0')
+		return "a header name must not be empty";
+	for (p = name; *p; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+
+		if (!(isalnum(c) || strchr("!#$%&'*+.^_`|~-", c) != NULL))
+			return "a header name is a token: letters, digits and !#$%&'*+.^_`|~-";
+	}
+	for (i = 0; pgb_reserved_headers[i] != NULL; i++)
+		if (pg_strcasecmp(name, pgb_reserved_headers[i]) == 0)
+			return "pgbatch and libcurl set this header themselves";
+	for (p = value; *p; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return "a header value must not hold line breaks or control characters";
+	}
+	return NULL;
+}
+
+/*
+ * pgbatch_header_problem
+ *		batch_internal.header_problem(name text, value text): the SQL face
+ *		of pgb_header_problem; NULL if the header may be sent.
+ */
+Datum
+pgbatch_header_problem(PG_FUNCTION_ARGS)
+{
+	const char *why = pgb_header_problem(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+										 text_to_cstring(PG_GETARG_TEXT_PP(1)));
+
+	if (why == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(why));
 }
 
 /* ------------------------------------------------------------------------
@@ -430,12 +573,12 @@ pgbatch_url_check(PG_FUNCTION_ARGS)
 
 /*
  * pgb_require_batch
- *		Errors out unless the batch exists, the current user sees it (the
- *		row-level security of batch.batches), and may act on it.  The
- *		caller is connected to SPI.
+ *		Errors out unless the batch exists, 'role' sees it, and may act on
+ *		it: a batch a role cannot see does not exist for it.  The caller is
+ *		connected to SPI.
  */
 void
-pgb_require_batch(int64 batch_id)
+pgb_require_batch(Oid role, int64 batch_id)
 {
 	static SPIPlanPtr plan = NULL;
 	Datum		arg = Int64GetDatum(batch_id);
@@ -450,14 +593,15 @@ pgb_require_batch(int64 batch_id)
 	}
 	if (pgb_execute(plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pgbatch: reading batch " INT64_FORMAT " failed", batch_id);
-	if (SPI_processed != 1)
+	owner = SPI_processed == 1 ?
+		SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;
+	SPI_freetuptable(SPI_tuptable);
+	if (owner == NULL || !pgb_may_see(role, owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("batch " INT64_FORMAT " does not exist", batch_id),
 				 errhint("See batch.progress for the batches there are.")));
-	owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	SPI_freetuptable(SPI_tuptable);
-	if (!pgb_may_act(GetUserId(), owner))
+	if (!pgb_may_act(role, owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for batch " INT64_FORMAT, batch_id),

@@ -52,6 +52,7 @@ typedef struct PgbEndpointInfo
 	char	   *base_url;
 	int			nheaders;
 	char	  **header_lines;	/* "Name: value" */
+	const char *header_problem; /* why a header cannot be sent, or NULL */
 	long		timeout_ms;
 	int			max_concurrency;
 	int			rate_limit;
@@ -109,9 +110,11 @@ load_endpoints(void)
 									 " (extract(epoch FROM e.timeout) * 1000)::float8,"
 									 " e.max_concurrency, coalesce(e.rate_limit, 0),"
 									 " e.follow_redirects,"
-									 " ARRAY(SELECT h.key || ': ' || h.value"
-									 "  FROM jsonb_each_text(e.headers) h),"
-									 " e.name"
+									 " ARRAY(SELECT h.key"
+									 "  FROM pg_catalog.jsonb_each_text(e.headers) h),"
+									 " e.name,"
+									 " ARRAY(SELECT h.value"
+									 "  FROM pg_catalog.jsonb_each_text(e.headers) h)"
 									 " FROM batch.endpoints e",
 									 0, NULL);
 	/*
@@ -143,15 +146,33 @@ load_endpoints(void)
 		d = SPI_getbinval(tup, desc, 7, &isnull);
 		if (!isnull)
 		{
-			Datum	   *elems;
+			Datum	   *names;
+			Datum	   *values;
 			bool	   *nulls;
+			int			nvalues;
 			int			j;
 
 			deconstruct_array(DatumGetArrayTypePCopy(d), TEXTOID, -1, false,
-							  TYPALIGN_INT, &elems, &nulls, &ep->nheaders);
+							  TYPALIGN_INT, &names, &nulls, &ep->nheaders);
+			deconstruct_array(DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 9, &isnull)),
+							  TEXTOID, -1, false, TYPALIGN_INT, &values, &nulls, &nvalues);
+			if (nvalues != ep->nheaders)
+				elog(ERROR, "pgbatch: the headers of endpoint %d changed while read", ep->id);
 			ep->header_lines = palloc(sizeof(char *) * Max(ep->nheaders, 1));
+
+			/*
+			 * The API checked them; check again, whatever wrote the table,
+			 * before anything goes on a connection.
+			 */
 			for (j = 0; j < ep->nheaders; j++)
-				ep->header_lines[j] = TextDatumGetCString(elems[j]);
+			{
+				char	   *name = TextDatumGetCString(names[j]);
+				char	   *value = TextDatumGetCString(values[j]);
+
+				if (ep->header_problem == NULL)
+					ep->header_problem = pgb_header_problem(name, value);
+				ep->header_lines[j] = psprintf("%s: %s", name, value);
+			}
 		}
 		ep->name = SPI_getvalue(tup, desc, 8);
 		ep->shm_index = pgb_endpoint_index(MyDatabaseId, ep->id, ep->max_concurrency,
@@ -254,6 +275,15 @@ pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
 
 		pgb_record_stage_error(ex, rec, it->batch_id, it->id, stage->name, attempt,
 							   &policy, false, "endpoint_unavailable", msg, now, now, 0);
+		return true;
+	}
+	if (ep->header_problem != NULL)
+	{
+		pgb_record_stage_error(ex, rec, it->batch_id, it->id, stage->name, attempt,
+							   &policy, false, "invalid_header",
+							   psprintf("endpoint \"%s\" has a header that pgbatch does not send: %s",
+										ep->name, ep->header_problem),
+							   now, now, 0);
 		return true;
 	}
 
@@ -810,7 +840,7 @@ claim_fair(PgbExecutor *ex, int limit, bool *more)
 
 		int			want = Min(per_batch, limit - claimed);
 
-		n = pgb_claim_locked(batches[(turn + i) % nbatches], GetCurrentTimestamp(),
+		n = pgb_claim_locked(batches[(turn + i) % nbatches], InvalidOid, GetCurrentTimestamp(),
 							 want, &cursor, &items);
 		if (n > 0)
 			pgb_execute_claimed(ex, items, n);
@@ -939,7 +969,7 @@ run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 													 (int64) pgb_lease_duration_s * 1000);
 		record_results(&ex);
 		if (plan->reclaim)
-			pgb_reclaim();
+			pgb_reclaim(GetUserId());
 		if (plan->claim_limit > 0)
 		{
 			(void) claim_fair(&ex, plan->claim_limit, more);

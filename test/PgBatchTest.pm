@@ -2,7 +2,8 @@
 # PgBatchTest.pm
 #
 # Helpers shared by the pgbatch TAP tests (test/t/*.pl):
-#   new_node($name)          a started PostgreSQL::Test::Cluster
+#   new_node($name, $conf)   a started PostgreSQL::Test::Cluster, with the
+#                            postgresql.conf lines in $conf (optional)
 #   run_together($node, $gate, @scripts)
 #                            runs each psql script in its own session, all
 #                            released at the same moment through an advisory
@@ -62,13 +63,15 @@ my $GATE_CLASS = 4242;
 # the node that new_node() or new_worker_node() made last: sql() runs there
 my $current_node;
 
-# new_node($name): initialises and starts a cluster (loopback only, stopped
-# by the test framework when the test ends).
+# new_node($name, $conf): initialises and starts a cluster (loopback only,
+# stopped by the test framework when the test ends), with $conf (optional)
+# appended to postgresql.conf.
 sub new_node
 {
-	my ($name) = @_;
+	my ($name, $conf) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init;
+	$node->append_conf('postgresql.conf', $conf) if defined $conf;
 	$node->start;
 	$current_node = $node;
 	return $node;

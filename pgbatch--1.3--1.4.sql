@@ -1,0 +1,1557 @@
+/* pgbatch--1.3--1.4.sql
+ *
+ * One trust boundary.  No role but the extension's owner writes a pgbatch
+ * table: every change goes through the public functions, each of which is
+ * a gate (src/gate.c) that calls its implementation in the schema
+ * batch_internal with the role in effect for the call as a first argument
+ * (the session's role from psql, the batch owner inside a stage, the job's
+ * role under pg_cron).  The implementations are SECURITY DEFINER functions
+ * of the extension's owner with a fixed search_path, executable by nobody
+ * else, and decide every authorization for that role alone: row-level
+ * security still governs what roles read directly, and no longer has any
+ * write to govern.  Endpoint headers are checked by one rule in C, here
+ * and again when a request is built; a base_url with user:password@ is
+ * refused.
+ */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION pgbatch UPDATE TO '1.4'" to load this file. \quit
+
+CREATE SCHEMA batch_internal;
+REVOKE ALL ON SCHEMA batch_internal FROM PUBLIC;
+COMMENT ON SCHEMA batch_internal IS
+	'pgbatch''s implementations and helpers: executable by the extension''s owner only';
+
+/* ------------------------------------------------------------------------
+ * C helpers for the implementations
+ * ------------------------------------------------------------------------ */
+
+-- Does this role see batches owned by 'owner'?  (member, admin, monitor)
+CREATE FUNCTION batch_internal.can_see(role regrole, owner name) RETURNS boolean
+	LANGUAGE c STABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_role_can_see';
+
+-- May this role act on batches owned by 'owner'?  (member, admin)
+CREATE FUNCTION batch_internal.can_act(role regrole, owner name) RETURNS boolean
+	LANGUAGE c STABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_role_can_act';
+
+-- Is this role a member of role 'of'?  (being an admin is not enough)
+CREATE FUNCTION batch_internal.is_member(role regrole, of name) RETURNS boolean
+	LANGUAGE c STABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_role_is_member';
+
+-- NULL if an endpoint may send this header, else why not (never the value).
+CREATE FUNCTION batch_internal.header_problem(name text, value text) RETURNS text
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_header_problem';
+
+-- Runs a role's own query as that role; its rows as a JSON array of objects.
+CREATE FUNCTION batch_internal.query_rows(role regrole, query text) RETURNS jsonb
+	LANGUAGE c VOLATILE STRICT
+	AS 'MODULE_PATHNAME', 'pgbatch_query_rows';
+
+-- batch.run() for a role: due work of one batch, or of every batch it may act on.
+CREATE FUNCTION batch_internal.run_due(role regrole, batch_id bigint, max_items bigint,
+	max_seconds float8,
+	OUT stages_run bigint, OUT items_completed bigint, OUT retries_scheduled bigint,
+	OUT items_failed bigint, OUT next_due timestamptz)
+	RETURNS record
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'pgbatch_run_1_4';
+
+-- Re-queues failed items of a batch for a role (retry_failed, retry_item).
+CREATE FUNCTION batch_internal.requeue(role regrole, batch_id bigint, item_id bigint,
+	max_retries integer, backoff_factor float8, error_codes text[], stage text,
+	take_lock boolean)
+	RETURNS bigint
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'pgbatch_requeue_1_4';
+
+-- A stage function by name, checked to be callable by the role.
+CREATE FUNCTION batch_internal.stage_function(role regrole, fn text) RETURNS regprocedure
+	LANGUAGE c STABLE STRICT
+	AS 'MODULE_PATHNAME', 'pgbatch_stage_function_1_4';
+
+-- Forgets an endpoint's shared-memory slot once it is dropped.
+CREATE FUNCTION batch_internal.forget_endpoint(endpoint_id integer) RETURNS void
+	LANGUAGE c VOLATILE STRICT
+	AS 'MODULE_PATHNAME', 'pgbatch_forget_endpoint';
+
+/* ------------------------------------------------------------------------
+ * Identity and access, for the role an implementation acts for
+ * ------------------------------------------------------------------------ */
+
+/*
+ * The id of a batch the role may act on.  A batch it cannot see does not
+ * exist for it; one it sees but may not act on (a monitor's view of another
+ * team's batch) is refused.
+ */
+CREATE FUNCTION batch_internal.batch_id(caller regrole, batch bigint) RETURNS bigint
+	LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	b record;
+BEGIN
+	SELECT x.id, x.owner INTO b FROM batch.batches x WHERE x.id = batch_id.batch;
+	IF NOT FOUND OR NOT batch_internal.can_see(caller, b.owner) THEN
+		RAISE EXCEPTION 'batch % does not exist', batch
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See batch.progress for the batches there are.';
+	END IF;
+	IF NOT batch_internal.can_act(caller, b.owner) THEN
+		RAISE EXCEPTION 'permission denied for batch %', b.id
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('The batch belongs to role %I.', b.owner),
+				  HINT = 'Only members of the owning role and of pgbatch_admin may act on a batch.';
+	END IF;
+	RETURN b.id;
+END
+$$;
+
+CREATE FUNCTION batch_internal.batch_id(caller regrole, batch text) RETURNS bigint
+	LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	b record;
+BEGIN
+	SELECT x.id, x.owner INTO b FROM batch.batches x WHERE x.name = batch_id.batch;
+	IF NOT FOUND OR NOT batch_internal.can_see(caller, b.owner) THEN
+		RAISE EXCEPTION 'batch "%" does not exist', batch
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See batch.progress for the batches there are.';
+	END IF;
+	RETURN batch_internal.batch_id(caller, b.id);
+END
+$$;
+
+-- Raises an error unless the role is a member of pgbatch_<what>.
+CREATE FUNCTION batch_internal.require_role(caller regrole, member_of name, task text)
+	RETURNS void
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT pg_has_role(caller, member_of, 'MEMBER') THEN
+		RAISE EXCEPTION 'permission denied to %', task
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = format('Only members of %I may.', member_of);
+	END IF;
+END
+$$;
+
+/* ------------------------------------------------------------------------
+ * Endpoint settings: headers by the C rule, no credentials in the URL
+ * ------------------------------------------------------------------------ */
+
+CREATE OR REPLACE FUNCTION batch._check_endpoint_settings(name text, base_url text, headers jsonb,
+	max_concurrency integer, rate_limit integer, timeout interval)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k text;
+	v jsonb;
+	why text;
+BEGIN
+	IF name IS NULL OR btrim(name) = '' THEN
+		RAISE EXCEPTION 'endpoint name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF base_url IS NULL OR base_url !~* '^https?://[^/?#@[:space:]]+' OR base_url ~ '[[:space:][:cntrl:]]' THEN
+		RAISE EXCEPTION 'base_url of endpoint "%" must be an http:// or https:// URL, not %', name, coalesce(quote_literal(base_url), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example ''https://api.openai.com''; only http and https are allowed.';
+	END IF;
+	IF base_url ~ '^[^:]+://[^/?#]*@' THEN
+		RAISE EXCEPTION 'base_url of endpoint "%" must not hold a user name or password', name
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Everyone who reads batch.endpoint_status sees base_url.',
+				  HINT = 'Put credentials in the endpoint''s headers, which only admins can read, e.g. {"Authorization": "Basic ..."}.';
+	END IF;
+	IF headers IS NULL OR jsonb_typeof(headers) <> 'object' THEN
+		RAISE EXCEPTION 'headers of endpoint "%" must be a JSON object of strings', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR k, v IN SELECT * FROM jsonb_each(headers) LOOP
+		IF jsonb_typeof(v) <> 'string' THEN
+			RAISE EXCEPTION 'header "%" of endpoint "%" is not a valid HTTP header', k, name
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'Header values are JSON strings.';
+		END IF;
+		why := batch_internal.header_problem(k, v #>> '{}');
+		IF why IS NOT NULL THEN
+			RAISE EXCEPTION 'header "%" of endpoint "%" is not allowed: %', k, name, why
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+	IF max_concurrency IS NULL OR max_concurrency NOT BETWEEN 1 AND 10000 THEN
+		RAISE EXCEPTION 'max_concurrency of endpoint "%" must be from 1 to 10000', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF rate_limit IS NOT NULL AND rate_limit NOT BETWEEN 1 AND 6000000 THEN
+		RAISE EXCEPTION 'rate_limit of endpoint "%" must be from 1 to 6000000 requests per minute, or NULL for none', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF timeout IS NULL OR timeout <= interval '0' OR timeout > interval '1 hour' THEN
+		RAISE EXCEPTION 'timeout of endpoint "%" must be from 1 ms to 1 hour', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+END
+$$;
+
+/* ------------------------------------------------------------------------
+ * Pipelines (admins)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Checks the "http" of a stage; returns its endpoint id, method, path and
+ * the name of its body function (resolved by create_pipeline for the role).
+ */
+CREATE OR REPLACE FUNCTION batch._http_stage(http jsonb, stage text)
+ RETURNS jsonb
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k text;
+	eid integer;
+	m text;
+	p text;
+BEGIN
+	IF http IS NULL OR jsonb_typeof(http) <> 'object' THEN
+		RAISE EXCEPTION '"http" of stage "%" must be a JSON object', stage
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example {"endpoint": "llm", "method": "POST", "path": "/v1/chat/completions"}.';
+	END IF;
+	FOR k IN SELECT jsonb_object_keys(http) LOOP
+		IF k NOT IN ('endpoint', 'method', 'path', 'body') THEN
+			RAISE EXCEPTION 'unknown key "%" in "http" of stage "%"', k, stage
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'HTTP stage keys are endpoint, method, path and body.';
+		END IF;
+	END LOOP;
+	SELECT e.id INTO eid FROM batch.endpoints e WHERE e.name = http ->> 'endpoint';
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'endpoint "%" of stage "%" does not exist', http ->> 'endpoint', stage
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Create it first with batch.create_endpoint().';
+	END IF;
+	m := upper(coalesce(http ->> 'method', 'POST'));
+	IF m NOT IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE') THEN
+		RAISE EXCEPTION 'method of stage "%" must be GET, POST, PUT, PATCH or DELETE, not %', stage, http -> 'method'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	p := coalesce(http ->> 'path', '/');
+	IF left(p, 1) <> '/' OR p ~ '[[:space:][:cntrl:]#]' THEN
+		RAISE EXCEPTION 'path of stage "%" must start with "/" and hold no spaces, control characters or "#"', stage
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF http ? 'body' THEN
+		IF jsonb_typeof(http -> 'body') <> 'string' THEN
+			RAISE EXCEPTION 'body of stage "%" must name a function f(payload jsonb, outputs jsonb) returning jsonb', stage
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END IF;
+	RETURN jsonb_build_object('endpoint_id', eid, 'method', m, 'path', p, 'body', http ->> 'body');
+END
+$$;
+
+CREATE FUNCTION batch_internal.create_pipeline(caller regrole, name text, stages jsonb,
+	retry jsonb, required text[])
+	RETURNS integer
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pid integer;
+	policy jsonb;
+	spolicy jsonb;
+	st jsonb;
+	pos integer;
+	sname text;
+	k text;
+	fn regprocedure;
+	tmo interval;
+	seen text[] := '{}';
+	h jsonb;
+	kind text;
+BEGIN
+	IF name IS NULL OR btrim(name) = '' THEN
+		RAISE EXCEPTION 'pipeline name must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT FROM batch.pipelines p WHERE p.name = create_pipeline.name) THEN
+		RAISE EXCEPTION 'pipeline "%" already exists', name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Pick another name, or drop it first with batch.drop_pipeline().';
+	END IF;
+	IF stages IS NULL OR jsonb_typeof(stages) <> 'array' OR jsonb_array_length(stages) = 0 THEN
+		RAISE EXCEPTION 'stages of pipeline "%" must be a non-empty JSON array', name
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example ''[{"name": "outline", "sql": "app.make_outline"}]''.';
+	END IF;
+	IF required IS NULL OR array_position(required, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'required keys of pipeline "%" must not be NULL', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	policy := batch._retry_policy(
+		'{"max_retries": 3, "backoff_base": "2 s", "backoff_factor": 2,
+		  "backoff_max": "600 s", "jitter": 0.2}',
+		retry, format('pipeline "%s"', name));
+
+	INSERT INTO batch.pipelines (name, definition, retry, required, created_by)
+	VALUES (create_pipeline.name, stages, policy, create_pipeline.required, pg_get_userbyid(caller))
+	RETURNING id INTO pid;
+
+	FOR st, pos IN SELECT * FROM jsonb_array_elements(stages) WITH ORDINALITY LOOP
+		IF jsonb_typeof(st) <> 'object' THEN
+			RAISE EXCEPTION 'stage % of pipeline "%" must be a JSON object', pos, name
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		sname := st ->> 'name';
+		IF sname IS NULL OR btrim(sname) = '' OR jsonb_typeof(st -> 'name') <> 'string' THEN
+			RAISE EXCEPTION 'stage % of pipeline "%" needs a "name"', pos, name
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF sname = ANY (seen) THEN
+			RAISE EXCEPTION 'stage name "%" appears twice in pipeline "%"', sname, name
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'Stage names key the outputs passed to later stages, so they must be unique.';
+		END IF;
+		seen := seen || sname;
+		FOR k IN SELECT jsonb_object_keys(st) LOOP
+			IF k NOT IN ('name', 'sql', 'http', 'retry', 'timeout') THEN
+				RAISE EXCEPTION 'unknown key "%" in stage "%" of pipeline "%"', k, sname, name
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'Stage keys are name, sql, http, retry and timeout.';
+			END IF;
+		END LOOP;
+		IF (st ? 'http') = (st ? 'sql') THEN
+			RAISE EXCEPTION 'stage "%" of pipeline "%" needs exactly one of "sql" and "http"', sname, name
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'A SQL stage is {"name": "...", "sql": "schema.function"}; an HTTP stage is {"name": "...", "http": {"endpoint": "...", "path": "/..."}}.';
+		END IF;
+		IF st ? 'http' THEN
+			h := batch._http_stage(st -> 'http', sname);
+			kind := 'http';
+			IF h ->> 'body' IS NOT NULL THEN
+				fn := batch_internal.stage_function(caller, h ->> 'body');
+			ELSE
+				fn := NULL;
+			END IF;
+		ELSE
+			IF jsonb_typeof(st -> 'sql') <> 'string' THEN
+				RAISE EXCEPTION 'stage "%" of pipeline "%" needs "sql": the name of a function f(payload jsonb, outputs jsonb) returning jsonb', sname, name
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			h := NULL;
+			kind := 'sql';
+			fn := batch_internal.stage_function(caller, st ->> 'sql');
+		END IF;
+
+		tmo := NULL;
+		IF st ? 'timeout' THEN
+			BEGIN
+				IF jsonb_typeof(st -> 'timeout') = 'number' THEN
+					tmo := make_interval(secs => (st ->> 'timeout')::float8);
+				ELSE
+					tmo := (st ->> 'timeout')::interval;
+				END IF;
+			EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow
+						OR invalid_text_representation OR syntax_error THEN
+				tmo := NULL;
+			END;
+			IF tmo IS NULL OR tmo <= interval '0' OR tmo > interval '1 day' THEN
+				RAISE EXCEPTION 'timeout of stage "%" must be an interval from 1 ms to 1 day, not %', sname, st -> 'timeout'
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+		END IF;
+
+		spolicy := batch._retry_policy(policy, st -> 'retry', format('stage "%s"', sname));
+
+		INSERT INTO batch.stages (pipeline_id, position, name, kind, func, timeout,
+								  max_retries, backoff_base, backoff_factor,
+								  backoff_max, jitter, endpoint_id, method, path)
+		VALUES (pid, pos, sname, kind, fn, tmo,
+				(spolicy ->> 'max_retries')::integer,
+				(spolicy ->> 'backoff_base')::interval,
+				(spolicy ->> 'backoff_factor')::float8,
+				(spolicy ->> 'backoff_max')::interval,
+				(spolicy ->> 'jitter')::float8,
+				(h ->> 'endpoint_id')::integer, h ->> 'method', h ->> 'path');
+	END LOOP;
+	RETURN pid;
+END
+$$;
+
+CREATE FUNCTION batch_internal.drop_pipeline(caller regrole, name text) RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pid integer;
+BEGIN
+	SELECT p.id INTO pid FROM batch.pipelines p WHERE p.name = drop_pipeline.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'pipeline "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+	IF EXISTS (SELECT FROM batch.batches b WHERE b.pipeline_id = pid) THEN
+		RAISE EXCEPTION 'pipeline "%" is used by batches', name
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  HINT = 'A pipeline can be dropped once no batch refers to it.';
+	END IF;
+	DELETE FROM batch.pipelines p WHERE p.id = pid;
+END
+$$;
+
+CREATE FUNCTION batch_internal.set_stage_cost(caller regrole, pipeline text, stage text,
+	tokens text, price_per_1k_tokens numeric)
+	RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	upath text[];
+BEGIN
+	IF tokens IS NOT NULL THEN
+		IF tokens !~ '^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$' THEN
+			RAISE EXCEPTION 'tokens must be a dotted path such as ''usage.total_tokens'', not %', quote_literal(tokens)
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		upath := string_to_array(tokens, '.');
+	END IF;
+	IF price_per_1k_tokens < 0 THEN
+		RAISE EXCEPTION 'price_per_1k_tokens must not be negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	UPDATE batch.stages s
+	SET usage_path = upath, price_per_1k_tokens = set_stage_cost.price_per_1k_tokens
+	FROM batch.pipelines p
+	WHERE p.id = s.pipeline_id AND p.name = set_stage_cost.pipeline AND s.name = set_stage_cost.stage;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'pipeline "%" has no stage "%"', pipeline, stage
+			USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$$;
+
+/* ------------------------------------------------------------------------
+ * Batches and items
+ * ------------------------------------------------------------------------ */
+
+CREATE FUNCTION batch_internal.submit(caller regrole, pipeline text, items jsonb, name text)
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pid integer;
+	bid bigint;
+	r record;
+BEGIN
+	SELECT p.id INTO pid FROM batch.pipelines p WHERE p.name = submit.pipeline;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'pipeline "%" does not exist', pipeline
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Create it first with batch.create_pipeline().';
+	END IF;
+	IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
+		RAISE EXCEPTION 'items must be a JSON array, not %', coalesce(jsonb_typeof(items), 'SQL NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass one JSON object per item, for example ''[{"topic": "..."}]''.';
+	END IF;
+	IF name IS NOT NULL AND btrim(name) = '' THEN
+		RAISE EXCEPTION 'batch name must not be blank' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT FROM batch.batches b WHERE b.name = submit.name) THEN
+		RAISE EXCEPTION 'batch "%" already exists', name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Add items to it with batch.add_items(), or pick another name.';
+	END IF;
+
+	bid := nextval('batch.batches_id_seq');
+	INSERT INTO batch.batches (id, name, pipeline_id, owner)
+	VALUES (bid, coalesce(submit.name, 'batch_' || bid), pid, pg_get_userbyid(caller));
+
+	r := batch._insert_items(bid, items);
+	INSERT INTO batch.events (batch_id, level, event, message, detail, actor)
+	VALUES (bid, 'info', 'submitted',
+			format('batch submitted with %s items (%s invalid, %s duplicates skipped)',
+				   r.inserted, r.invalid, r.duplicates),
+			jsonb_build_object('items', r.inserted, 'invalid', r.invalid,
+							   'duplicates', r.duplicates, 'pipeline', pipeline),
+			pg_get_userbyid(caller));
+	RETURN bid;
+END
+$$;
+
+CREATE FUNCTION batch_internal.add_items(caller regrole, batch bigint, items jsonb)
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	bid bigint := batch_internal.batch_id(caller, batch);
+	r record;
+BEGIN
+	-- a batch being cancelled or changed waits for us, and we for it
+	PERFORM FROM batch.batches b WHERE b.id = bid AND b.cancelled_at IS NOT NULL FOR SHARE;
+	IF FOUND THEN
+		RAISE EXCEPTION 'batch % is cancelled', bid
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Submit a new batch instead.';
+	END IF;
+	r := batch._insert_items(bid, items);
+	INSERT INTO batch.events (batch_id, level, event, message, detail, actor)
+	VALUES (bid, 'info', 'items_added',
+			format('%s items added (%s invalid, %s duplicates skipped)',
+				   r.inserted, r.invalid, r.duplicates),
+			jsonb_build_object('items', r.inserted, 'invalid', r.invalid,
+							   'duplicates', r.duplicates),
+			pg_get_userbyid(caller));
+	RETURN r.inserted;
+END
+$$;
+
+CREATE FUNCTION batch_internal.add_items(caller regrole, batch text, items jsonb)
+	RETURNS bigint
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.add_items(caller, batch_internal.batch_id(caller, batch), items);
+
+CREATE FUNCTION batch_internal.run(caller regrole, batch bigint, max_items bigint,
+	max_seconds float8,
+	OUT stages_run bigint, OUT items_completed bigint, OUT retries_scheduled bigint,
+	OUT items_failed bigint, OUT next_due timestamptz)
+	RETURNS record
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT * FROM batch_internal.run_due(caller, batch_internal.batch_id(caller, batch),
+										 max_items, max_seconds)
+$$;
+
+CREATE FUNCTION batch_internal.run(caller regrole, batch text, max_items bigint,
+	max_seconds float8,
+	OUT stages_run bigint, OUT items_completed bigint, OUT retries_scheduled bigint,
+	OUT items_failed bigint, OUT next_due timestamptz)
+	RETURNS record
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT * FROM batch_internal.run_due(caller,
+		CASE WHEN batch IS NOT NULL THEN batch_internal.batch_id(caller, batch) END,
+		max_items, max_seconds)
+$$;
+
+CREATE FUNCTION batch_internal.retry_failed(caller regrole, batch bigint, max_retries integer,
+	backoff_factor float8, error_codes text[], stage text)
+	RETURNS bigint
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.requeue(caller, batch_internal.batch_id(caller, batch), NULL,
+								  max_retries, backoff_factor, error_codes, stage, true);
+
+CREATE FUNCTION batch_internal.retry_failed(caller regrole, batch text, max_retries integer,
+	backoff_factor float8, error_codes text[], stage text)
+	RETURNS bigint
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.requeue(caller, batch_internal.batch_id(caller, batch), NULL,
+								  max_retries, backoff_factor, error_codes, stage, true);
+
+/*
+ * The item, locked, with what the item functions need, if the role may
+ * act on its batch; an item of a batch it cannot see does not exist.
+ */
+CREATE FUNCTION batch_internal.item(caller regrole, item_id bigint,
+	OUT batch_id bigint, OUT status text, OUT error_code text, OUT payload jsonb,
+	OUT required text[])
+	RETURNS record
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	owner name;
+BEGIN
+	SELECT i.batch_id, i.status, i.error_code, i.payload, p.required, b.owner
+	INTO batch_id, status, error_code, payload, required, owner
+	FROM batch.items i
+	JOIN batch.batches b ON b.id = i.batch_id
+	JOIN batch.pipelines p ON p.id = b.pipeline_id
+	WHERE i.id = item.item_id
+	FOR UPDATE OF i;
+	IF NOT FOUND OR NOT batch_internal.can_see(caller, owner) THEN
+		RAISE EXCEPTION 'item % does not exist', item_id USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM batch_internal.batch_id(caller, batch_id);
+END
+$$;
+
+CREATE FUNCTION batch_internal.retry_item(caller regrole, item_id bigint) RETURNS boolean
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	it record := batch_internal.item(caller, item_id);
+	why text;
+BEGIN
+	IF it.status <> 'failed' THEN
+		RAISE EXCEPTION 'item % is %, not failed', item_id, it.status
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Only failed items can be retried.';
+	END IF;
+	IF it.error_code = 'invalid_input' THEN
+		why := batch._invalid_reason(it.payload, it.required, batch._max_payload_size());
+		IF why IS NOT NULL THEN
+			RAISE EXCEPTION 'item % is still invalid: %', item_id, why
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  HINT = 'Fix its payload with batch.update_item() first.';
+		END IF;
+	END IF;
+	RETURN batch_internal.requeue(caller, it.batch_id, item_id, NULL, NULL, NULL, NULL, false) = 1;
+END
+$$;
+
+CREATE FUNCTION batch_internal.update_item(caller regrole, item_id bigint, payload jsonb)
+	RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	it record := batch_internal.item(caller, item_id);
+	why text;
+BEGIN
+	IF it.status IN ('running', 'completed') THEN
+		RAISE EXCEPTION 'item % is %; its payload can no longer change', item_id, it.status
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Only pending, failed and cancelled items can be updated.';
+	END IF;
+	why := batch._invalid_reason(payload, it.required, batch._max_payload_size());
+	IF why IS NOT NULL THEN
+		RAISE EXCEPTION 'invalid payload for item %: %', item_id, why
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	BEGIN
+		UPDATE batch.items i
+		SET payload = update_item.payload, key = update_item.payload ->> 'key',
+			updated_at = clock_timestamp()
+		WHERE i.id = item_id;
+	EXCEPTION WHEN unique_violation THEN
+		RAISE EXCEPTION 'key "%" is already used by another item of batch %',
+			payload ->> 'key', it.batch_id
+			USING ERRCODE = 'unique_violation',
+				  HINT = 'Keys identify items within a batch; pick another key.';
+	END;
+	INSERT INTO batch.events (batch_id, item_id, level, event, message, actor)
+	VALUES (it.batch_id, item_id, 'info', 'item_updated',
+			format('payload of item %s updated', item_id), pg_get_userbyid(caller));
+END
+$$;
+
+CREATE FUNCTION batch_internal.cancel(caller regrole, batch bigint) RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	bid bigint := batch_internal.batch_id(caller, batch);
+	n bigint;
+BEGIN
+	UPDATE batch.batches b SET cancelled_at = clock_timestamp(), cancelled_by = pg_get_userbyid(caller)
+	WHERE b.id = bid AND b.cancelled_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE NOTICE 'batch % is already cancelled', bid;
+		RETURN 0;
+	END IF;
+	UPDATE batch.items i SET status = 'cancelled', finished_at = clock_timestamp(),
+		updated_at = clock_timestamp()
+	WHERE i.batch_id = bid AND i.status = 'pending';
+	GET DIAGNOSTICS n = ROW_COUNT;
+	INSERT INTO batch.events (batch_id, level, event, message, detail, actor)
+	VALUES (bid, 'warning', 'cancelled', format('batch cancelled; %s waiting items cancelled', n),
+			jsonb_build_object('items', n), pg_get_userbyid(caller));
+	RETURN n;
+END
+$$;
+
+CREATE FUNCTION batch_internal.cancel(caller regrole, batch text) RETURNS bigint
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.cancel(caller, batch_internal.batch_id(caller, batch));
+
+/*
+ * Gives a batch to another role the caller is a member of: stage functions
+ * run as the owner, so anything else would let a role run code with
+ * privileges it does not have.
+ */
+CREATE FUNCTION batch_internal.set_owner(caller regrole, batch bigint, owner name)
+	RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	bid bigint := batch_internal.batch_id(caller, batch);
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = set_owner.owner) THEN
+		RAISE EXCEPTION 'role "%" does not exist', owner USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT batch_internal.is_member(caller, owner) THEN
+		RAISE EXCEPTION 'permission denied to give a batch to role "%"', owner
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Stage functions run as the batch''s owner, so a batch can only belong to a role you are a member of.';
+	END IF;
+	UPDATE batch.batches b SET owner = set_owner.owner WHERE b.id = bid;
+	INSERT INTO batch.events (batch_id, level, event, message, detail, actor)
+	VALUES (bid, 'info', 'owner_changed', format('batch given to role %I', owner),
+			jsonb_build_object('owner', owner), pg_get_userbyid(caller));
+END
+$$;
+
+CREATE FUNCTION batch_internal.set_owner(caller regrole, batch text, owner name)
+	RETURNS void
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.set_owner(caller, batch_internal.batch_id(caller, batch), owner);
+
+CREATE FUNCTION batch_internal.rerun_stage(caller regrole, batch bigint, stage text)
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	bid bigint := batch_internal.batch_id(caller, batch);
+	b record;
+	pos integer;
+	later text[];
+	n bigint;
+	skipped bigint;
+BEGIN
+	SELECT x.pipeline_id, x.cancelled_at, x.purged_at INTO b FROM batch.batches x WHERE x.id = bid;
+	IF b.cancelled_at IS NOT NULL THEN
+		RAISE EXCEPTION 'batch % is cancelled', bid
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Submit its items again as a new batch.';
+	END IF;
+	IF b.purged_at IS NOT NULL THEN
+		RAISE EXCEPTION 'batch % was purged', bid
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Its stage outputs were removed after pgbatch.retention, so no stage can run again on them.',
+				  HINT = 'Submit its items again as a new batch.';
+	END IF;
+	SELECT s.position INTO pos FROM batch.stages s
+	WHERE s.pipeline_id = b.pipeline_id AND s.name = rerun_stage.stage;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'stage "%" is not a stage of the pipeline of batch %', stage, bid
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF NOT pg_try_advisory_xact_lock(1346847297, bid::integer) THEN
+		RAISE NOTICE 'batch % is being re-queued by another transaction; nothing done', bid
+			USING DETAIL = format('The advisory lock (1346847297, %s) is held.', bid::integer);
+		RETURN 0;
+	END IF;
+	SELECT array_agg(s.name) INTO later FROM batch.stages s
+	WHERE s.pipeline_id = b.pipeline_id AND s.position >= pos;
+
+	WITH requeued AS (
+		UPDATE batch.items i
+		SET status = 'pending', stage = rerun_stage.stage, attempt = 0, next_due = clock_timestamp(),
+			error_code = NULL, error_message = NULL, finished_at = NULL, updated_at = clock_timestamp()
+		WHERE i.batch_id = bid AND i.status IN ('pending', 'completed', 'failed')
+		  AND i.stage = ANY (later)
+		RETURNING i.id
+	), dropped AS (
+		DELETE FROM batch.outputs o USING requeued r
+		WHERE o.item_id = r.id AND o.stage = ANY (later)
+	)
+	SELECT count(*) INTO n FROM requeued;
+	SELECT count(*) INTO skipped FROM batch.items i
+	WHERE i.batch_id = bid AND i.status = 'running' AND i.stage = ANY (later);
+	IF skipped > 0 THEN
+		RAISE NOTICE '% running items were left alone', skipped
+			USING HINT = 'Call batch.rerun_stage() again once they have finished.';
+	END IF;
+	INSERT INTO batch.events (batch_id, level, event, message, detail, actor)
+	VALUES (bid, 'info', 'stage_rerun',
+			format('%s items re-queued at stage %s', n, stage),
+			jsonb_build_object('items', n, 'stage', stage, 'running_left', skipped),
+			pg_get_userbyid(caller));
+	RETURN n;
+END
+$$;
+
+CREATE FUNCTION batch_internal.rerun_stage(caller regrole, batch text, stage text)
+	RETURNS bigint
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.rerun_stage(caller, batch_internal.batch_id(caller, batch), stage);
+
+/* ------------------------------------------------------------------------
+ * Endpoints
+ * ------------------------------------------------------------------------ */
+
+-- The endpoint, locked, if the role may change it (its creator's members, admins).
+CREATE FUNCTION batch_internal.endpoint(caller regrole, name text) RETURNS batch.endpoints
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	e batch.endpoints;
+BEGIN
+	SELECT * INTO e FROM batch.endpoints x WHERE x.name = endpoint.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'endpoint "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT batch_internal.can_act(caller, e.created_by) THEN
+		RAISE EXCEPTION 'permission denied for endpoint "%"', name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('The endpoint belongs to role %I.', e.created_by),
+				  HINT = 'Only members of that role and of pgbatch_admin may change it.';
+	END IF;
+	RETURN e;
+END
+$$;
+
+CREATE FUNCTION batch_internal.create_endpoint(caller regrole, name text, base_url text,
+	headers jsonb, max_concurrency integer, rate_limit integer, timeout interval,
+	follow_redirects boolean)
+	RETURNS integer
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	eid integer;
+BEGIN
+	PERFORM batch._check_endpoint(name, base_url, headers, max_concurrency, rate_limit, timeout);
+	IF EXISTS (SELECT FROM batch.endpoints e WHERE e.name = create_endpoint.name) THEN
+		RAISE EXCEPTION 'endpoint "%" already exists', name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Change it with batch.alter_endpoint().';
+	END IF;
+	INSERT INTO batch.endpoints (name, base_url, headers, max_concurrency, rate_limit,
+								 timeout, follow_redirects, created_by)
+	VALUES (name, rtrim(base_url, '/'), headers, max_concurrency, rate_limit, timeout,
+			coalesce(follow_redirects, false), pg_get_userbyid(caller))
+	RETURNING id INTO eid;
+	RETURN eid;
+END
+$$;
+
+CREATE FUNCTION batch_internal.alter_endpoint(caller regrole, name text, base_url text,
+	headers jsonb, max_concurrency integer, rate_limit integer, timeout interval,
+	follow_redirects boolean)
+	RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	e batch.endpoints := batch_internal.endpoint(caller, name);
+BEGIN
+	e.base_url := rtrim(coalesce(base_url, e.base_url), '/');
+	e.max_concurrency := coalesce(max_concurrency, e.max_concurrency);
+	e.rate_limit := coalesce(rate_limit, e.rate_limit);
+	e.timeout := coalesce(timeout, e.timeout);
+	e.follow_redirects := coalesce(follow_redirects, e.follow_redirects);
+	e.headers := coalesce(headers, e.headers);
+	PERFORM batch._check_endpoint(e.name, e.base_url, e.headers,
+								  e.max_concurrency, e.rate_limit, e.timeout);
+	UPDATE batch.endpoints x
+	SET base_url = e.base_url, max_concurrency = e.max_concurrency,
+		rate_limit = e.rate_limit, timeout = e.timeout, follow_redirects = e.follow_redirects,
+		headers = e.headers
+	WHERE x.id = e.id;
+END
+$$;
+
+CREATE FUNCTION batch_internal.drop_endpoint(caller regrole, name text) RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	e batch.endpoints := batch_internal.endpoint(caller, name);
+BEGIN
+	IF EXISTS (SELECT FROM batch.stages s WHERE s.endpoint_id = e.id) THEN
+		RAISE EXCEPTION 'endpoint "%" is used by pipelines', name
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  HINT = 'Drop the pipelines that call it first.';
+	END IF;
+	DELETE FROM batch.endpoints x WHERE x.id = e.id;
+	PERFORM batch_internal.forget_endpoint(e.id);
+END
+$$;
+
+/* ------------------------------------------------------------------------
+ * Scheduling through pg_cron: every job runs as the role in effect
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Schedules (or reschedules) a named pg_cron job in this database that runs
+ * as the role.  The extension's owner names the role of the job, which
+ * pg_cron lets only superusers do; the role needs LOGIN.
+ */
+CREATE FUNCTION batch_internal.cron_schedule(caller regrole, job_name text, schedule text,
+	command text)
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM batch._require_cron(job_name, schedule, command);
+	IF schedule IS NULL OR btrim(schedule) = '' THEN
+		RAISE EXCEPTION 'schedule must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give a cron schedule such as ''*/5 * * * *''.';
+	END IF;
+	IF NOT (SELECT r.rolcanlogin FROM pg_roles r WHERE r.oid = caller) THEN
+		RAISE EXCEPTION 'role "%" cannot log in, so pg_cron cannot run its jobs', pg_get_userbyid(caller)
+			USING ERRCODE = 'invalid_authorization_specification',
+				  HINT = 'Jobs run as the role that schedules them: schedule as a role with LOGIN (RESET ROLE first).';
+	END IF;
+	RETURN cron.schedule_in_database(job_name, schedule, command, current_database(),
+									 pg_get_userbyid(caller)::text, true);
+END
+$$;
+
+-- Removes the pg_cron jobs of this database with that name (of one role, if given).
+CREATE FUNCTION batch_internal.cron_unschedule(job_name text, username name) RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint := 0;
+	jid bigint;
+BEGIN
+	PERFORM batch._require_cron(job_name, NULL, NULL);
+	FOR jid IN SELECT j.jobid FROM cron.job j
+			   WHERE j.jobname = job_name AND j.database = current_database()
+				 AND (cron_unschedule.username IS NULL OR j.username = cron_unschedule.username) LOOP
+		PERFORM cron.unschedule(jid);
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+/*
+ * The id of a batch the role may act on, by name or id, for the schedule
+ * functions; the same error whether the batch is missing or someone else's.
+ */
+CREATE FUNCTION batch_internal.schedule_batch(caller regrole, batch text) RETURNS bigint
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	b record;
+BEGIN
+	SELECT x.id, x.owner INTO b FROM batch.batches x
+	WHERE x.name = schedule_batch.batch
+	   OR (schedule_batch.batch ~ '^[0-9]{1,18}$' AND x.id = schedule_batch.batch::bigint)
+	ORDER BY x.name = schedule_batch.batch DESC
+	LIMIT 1;
+	IF NOT FOUND OR NOT batch_internal.can_act(caller, b.owner) THEN
+		RAISE EXCEPTION 'batch "%" does not exist', batch
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See batch.progress for the batches you may act on.';
+	END IF;
+	RETURN b.id;
+END
+$$;
+
+CREATE FUNCTION batch_internal.schedule_retry(caller regrole, batch text, schedule text)
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	bid bigint := batch_internal.schedule_batch(caller, batch);
+BEGIN
+	RETURN batch_internal.cron_schedule(caller, format('pgbatch_retry_%s', bid), schedule,
+										format('SELECT batch.retry_failed(%s::bigint)', bid));
+END
+$$;
+
+CREATE FUNCTION batch_internal.schedule_retry(caller regrole, batch bigint, schedule text)
+	RETURNS bigint
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.schedule_retry(caller, batch::text, schedule);
+
+CREATE FUNCTION batch_internal.unschedule_retry(caller regrole, batch text) RETURNS bigint
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.cron_unschedule(
+		format('pgbatch_retry_%s', batch_internal.schedule_batch(caller, batch)), NULL);
+
+CREATE FUNCTION batch_internal.unschedule_retry(caller regrole, batch bigint) RETURNS bigint
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.unschedule_retry(caller, batch::text);
+
+CREATE FUNCTION batch_internal.schedule_run(caller regrole, schedule text, max_seconds float8)
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM batch_internal.require_role(caller, 'pgbatch_operator', 'schedule runs');
+	IF max_seconds IS NULL OR NOT (max_seconds > 0 AND max_seconds <= 3600) THEN
+		RAISE EXCEPTION 'max_seconds must be from 0 to 3600, not %', max_seconds
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Keep it below the interval of the schedule, so that runs do not pile up.';
+	END IF;
+	RETURN batch_internal.cron_schedule(caller, 'pgbatch_run', schedule,
+										format('SELECT batch.run(max_seconds => %s)', max_seconds));
+END
+$$;
+
+CREATE FUNCTION batch_internal.unschedule_run(caller regrole) RETURNS bigint
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.cron_unschedule('pgbatch_run', pg_get_userbyid(caller));
+
+-- The schedule, if the role may act on it; the same error if it is missing.
+CREATE FUNCTION batch_internal.schedule(caller regrole, name text) RETURNS batch.schedules
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s batch.schedules;
+BEGIN
+	SELECT * INTO s FROM batch.schedules x WHERE x.name = schedule.name FOR UPDATE;
+	IF NOT FOUND OR NOT batch_internal.can_act(caller, s.owner) THEN
+		RAISE EXCEPTION 'scheduled submission "%" does not exist', name
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN s;
+END
+$$;
+
+CREATE FUNCTION batch_internal.schedule_submit(caller regrole, name text, schedule text,
+	pipeline text, query text)
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sid integer;
+BEGIN
+	PERFORM batch_internal.require_role(caller, 'pgbatch_operator', 'schedule submissions');
+	IF name IS NULL OR btrim(name) = '' OR query IS NULL OR btrim(query) = '' THEN
+		RAISE EXCEPTION 'a scheduled submission needs a name and a query'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF NOT EXISTS (SELECT FROM batch.pipelines p WHERE p.name = schedule_submit.pipeline) THEN
+		RAISE EXCEPTION 'pipeline "%" does not exist', pipeline
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT s.id INTO sid FROM batch.schedules s WHERE s.name = schedule_submit.name FOR UPDATE;
+	IF FOUND THEN
+		IF NOT EXISTS (SELECT FROM batch.schedules s
+					   WHERE s.id = sid AND batch_internal.can_act(caller, s.owner)) THEN
+			RAISE EXCEPTION 'scheduled submission "%" already exists', name
+				USING ERRCODE = 'duplicate_object';
+		END IF;
+		UPDATE batch.schedules s
+		SET pipeline = schedule_submit.pipeline, schedule = schedule_submit.schedule,
+			query = schedule_submit.query
+		WHERE s.id = sid;
+	ELSE
+		INSERT INTO batch.schedules (name, pipeline, schedule, query, owner)
+		VALUES (name, pipeline, schedule, query, pg_get_userbyid(caller))
+		RETURNING id INTO sid;
+	END IF;
+	RETURN batch_internal.cron_schedule(caller, format('pgbatch_submit_%s', sid), schedule,
+										format('SELECT batch.run_schedule(%s)', sid));
+END
+$$;
+
+CREATE FUNCTION batch_internal.unschedule_submit(caller regrole, name text) RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s batch.schedules := batch_internal.schedule(caller, name);
+	n bigint;
+BEGIN
+	n := batch_internal.cron_unschedule(format('pgbatch_submit_%s', s.id), NULL);
+	DELETE FROM batch.schedules x WHERE x.id = s.id;
+	RETURN n;
+END
+$$;
+
+/*
+ * One run of a scheduled submission (what its pg_cron job calls): runs its
+ * query as its owner, who alone may run it, and submits the rows as a new
+ * batch; returns the batch id, or NULL when the query returned no rows.
+ */
+CREATE FUNCTION batch_internal.run_schedule(caller regrole, schedule_id integer)
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s batch.schedules;
+	rows jsonb;
+	items jsonb;
+	bid bigint;
+BEGIN
+	SELECT * INTO s FROM batch.schedules x WHERE x.id = schedule_id FOR UPDATE;
+	IF NOT FOUND OR NOT batch_internal.can_see(caller, s.owner) THEN
+		RAISE EXCEPTION 'scheduled submission % does not exist', schedule_id
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF s.owner <> pg_get_userbyid(caller) THEN
+		RAISE EXCEPTION 'scheduled submission % belongs to role "%"', schedule_id, s.owner
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Its query runs with the privileges of its owner, so only its owner may run it.',
+				  HINT = format('Its pg_cron job runs it as %I; to run it by hand, SET ROLE %I first.', s.owner, s.owner);
+	END IF;
+	rows := batch_internal.query_rows(caller, s.query);
+	SELECT coalesce(jsonb_agg(CASE WHEN (SELECT count(*) FROM jsonb_object_keys(r.j)) = 1 AND r.j ? 'item'
+								   THEN r.j -> 'item' ELSE r.j END ORDER BY r.n), '[]')
+	INTO items
+	FROM jsonb_array_elements(rows) WITH ORDINALITY AS r(j, n);
+	IF jsonb_array_length(items) > 0 THEN
+		bid := batch_internal.submit(caller, s.pipeline, items,
+									 format('%s %s', s.name, to_char(clock_timestamp(), 'YYYY-MM-DD HH24:MI:SS.US')));
+	END IF;
+	UPDATE batch.schedules x SET last_run_at = clock_timestamp(), last_batch_id = coalesce(bid, x.last_batch_id)
+	WHERE x.id = s.id;
+	RETURN bid;
+END
+$$;
+
+/* ------------------------------------------------------------------------
+ * Maintenance (admins)
+ * ------------------------------------------------------------------------ */
+
+-- Takes back running items whose executor is gone or whose lease ran out.
+CREATE FUNCTION batch_internal.reclaim(caller regrole) RETURNS bigint
+	LANGUAGE c VOLATILE STRICT
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'pgbatch_reclaim_1_4';
+
+/*
+ * Purges, in one short transaction, up to 'chunk' rows of the attempt
+ * history and outputs of the oldest batch that has been finished longer
+ * than pgbatch.retention; marks the batch purged once nothing is left.
+ * Returns how many rows went (0: nothing to purge).
+ */
+CREATE FUNCTION batch_internal.purge_step(caller regrole, chunk integer)
+ RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	keep interval := (batch._limits()).retention;
+	bid bigint;
+	n bigint;
+	m bigint;
+BEGIN
+	IF keep <= interval '0' THEN
+		RETURN 0;
+	END IF;
+	SELECT p.id INTO bid
+	FROM batch.progress p
+	JOIN batch.batches b ON b.id = p.id
+	WHERE b.purged_at IS NULL
+	  AND p.pending + p.running = 0
+	  AND coalesce(p.finished_at, b.cancelled_at, b.created_at) < now() - keep
+	ORDER BY p.id
+	LIMIT 1;
+	IF NOT FOUND THEN
+		RETURN 0;
+	END IF;
+
+	DELETE FROM batch.attempts a
+	WHERE a.ctid = ANY (ARRAY(SELECT x.ctid FROM batch.attempts x WHERE x.batch_id = bid LIMIT chunk));
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n < chunk THEN
+		DELETE FROM batch.outputs o
+		WHERE o.ctid = ANY (ARRAY(SELECT x.ctid FROM batch.items i
+								  JOIN batch.outputs x ON x.item_id = i.id
+								  WHERE i.batch_id = bid LIMIT chunk - n));
+		GET DIAGNOSTICS m = ROW_COUNT;
+		n := n + m;
+	END IF;
+	IF n < chunk THEN
+		UPDATE batch.batches b SET purged_at = clock_timestamp() WHERE b.id = bid;
+		INSERT INTO batch.events (batch_id, level, event, message, detail, actor)
+		VALUES (bid, 'info', 'purged',
+				format('attempt history and outputs purged: the batch finished more than %s ago', keep),
+				jsonb_build_object('retention', keep::text), pg_get_userbyid(caller));
+		n := n + 1;
+	END IF;
+	RETURN n;
+END
+$$;
+
+/*
+ * Keeps batch.counters honest, in one short transaction: drops the rows of
+ * batches that are gone, folds the per-backend rows of batches idle for a
+ * minute into one, and checks up to 'max_batches' finished batches against
+ * their items, correcting (and logging) any difference.  Returns how many
+ * batches it touched.
+ */
+CREATE FUNCTION batch_internal.counters_step(caller regrole, max_batches integer)
+ RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint := 0;
+	m bigint;
+	cur record;
+	cnt record;
+BEGIN
+	DELETE FROM batch.counters k
+	WHERE NOT EXISTS (SELECT FROM batch.batches b WHERE b.id = k.batch_id);
+	GET DIAGNOSTICS m = ROW_COUNT;
+	n := n + m;
+
+	-- one row per idle batch; the shards are backend ids, so 0 is free
+	WITH idle AS (
+		SELECT k.batch_id FROM batch.counters k
+		GROUP BY k.batch_id
+		HAVING count(*) > 1 AND max(k.updated_at) < now() - interval '1 minute'
+		LIMIT 1000
+	), gone AS (
+		DELETE FROM batch.counters k USING idle
+		WHERE k.batch_id = idle.batch_id
+		RETURNING k.*
+	)
+	INSERT INTO batch.counters (batch_id, shard, pending, retrying, running, completed,
+								failed, cancelled, started_at, updated_at)
+	SELECT g.batch_id, 0, sum(g.pending), sum(g.retrying), sum(g.running), sum(g.completed),
+		   sum(g.failed), sum(g.cancelled), min(g.started_at), max(g.updated_at)
+	FROM gone g GROUP BY g.batch_id;
+	GET DIAGNOSTICS m = ROW_COUNT;
+	n := n + m;
+
+	FOR cur IN
+		SELECT p.id, p.pending, p.retrying, p.running, p.completed, p.failed, p.cancelled
+		FROM batch.progress p
+		JOIN batch.batches x ON x.id = p.id
+		WHERE p.pending + p.running = 0
+		  AND (x.counted_at IS NULL OR x.counted_at < p.finished_at)
+		ORDER BY p.id
+		LIMIT max_batches
+		FOR UPDATE OF x SKIP LOCKED
+	LOOP
+		SELECT count(*) FILTER (WHERE i.status = 'pending' AND i.attempt = 0) AS pending,
+			   count(*) FILTER (WHERE i.status = 'pending' AND i.attempt > 0) AS retrying,
+			   count(*) FILTER (WHERE i.status = 'running') AS running,
+			   count(*) FILTER (WHERE i.status = 'completed') AS completed,
+			   count(*) FILTER (WHERE i.status = 'failed') AS failed,
+			   count(*) FILTER (WHERE i.status = 'cancelled') AS cancelled
+		INTO cnt FROM batch.items i WHERE i.batch_id = cur.id;
+		IF (cnt.pending, cnt.retrying, cnt.running, cnt.completed, cnt.failed, cnt.cancelled)
+		   IS DISTINCT FROM (cur.pending - cur.retrying, cur.retrying, cur.running, cur.completed,
+							 cur.failed, cur.cancelled) THEN
+			-- recount with every writer of these counters done, then rewrite them
+			LOCK TABLE batch.counters IN EXCLUSIVE MODE;
+			SELECT count(*) FILTER (WHERE i.status = 'pending' AND i.attempt = 0) AS pending,
+				   count(*) FILTER (WHERE i.status = 'pending' AND i.attempt > 0) AS retrying,
+				   count(*) FILTER (WHERE i.status = 'running') AS running,
+				   count(*) FILTER (WHERE i.status = 'completed') AS completed,
+				   count(*) FILTER (WHERE i.status = 'failed') AS failed,
+				   count(*) FILTER (WHERE i.status = 'cancelled') AS cancelled
+			INTO cnt FROM batch.items i WHERE i.batch_id = cur.id;
+			WITH gone AS (
+				DELETE FROM batch.counters k WHERE k.batch_id = cur.id
+				RETURNING k.started_at, k.updated_at
+			)
+			INSERT INTO batch.counters (batch_id, shard, pending, retrying, running, completed,
+										failed, cancelled, started_at, updated_at)
+			SELECT cur.id, 0, cnt.pending, cnt.retrying, cnt.running, cnt.completed, cnt.failed,
+				   cnt.cancelled, min(g.started_at), coalesce(max(g.updated_at), now())
+			FROM gone g;
+			INSERT INTO batch.events (batch_id, level, event, message, detail, actor)
+			VALUES (cur.id, 'warning', 'counters_corrected',
+					'the counters of the batch did not match its items and were corrected',
+					jsonb_build_object('was', to_jsonb(cur) - 'id', 'now', to_jsonb(cnt)), pg_get_userbyid(caller));
+		END IF;
+		UPDATE batch.batches x SET counted_at = clock_timestamp() WHERE x.id = cur.id;
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+/*
+ * One step of maintenance in the current transaction: 'reclaim' takes back
+ * running items whose executor is gone or whose lease ran out, 'purge'
+ * purges up to 'chunk' rows of the history of batches finished longer than
+ * pgbatch.retention ago, 'counters' keeps the counters honest.  Returns how
+ * many rows or batches it touched (0: nothing left to do).
+ */
+CREATE FUNCTION batch_internal.maintenance_step(caller regrole, step text, chunk integer)
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM batch_internal.require_role(caller, 'pgbatch_admin', 'run maintenance');
+	IF chunk IS NULL OR chunk < 1 THEN
+		RAISE EXCEPTION 'chunk must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	CASE step
+	WHEN 'reclaim' THEN RETURN batch_internal.reclaim(caller);
+	WHEN 'purge' THEN RETURN batch_internal.purge_step(caller, chunk);
+	WHEN 'counters' THEN RETURN batch_internal.counters_step(caller, 20);
+	ELSE
+		RAISE EXCEPTION 'unknown maintenance step "%"', step
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The steps are reclaim, purge and counters.';
+	END CASE;
+END
+$$;
+
+CREATE FUNCTION batch.maintenance_step(step text, chunk integer DEFAULT 10000) RETURNS bigint
+	LANGUAGE c
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'pgbatch_gate';
+COMMENT ON FUNCTION batch.maintenance_step(text, integer) IS
+	'one step of batch.maintenance() in the current transaction (reclaim, purge or counters); admins';
+
+CREATE OR REPLACE PROCEDURE batch.maintenance(max_seconds float8 DEFAULT 50, chunk integer DEFAULT 10000)
+	LANGUAGE plpgsql
+AS $$
+-- no SET search_path here (a procedure with one cannot commit): every name is qualified
+DECLARE
+	deadline timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => max_seconds);
+	reclaimed bigint;
+	purged bigint := 0;
+	n bigint;
+	counted bigint;
+BEGIN
+	reclaimed := batch.maintenance_step('reclaim', chunk);
+	COMMIT;
+	LOOP
+		n := batch.maintenance_step('purge', chunk);
+		COMMIT;
+		purged := purged OPERATOR(pg_catalog.+) n;
+		EXIT WHEN n OPERATOR(pg_catalog.=) 0
+			OR pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>) deadline;
+	END LOOP;
+	counted := 0;
+	LOOP
+		n := batch.maintenance_step('counters', chunk);
+		COMMIT;
+		counted := counted OPERATOR(pg_catalog.+) n;
+		EXIT WHEN n OPERATOR(pg_catalog.=) 0
+			OR pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>) deadline;
+	END LOOP;
+	RAISE NOTICE 'pgbatch maintenance: % items taken back, % rows purged, % counter rows and batches checked',
+		reclaimed, purged, counted;
+END
+$$;
+
+CREATE FUNCTION batch_internal.schedule_maintenance(caller regrole, schedule text)
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM batch_internal.require_role(caller, 'pgbatch_admin', 'schedule maintenance');
+	PERFORM batch._require_cron('pgbatch_maintenance', schedule, 'CALL batch.maintenance()');
+	-- one job, whichever admin scheduled it last
+	PERFORM batch_internal.cron_unschedule('pgbatch_maintenance', NULL);
+	RETURN batch_internal.cron_schedule(caller, 'pgbatch_maintenance', schedule,
+										'CALL batch.maintenance()');
+END
+$$;
+
+CREATE FUNCTION batch_internal.unschedule_maintenance(caller regrole) RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM batch_internal.require_role(caller, 'pgbatch_admin', 'stop maintenance');
+	RETURN batch_internal.cron_unschedule('pgbatch_maintenance', NULL);
+END
+$$;
+
+/* ------------------------------------------------------------------------
+ * The public functions become gates (same names, arguments and defaults)
+ * ------------------------------------------------------------------------ */
+
+CREATE OR REPLACE FUNCTION batch.create_pipeline(name text, stages jsonb, retry jsonb DEFAULT '{}',
+	required text[] DEFAULT '{}') RETURNS integer
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.drop_pipeline(name text) RETURNS void
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.set_stage_cost(pipeline text, stage text, tokens text,
+	price_per_1k_tokens numeric DEFAULT NULL) RETURNS void
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.submit(pipeline text, items jsonb, name text DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.add_items(batch bigint, items jsonb) RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.add_items(batch text, items jsonb) RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.run(batch bigint, max_items bigint DEFAULT NULL,
+	max_seconds float8 DEFAULT NULL,
+	OUT stages_run bigint, OUT items_completed bigint, OUT retries_scheduled bigint,
+	OUT items_failed bigint, OUT next_due timestamptz) RETURNS record
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.run(batch text DEFAULT NULL, max_items bigint DEFAULT NULL,
+	max_seconds float8 DEFAULT NULL,
+	OUT stages_run bigint, OUT items_completed bigint, OUT retries_scheduled bigint,
+	OUT items_failed bigint, OUT next_due timestamptz) RETURNS record
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.retry_failed(batch bigint, max_retries integer DEFAULT NULL,
+	backoff_factor float8 DEFAULT NULL, error_codes text[] DEFAULT NULL, stage text DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.retry_failed(batch text, max_retries integer DEFAULT NULL,
+	backoff_factor float8 DEFAULT NULL, error_codes text[] DEFAULT NULL, stage text DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.retry_item(item_id bigint) RETURNS boolean
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.update_item(item_id bigint, payload jsonb) RETURNS void
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.cancel(batch bigint) RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.cancel(batch text) RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.set_owner(batch text, owner name) RETURNS void
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.set_owner(batch bigint, owner name) RETURNS void
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.rerun_stage(batch bigint, stage text) RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.rerun_stage(batch text, stage text) RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.create_endpoint(name text, base_url text, headers jsonb DEFAULT '{}',
+	max_concurrency integer DEFAULT 8, rate_limit integer DEFAULT NULL,
+	timeout interval DEFAULT '1 min', follow_redirects boolean DEFAULT false) RETURNS integer
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.alter_endpoint(name text, base_url text DEFAULT NULL,
+	headers jsonb DEFAULT NULL, max_concurrency integer DEFAULT NULL,
+	rate_limit integer DEFAULT NULL, timeout interval DEFAULT NULL,
+	follow_redirects boolean DEFAULT NULL) RETURNS void
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.drop_endpoint(name text) RETURNS void
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.schedule_retry(batch text, schedule text DEFAULT '*/5 * * * *')
+	RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.schedule_retry(batch bigint, schedule text DEFAULT '*/5 * * * *')
+	RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.unschedule_retry(batch text) RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.unschedule_retry(batch bigint) RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.schedule_run(schedule text DEFAULT '* * * * *',
+	max_seconds float8 DEFAULT 50) RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.unschedule_run() RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.schedule_submit(name text, schedule text, pipeline text, query text)
+	RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.unschedule_submit(name text) RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.run_schedule(schedule_id integer) RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.schedule_maintenance(schedule text DEFAULT '* * * * *')
+	RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE OR REPLACE FUNCTION batch.unschedule_maintenance() RETURNS bigint
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+
+/* ------------------------------------------------------------------------
+ * Gone: helpers that acted for a role they did not know for sure
+ * ------------------------------------------------------------------------ */
+
+DROP TRIGGER batches_owner ON batch.batches;
+DROP FUNCTION batch._check_owner();
+DROP FUNCTION batch._run(bigint, bigint, float8);
+DROP FUNCTION batch._requeue(bigint, bigint, integer, float8, text[], text, boolean);
+DROP FUNCTION batch._caller();
+DROP FUNCTION batch._caller_can_act(name);
+DROP FUNCTION batch._caller_batch(text);
+DROP FUNCTION batch._cron_schedule(text, text, text);
+DROP FUNCTION batch._cron_unschedule(text);
+DROP FUNCTION batch._run_schedule(integer);
+DROP FUNCTION batch._require_act(bigint, name);
+DROP FUNCTION batch._is_member(name);
+DROP FUNCTION batch._stage_function(text);
+DROP FUNCTION batch._reclaim();
+DROP FUNCTION batch._purge_step(integer);
+DROP FUNCTION batch._counters_step(integer);
+
+-- _batch_id() now says what a role sees and may act on, for psql users
+CREATE OR REPLACE FUNCTION batch._batch_id(batch bigint) RETURNS bigint
+	LANGUAGE sql STABLE STRICT
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.batch_id(current_user::regrole, batch);
+CREATE OR REPLACE FUNCTION batch._batch_id(batch text) RETURNS bigint
+	LANGUAGE sql STABLE STRICT
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.batch_id(current_user::regrole, batch);
+
+-- the C functions that run SQL of their own do it with a fixed search_path too
+ALTER FUNCTION batch._count_items() SET search_path = pg_catalog, pg_temp;
+
+/* ------------------------------------------------------------------------
+ * Privileges: reading through row-level security, writing through the API
+ * ------------------------------------------------------------------------ */
+
+DROP POLICY batches_insert ON batch.batches;
+DROP POLICY batches_update ON batch.batches;
+DROP POLICY batches_delete ON batch.batches;
+DROP POLICY items_insert ON batch.items;
+DROP POLICY items_update ON batch.items;
+DROP POLICY items_delete ON batch.items;
+DROP POLICY outputs_insert ON batch.outputs;
+DROP POLICY outputs_update ON batch.outputs;
+DROP POLICY outputs_delete ON batch.outputs;
+DROP POLICY attempts_insert ON batch.attempts;
+DROP POLICY attempts_delete ON batch.attempts;
+DROP POLICY events_insert ON batch.events;
+DROP POLICY events_delete ON batch.events;
+DROP POLICY counters_insert ON batch.counters;
+DROP POLICY counters_update ON batch.counters;
+DROP POLICY counters_delete ON batch.counters;
+DROP POLICY schedules_change ON batch.schedules;
+DROP POLICY endpoints_insert ON batch.endpoints;
+DROP POLICY endpoints_update ON batch.endpoints;
+DROP POLICY endpoints_delete ON batch.endpoints;
+
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA batch
+	FROM PUBLIC, pgbatch_reader, pgbatch_operator, pgbatch_admin, pgbatch_monitor;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA batch
+	FROM PUBLIC, pgbatch_reader, pgbatch_operator, pgbatch_admin, pgbatch_monitor;
+
+-- helpers: nobody but the extension's owner, except the ones the policies
+-- and views call for every reader
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA batch_internal FROM PUBLIC;
+DO $revoke$
+DECLARE
+	f regprocedure;
+BEGIN
+	FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
+			 WHERE p.pronamespace = 'batch'::regnamespace AND p.proname LIKE '\_%'
+			   AND p.proname NOT IN ('_can_see', '_can_act', '_limits', '_endpoint_state', '_workers') LOOP
+		EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, pgbatch_reader, pgbatch_operator, pgbatch_admin, pgbatch_monitor', f);
+	END LOOP;
+END
+$revoke$;
+
+REVOKE ALL ON FUNCTION batch.maintenance_step(text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION batch.maintenance_step(text, integer) TO pgbatch_admin;
+GRANT EXECUTE ON FUNCTION
+	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean),
+	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean),
+	batch.drop_endpoint(text)
+	TO pgbatch_operator;
