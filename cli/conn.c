@@ -35,7 +35,10 @@
 static void
 notice_processor(void *arg, const char *message)
 {
-	fprintf(stderr, "%s", message);
+	char	   *clean = pgbcli_sanitize_lines(message);
+
+	fprintf(stderr, "%s", clean);
+	free(clean);
 }
 
 /*
@@ -103,7 +106,7 @@ pgbcli_connect(void)
 
 	if (PQstatus(conn) == CONNECTION_BAD)
 	{
-		pg_log_error("%s", PQerrorMessage(conn));
+		pg_log_error("%s", pgbcli_clean_message(PQerrorMessage(conn)));
 		PQfinish(conn);
 		return NULL;
 	}
@@ -115,6 +118,21 @@ pgbcli_connect(void)
 		return NULL;
 	}
 	return conn;
+}
+
+/*
+ * pgbcli_clean_message
+ *		pgbcli_sanitize_lines into a buffer reused from call to call: for
+ *		one message at a time, quoting names and texts of anyone's making.
+ */
+const char *
+pgbcli_clean_message(const char *text)
+{
+	static char *last = NULL;
+
+	free(last);
+	last = pgbcli_sanitize_lines(text);
+	return last;
 }
 
 /*
@@ -135,14 +153,15 @@ pgbcli_report_error(PGconn *conn, const PGresult *res)
 		detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
 		hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
 	}
+	/* the messages may quote names and texts of anyone's making */
 	if (primary != NULL)
-		pg_log_error("%s", primary);
+		pg_log_error("%s", pgbcli_clean_message(primary));
 	else
-		pg_log_error("%s", PQerrorMessage(conn));
+		pg_log_error("%s", pgbcli_clean_message(PQerrorMessage(conn)));
 	if (detail != NULL)
-		pg_log_error_detail("%s", detail);
+		pg_log_error_detail("%s", pgbcli_clean_message(detail));
 	if (hint != NULL)
-		pg_log_error_hint("%s", hint);
+		pg_log_error_hint("%s", pgbcli_clean_message(hint));
 }
 
 /*
@@ -221,7 +240,7 @@ pgbcli_resolve_batch(PGconn *conn, const char *arg, PgbcliBatch *batch)
 		return false;
 	if (PQntuples(res) == 0)
 	{
-		pg_log_error("batch \"%s\" does not exist", arg);
+		pg_log_error("batch \"%s\" does not exist", pgbcli_clean_message(arg));
 		pg_log_error_hint("Run \"%s status\" to list the batches you can see.",
 						  "pgbatch");
 		PQclear(res);

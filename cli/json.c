@@ -47,6 +47,12 @@ pgbcli_json_string(PQExpBuffer buf, const char *str)
 			default:
 				if (*p < 0x20 || *p == 0x7f)
 					appendPQExpBuffer(buf, "\\u%04x", *p);
+				else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+				{
+					/* a C1 control in UTF-8 (the CLI reads UTF-8 for --json) */
+					appendPQExpBuffer(buf, "\\u%04x", p[1]);
+					p++;
+				}
 				else
 					appendPQExpBufferChar(buf, (char) *p);
 				break;

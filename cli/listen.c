@@ -288,7 +288,7 @@ pgbcli_wait(PGconn *conn, const PgbcliFilter *filter, int64 timeout_ms)
 	{
 		if (!PQconsumeInput(conn))
 		{
-			pg_log_error("%s", PQerrorMessage(conn));
+			pg_log_error("%s", pgbcli_clean_message(PQerrorMessage(conn)));
 			return PGBCLI_WAKE_ERROR;
 		}
 		wake |= drain_notifications(conn, filter);

@@ -150,6 +150,9 @@ extern void pgbcli_table_print(PgbcliScreen *scr, const PgbcliTable *table,
 							   int indent);
 extern void pgbcli_table_free(PgbcliTable *table);
 extern char *pgbcli_sanitize(const char *text);
+extern char *pgbcli_sanitize_lines(const char *text);
+extern const char *pgbcli_clean_message(const char *text);
+extern int	pgbcli_control_len(const char *text, int encoding);
 extern int	pgbcli_display_width(const char *text);
 extern void pgbcli_format_duration(double seconds, char *out, size_t outlen);
 extern void pgbcli_format_rate(double rate, char *out, size_t outlen);

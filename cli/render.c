@@ -12,6 +12,8 @@
  */
 #include "postgres_fe.h"
 
+#include "mb/pg_wchar.h"
+
 #include "pgbatch_cli.h"
 
 /* the space between two columns of a table */
@@ -51,10 +53,34 @@ end_color(PgbcliScreen *scr, const char *color)
 }
 
 /*
+ * pgbcli_control_len
+ *		If text starts with a control character, the bytes it takes, else
+ *		0.  Control characters are C0, DEL, and C1 (U+0080 to U+009F: two
+ *		bytes in UTF-8, one in the single-byte encodings),
+ *		any of which can start a terminal escape sequence.  The one rule for
+ *		every string from the server that reaches a terminal.
+ */
+int
+pgbcli_control_len(const char *text, int encoding)
+{
+	const unsigned char *p = (const unsigned char *) text;
+
+	if (*p < 0x20 || *p == 0x7f)
+		return 1;
+	if (encoding == PG_UTF8)
+		return (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) ? 2 : 0;
+	/* (SQL_ASCII says nothing about bytes above 0x7f) */
+	if (encoding != PG_SQL_ASCII && pg_encoding_max_length(encoding) == 1 &&
+		*p >= 0x80 && *p <= 0x9f)
+		return 1;
+	return 0;
+}
+
+/*
  * pgbcli_screen_text
  *		Appends text to the current line, in a colour (or NULL), as much of
- *		it as fits.  The text must hold no control characters (see
- *		pgbcli_sanitize).
+ *		it as fits.  Control characters (pgbcli_control_len) become spaces:
+ *		text from the server never reaches the terminal as an escape.
  */
 void
 pgbcli_screen_text(PgbcliScreen *scr, const char *color, const char *text)
@@ -65,14 +91,18 @@ pgbcli_screen_text(PgbcliScreen *scr, const char *color, const char *text)
 	begin_color(scr, color);
 	while (*p)
 	{
-		int			len = PQmblenBounded(p, encoding);
-		int			w = PQdsplen(p, encoding);
+		int			ctl = pgbcli_control_len(p, encoding);
+		int			len = ctl > 0 ? ctl : PQmblenBounded(p, encoding);
+		int			w = ctl > 0 ? 1 : PQdsplen(p, encoding);
 
 		if (w < 0)
 			w = 0;
 		if (scr->width > 0 && scr->col + w > scr->width)
 			break;
-		appendBinaryPQExpBuffer(&scr->buf, p, len);
+		if (ctl > 0)
+			appendPQExpBufferChar(&scr->buf, ' ');
+		else
+			appendBinaryPQExpBuffer(&scr->buf, p, len);
 		scr->col += w;
 		p += len;
 	}
@@ -364,21 +394,57 @@ pgbcli_table_free(PgbcliTable *table)
 }
 
 /*
+ * sanitize
+ *		A copy of text (malloc'd) with control characters
+ *		(pgbcli_control_len: tabs, escapes, C1) made spaces, and newlines
+ *		too unless keep_newlines.
+ */
+static char *
+sanitize(const char *text, bool keep_newlines)
+{
+	PQExpBufferData buf;
+	const char *p = text;
+
+	initPQExpBuffer(&buf);
+	while (*p)
+	{
+		int			ctl = pgbcli_control_len(p, pgbcli_out.encoding);
+
+		if (ctl > 0)
+		{
+			appendPQExpBufferChar(&buf, keep_newlines && *p == '\n' ? '\n' : ' ');
+			p += ctl;
+		}
+		else
+		{
+			int			len = PQmblenBounded(p, pgbcli_out.encoding);
+
+			appendBinaryPQExpBuffer(&buf, p, len);
+			p += len;
+		}
+	}
+	return buf.data;
+}
+
+/*
  * pgbcli_sanitize
  *		A copy of text fit for one line of a terminal: control characters
- *		(newlines, tabs, escapes) become spaces.
+ *		(newlines, tabs, escapes, C1) become spaces.
  */
 char *
 pgbcli_sanitize(const char *text)
 {
-	char	   *copy = pg_strdup(text);
+	return sanitize(text, false);
+}
 
-	for (unsigned char *p = (unsigned char *) copy; *p; p++)
-	{
-		if (*p < 0x20 || *p == 0x7f)
-			*p = ' ';
-	}
-	return copy;
+/*
+ * pgbcli_sanitize_lines
+ *		pgbcli_sanitize, keeping newlines: for messages of several lines.
+ */
+char *
+pgbcli_sanitize_lines(const char *text)
+{
+	return sanitize(text, true);
 }
 
 /*

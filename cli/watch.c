@@ -186,7 +186,7 @@ refresh(PGconn *conn, Watch *w)
 		return false;
 	if (PQntuples(w->progress) == 0)
 	{
-		pg_log_error("batch \"%s\" no longer exists", w->batch.name);
+		pg_log_error("batch \"%s\" no longer exists", pgbcli_clean_message(w->batch.name));
 		return false;
 	}
 	w->errors = pgbcli_query(conn,

@@ -23,6 +23,11 @@
 #    notifications come, and exits by itself once the batch has finished,
 #    with its errors; log --follow --json prints each new error once, one
 #    object a line, and exits with 0 on SIGTERM.
+# 6. Terminal injection: a batch name, error messages and an unknown batch's
+#    name holding ESC ] (title), ESC [ 2 J (clear), BEL and the C1 controls
+#    U+009B and U+009D reach the output of status, errors, review and log,
+#    as text and as --json, and the error messages on stderr, with no
+#    control character left (the JSON escapes them).
 #
 # (012_cli_tmux.pl covers watch and log --follow on a terminal.)
 
@@ -333,6 +338,36 @@ ok($follow->finish, 'log --follow exits with 0 on SIGTERM');
 @objects = json_lines($fout);
 is_deeply([ map { defined $_ ? $_->{message} : 'not JSON' } @objects ], [ 'bad item 5', 'bad item 10' ],
 	'log --follow --json: one object per line, each error once');
+
+# 6. terminal injection
+my $ESC_SQL = q{chr(27) || ']0;pwned' || chr(7) || chr(27) || '[2J' || chr(155) || '31m'
+	|| chr(157) || '0;x' || chr(7)};
+sql(qq{
+CREATE FUNCTION app.say(p jsonb, o jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+BEGIN
+	RAISE EXCEPTION '%', p ->> 'msg';
+END \$\$;
+SELECT batch.create_pipeline('say', '[{"name": "say", "sql": "app.say"}]', retry => '{"max_retries": 0}');
+SELECT batch.submit('say', jsonb_build_array(jsonb_build_object('msg', 'boom ' || $ESC_SQL)),
+	name => 'cli_esc ' || $ESC_SQL);
+});
+my $esc_id = sql(q{SELECT id FROM batch.batches WHERE name LIKE 'cli_esc %'});
+sql(qq{SELECT batch.run($esc_id)});
+my $controls = qr/[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]/;
+for my $args ([ 'status' ], [ 'errors', $esc_id ], [ 'review', $esc_id ], [ 'log', $esc_id ],
+	[ '--json', 'status' ], [ '--json', 'errors', $esc_id ], [ '--json', 'review', $esc_id ],
+	[ '--json', 'log', $esc_id ])
+{
+	my $out = cli_ok(@$args);
+	like($out, qr/pwned|boom/, "pgbatch @$args shows the text") if $args->[0] ne '--json' || $args->[1] ne 'status';
+	unlike($out, $controls, "pgbatch @$args prints no control character of the server's strings");
+}
+my $doc = cli_json('errors', $esc_id);
+like(JSON::PP->new->encode($doc), qr/\\u001b\]0;pwned\\u0007/, '--json keeps the text, escaped');
+my ($erc, $eout, $eerr) = cli({}, 'errors', "nosuch\e]0;pwned\a\e[2J");
+is($erc, 1, 'an unknown batch whose name holds escapes is an error');
+like($eerr, qr/nosuch ]0;pwned  \[2J/, '... whose message quotes the name');
+unlike($eerr, $controls, '... with no control character left');
 
 $node->stop;
 done_testing();
