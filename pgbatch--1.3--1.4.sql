@@ -129,7 +129,7 @@ BEGIN
 END
 $$;
 
--- Raises an error unless the role is a member of pgbatch_<what>.
+-- Raises an error, naming the task, unless the role is a member of role member_of.
 CREATE FUNCTION batch_internal.require_role(caller regrole, member_of name, task text)
 	RETURNS void
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -203,6 +203,232 @@ BEGIN
 	END IF;
 END
 $$;
+
+/* ------------------------------------------------------------------------
+ * Use of endpoints and pipelines: the creator's role, admins, and the roles
+ * granted it (like USAGE on a foreign server)
+ * ------------------------------------------------------------------------ */
+
+CREATE TABLE batch.usage_grants (
+	object_kind		text NOT NULL CHECK (object_kind IN ('endpoint', 'pipeline')),
+	object_id		integer NOT NULL,
+	grantee			name NOT NULL,
+	granted_by		name NOT NULL,
+	granted_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (object_kind, object_id, grantee)
+);
+SELECT pg_catalog.pg_extension_config_dump('batch.usage_grants', '');
+COMMENT ON TABLE batch.usage_grants IS
+	'who may use an endpoint or a pipeline besides the members of its creator''s role and admins; read by admins';
+COMMENT ON COLUMN batch.usage_grants.object_kind IS 'endpoint or pipeline';
+COMMENT ON COLUMN batch.usage_grants.object_id IS 'batch.endpoints.id or batch.pipelines.id';
+COMMENT ON COLUMN batch.usage_grants.grantee IS 'the role granted use (and so its members)';
+COMMENT ON COLUMN batch.usage_grants.granted_by IS 'the role that granted it';
+COMMENT ON COLUMN batch.usage_grants.granted_at IS 'when';
+
+/*
+ * May the role use the endpoint or pipeline: send requests with the
+ * endpoint's headers, or submit to the pipeline?  Members of its creator's
+ * role and admins may, and members of a role it was granted to.  NULL (so
+ * no) for a role or object that does not exist.
+ */
+CREATE FUNCTION batch_internal.may_use(role regrole, kind text, id integer) RETURNS boolean
+	LANGUAGE sql STABLE STRICT SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT batch_internal.can_act(role, o.created_by)
+		OR EXISTS (SELECT FROM batch.usage_grants g
+				   WHERE g.object_kind = kind AND g.object_id = id
+					 AND batch_internal.is_member(role, g.grantee))
+	FROM (SELECT e.created_by FROM batch.endpoints e WHERE kind = 'endpoint' AND e.id = may_use.id
+		  UNION ALL
+		  SELECT p.created_by FROM batch.pipelines p WHERE kind = 'pipeline' AND p.id = may_use.id) o
+$$;
+
+-- Raises an error unless the role may use the pipeline and every endpoint of it.
+CREATE FUNCTION batch_internal.require_use(role regrole, pipeline_id integer) RETURNS void
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	e record;
+BEGIN
+	IF NOT coalesce(batch_internal.may_use(role, 'pipeline', pipeline_id), false) THEN
+		RAISE EXCEPTION 'role "%" may not use pipeline "%"', pg_get_userbyid(role),
+			(SELECT p.name FROM batch.pipelines p WHERE p.id = require_use.pipeline_id)
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'A member of the pipeline''s creator role or an admin can grant it with batch.grant_pipeline().';
+	END IF;
+	FOR e IN SELECT DISTINCT x.id, x.name FROM batch.stages s JOIN batch.endpoints x ON x.id = s.endpoint_id
+			 WHERE s.pipeline_id = require_use.pipeline_id ORDER BY x.id LOOP
+		IF NOT coalesce(batch_internal.may_use(role, 'endpoint', e.id), false) THEN
+			RAISE EXCEPTION 'role "%" may not use endpoint "%"', pg_get_userbyid(role), e.name
+				USING ERRCODE = 'insufficient_privilege',
+					  DETAIL = 'The requests of its stages carry the endpoint''s headers, its keys.',
+					  HINT = 'A member of the endpoint''s creator role or an admin can grant it with batch.grant_endpoint().';
+		END IF;
+	END LOOP;
+END
+$$;
+
+/*
+ * Grants or revokes the use of an endpoint or a pipeline: by members of its
+ * creator's role and admins.  Returns whether anything changed.
+ */
+CREATE FUNCTION batch_internal.set_usage(caller regrole, kind text, object_name text,
+	grantee name, give boolean)
+	RETURNS boolean
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	o record;
+BEGIN
+	IF kind = 'endpoint' THEN
+		SELECT x.id, x.created_by INTO o FROM batch.endpoints x WHERE x.name = object_name;
+	ELSE
+		SELECT x.id, x.created_by INTO o FROM batch.pipelines x WHERE x.name = object_name;
+	END IF;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION '% "%" does not exist', kind, object_name USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT batch_internal.can_act(caller, o.created_by) THEN
+		RAISE EXCEPTION 'permission denied for % "%"', kind, object_name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('The %s belongs to role %I.', kind, o.created_by),
+				  HINT = 'Only members of that role and of pgbatch_admin may grant its use.';
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = grantee) THEN
+		RAISE EXCEPTION 'role "%" does not exist', grantee USING ERRCODE = 'undefined_object';
+	END IF;
+	IF give THEN
+		INSERT INTO batch.usage_grants (object_kind, object_id, grantee, granted_by)
+		VALUES (kind, o.id, grantee, pg_get_userbyid(caller))
+		ON CONFLICT DO NOTHING;
+	ELSE
+		DELETE FROM batch.usage_grants g
+		WHERE g.object_kind = kind AND g.object_id = o.id AND g.grantee = set_usage.grantee;
+	END IF;
+	RETURN FOUND;
+END
+$$;
+
+CREATE FUNCTION batch_internal.grant_endpoint(caller regrole, endpoint text, grantee name)
+	RETURNS boolean
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.set_usage(caller, 'endpoint', endpoint, grantee, true);
+CREATE FUNCTION batch_internal.revoke_endpoint(caller regrole, endpoint text, grantee name)
+	RETURNS boolean
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.set_usage(caller, 'endpoint', endpoint, grantee, false);
+CREATE FUNCTION batch_internal.grant_pipeline(caller regrole, pipeline text, grantee name)
+	RETURNS boolean
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.set_usage(caller, 'pipeline', pipeline, grantee, true);
+CREATE FUNCTION batch_internal.revoke_pipeline(caller regrole, pipeline text, grantee name)
+	RETURNS boolean
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.set_usage(caller, 'pipeline', pipeline, grantee, false);
+
+CREATE FUNCTION batch.grant_endpoint(endpoint text, grantee name) RETURNS boolean
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE FUNCTION batch.revoke_endpoint(endpoint text, grantee name) RETURNS boolean
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE FUNCTION batch.grant_pipeline(pipeline text, grantee name) RETURNS boolean
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+CREATE FUNCTION batch.revoke_pipeline(pipeline text, grantee name) RETURNS boolean
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+COMMENT ON FUNCTION batch.grant_endpoint(text, name) IS
+	'lets a role (and its members) use an endpoint: submit to pipelines whose requests carry its headers';
+COMMENT ON FUNCTION batch.revoke_endpoint(text, name) IS
+	'takes back batch.grant_endpoint(); requests not yet sent fail with insufficient_privilege';
+COMMENT ON FUNCTION batch.grant_pipeline(text, name) IS
+	'lets a role (and its members) submit to a pipeline';
+COMMENT ON FUNCTION batch.revoke_pipeline(text, name) IS
+	'takes back batch.grant_pipeline()';
+
+-- what 1.3 allowed stays allowed: every pipeline, and the endpoints admins
+-- made, for every operator; endpoints operators made stay their role's
+INSERT INTO batch.usage_grants (object_kind, object_id, grantee, granted_by)
+SELECT 'pipeline', p.id, 'pgbatch_operator', p.created_by FROM batch.pipelines p;
+INSERT INTO batch.usage_grants (object_kind, object_id, grantee, granted_by)
+SELECT 'endpoint', e.id, 'pgbatch_operator', e.created_by FROM batch.endpoints e
+WHERE to_regrole(e.created_by) IS NOT NULL
+  AND pg_has_role(to_regrole(e.created_by), 'pgbatch_admin', 'MEMBER');
+
+/* ------------------------------------------------------------------------
+ * Stage functions of other roles run as approved
+ * ------------------------------------------------------------------------ */
+
+ALTER TABLE batch.stages ADD COLUMN func_pin text;
+COMMENT ON COLUMN batch.stages.func_pin IS
+	'fingerprint of the stage (or body) function as it was when the pipeline was created or last refreshed';
+
+-- A fingerprint of a function's definition, owner and settings.
+CREATE FUNCTION batch_internal.function_pin(fn regprocedure) RETURNS text
+	LANGUAGE sql STABLE STRICT SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT md5(concat_ws(E'\x1f', p.proowner::text, p.prolang::text, p.prosecdef::text,
+						 p.proleakproof::text, p.provolatile::text, p.proconfig::text,
+						 p.probin, p.prosrc, p.prosqlbody::text))
+	FROM pg_proc p WHERE p.oid = fn
+$$;
+
+/*
+ * May the stage function run as the batch's owner?  It may if the owner or
+ * a superuser owns it, or if it is still as it was approved (its pin):
+ * otherwise a role could replace a function that other roles' batches call
+ * and run its new code with their privileges.  A function that is gone
+ * "may": calling it fails the item with undefined_function.
+ */
+CREATE FUNCTION batch_internal.stage_trusted(owner name, fn regprocedure, pin text)
+	RETURNS boolean
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT fn IS NULL
+		OR NOT EXISTS (SELECT FROM pg_proc p WHERE p.oid = fn)
+		OR EXISTS (SELECT FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner
+				   WHERE p.oid = fn AND (r.rolname = owner OR r.rolsuper))
+		OR batch_internal.function_pin(fn) = pin
+$$;
+
+UPDATE batch.stages s SET func_pin = batch_internal.function_pin(s.func) WHERE s.func IS NOT NULL;
+
+/*
+ * Approves the current definitions of a pipeline's stage functions (an
+ * admin, after reviewing a change); returns how many stages' pins changed.
+ */
+CREATE FUNCTION batch_internal.refresh_pipeline(caller regrole, name text) RETURNS integer
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pid integer;
+	n integer;
+BEGIN
+	PERFORM batch_internal.require_role(caller, 'pgbatch_admin', 'approve stage functions');
+	SELECT p.id INTO pid FROM batch.pipelines p WHERE p.name = refresh_pipeline.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'pipeline "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+	UPDATE batch.stages s SET func_pin = batch_internal.function_pin(s.func)
+	WHERE s.pipeline_id = pid AND s.func IS NOT NULL
+	  AND s.func_pin IS DISTINCT FROM batch_internal.function_pin(s.func);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+
+CREATE FUNCTION batch.refresh_pipeline(name text) RETURNS integer
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+COMMENT ON FUNCTION batch.refresh_pipeline(text) IS
+	'approves the current definitions of a pipeline''s stage functions; returns how many changed (admins)';
 
 /* ------------------------------------------------------------------------
  * Pipelines (admins)
@@ -340,6 +566,11 @@ BEGIN
 		IF st ? 'http' THEN
 			h := batch._http_stage(st -> 'http', sname);
 			kind := 'http';
+			IF NOT coalesce(batch_internal.may_use(caller, 'endpoint', (h ->> 'endpoint_id')::integer), false) THEN
+				RAISE EXCEPTION 'role "%" may not use endpoint "%"', pg_get_userbyid(caller), st -> 'http' ->> 'endpoint'
+					USING ERRCODE = 'insufficient_privilege',
+						  HINT = 'A member of the endpoint''s creator role or an admin can grant it with batch.grant_endpoint().';
+			END IF;
 			IF h ->> 'body' IS NOT NULL THEN
 				fn := batch_internal.stage_function(caller, h ->> 'body');
 			ELSE
@@ -375,10 +606,10 @@ BEGIN
 
 		spolicy := batch._retry_policy(policy, st -> 'retry', format('stage "%s"', sname));
 
-		INSERT INTO batch.stages (pipeline_id, position, name, kind, func, timeout,
+		INSERT INTO batch.stages (pipeline_id, position, name, kind, func, func_pin, timeout,
 								  max_retries, backoff_base, backoff_factor,
 								  backoff_max, jitter, endpoint_id, method, path)
-		VALUES (pid, pos, sname, kind, fn, tmo,
+		VALUES (pid, pos, sname, kind, fn, batch_internal.function_pin(fn), tmo,
 				(spolicy ->> 'max_retries')::integer,
 				(spolicy ->> 'backoff_base')::interval,
 				(spolicy ->> 'backoff_factor')::float8,
@@ -386,6 +617,9 @@ BEGIN
 				(spolicy ->> 'jitter')::float8,
 				(h ->> 'endpoint_id')::integer, h ->> 'method', h ->> 'path');
 	END LOOP;
+	-- pipelines are shared: every operator may submit, until an admin revokes it
+	INSERT INTO batch.usage_grants (object_kind, object_id, grantee, granted_by)
+	VALUES ('pipeline', pid, 'pgbatch_operator', pg_get_userbyid(caller));
 	RETURN pid;
 END
 $$;
@@ -407,6 +641,7 @@ BEGIN
 				  HINT = 'A pipeline can be dropped once no batch refers to it.';
 	END IF;
 	DELETE FROM batch.pipelines p WHERE p.id = pid;
+	DELETE FROM batch.usage_grants g WHERE g.object_kind = 'pipeline' AND g.object_id = pid;
 END
 $$;
 
@@ -475,6 +710,7 @@ BEGIN
 				  HINT = 'Add items to it with batch.add_items(), or pick another name.';
 	END IF;
 
+	PERFORM batch_internal.require_use(caller, pid);
 	bid := nextval('batch.batches_id_seq');
 	INSERT INTO batch.batches (id, name, pipeline_id, owner)
 	VALUES (bid, coalesce(submit.name, 'batch_' || bid), pid, pg_get_userbyid(caller));
@@ -507,6 +743,8 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  HINT = 'Submit a new batch instead.';
 	END IF;
+	PERFORM batch_internal.require_use(to_regrole(b.owner), b.pipeline_id)
+	FROM batch.batches b WHERE b.id = bid;
 	r := batch._insert_items(bid, items);
 	INSERT INTO batch.events (batch_id, level, event, message, detail, actor)
 	VALUES (bid, 'info', 'items_added',
@@ -706,6 +944,8 @@ BEGIN
 			USING ERRCODE = 'insufficient_privilege',
 				  DETAIL = 'Stage functions run as the batch''s owner, so a batch can only belong to a role you are a member of.';
 	END IF;
+	PERFORM batch_internal.require_use(to_regrole(set_owner.owner), b.pipeline_id)
+	FROM batch.batches b WHERE b.id = bid;
 	UPDATE batch.batches b SET owner = set_owner.owner WHERE b.id = bid;
 	INSERT INTO batch.events (batch_id, level, event, message, detail, actor)
 	VALUES (bid, 'info', 'owner_changed', format('batch given to role %I', owner),
@@ -826,6 +1066,8 @@ CREATE FUNCTION batch_internal.create_endpoint(caller regrole, name text, base_u
 AS $$
 DECLARE
 	eid integer;
+	lim integer := current_setting('pgbatch.max_endpoints_per_role')::integer;
+	n bigint;
 BEGIN
 	PERFORM batch._check_endpoint(name, base_url, headers, max_concurrency, rate_limit, timeout);
 	IF EXISTS (SELECT FROM batch.endpoints e WHERE e.name = create_endpoint.name) THEN
@@ -833,11 +1075,24 @@ BEGIN
 			USING ERRCODE = 'duplicate_object',
 				  HINT = 'Change it with batch.alter_endpoint().';
 	END IF;
+	-- one new endpoint at a time, so that concurrent ones cannot pass the limit together
+	LOCK TABLE batch.endpoints IN SHARE ROW EXCLUSIVE MODE;
+	SELECT count(*) INTO n FROM batch.endpoints e WHERE e.created_by = pg_get_userbyid(caller);
+	IF n >= lim THEN
+		RAISE EXCEPTION 'role "%" already has % endpoints, the limit', pg_get_userbyid(caller), n
+			USING ERRCODE = 'program_limit_exceeded',
+				  HINT = 'Drop unused endpoints with batch.drop_endpoint(), or have a superuser raise pgbatch.max_endpoints_per_role.';
+	END IF;
 	INSERT INTO batch.endpoints (name, base_url, headers, max_concurrency, rate_limit,
 								 timeout, follow_redirects, created_by)
 	VALUES (name, rtrim(base_url, '/'), headers, max_concurrency, rate_limit, timeout,
 			coalesce(follow_redirects, false), pg_get_userbyid(caller))
 	RETURNING id INTO eid;
+	-- an admin's endpoint is shared infrastructure; an operator's is its role's
+	IF pg_has_role(caller, 'pgbatch_admin', 'MEMBER') THEN
+		INSERT INTO batch.usage_grants (object_kind, object_id, grantee, granted_by)
+		VALUES ('endpoint', eid, 'pgbatch_operator', pg_get_userbyid(caller));
+	END IF;
 	RETURN eid;
 END
 $$;
@@ -881,6 +1136,7 @@ BEGIN
 				  HINT = 'Drop the pipelines that call it first.';
 	END IF;
 	DELETE FROM batch.endpoints x WHERE x.id = e.id;
+	DELETE FROM batch.usage_grants g WHERE g.object_kind = 'endpoint' AND g.object_id = e.id;
 	PERFORM batch_internal.forget_endpoint(e.id);
 END
 $$;
@@ -1548,6 +1804,16 @@ BEGIN
 END
 $revoke$;
 
+REVOKE ALL ON batch.usage_grants FROM PUBLIC;
+GRANT SELECT ON batch.usage_grants TO pgbatch_admin;
+REVOKE ALL ON FUNCTION batch.grant_endpoint(text, name), batch.revoke_endpoint(text, name),
+	batch.grant_pipeline(text, name), batch.revoke_pipeline(text, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION batch.grant_endpoint(text, name), batch.revoke_endpoint(text, name)
+	TO pgbatch_operator;
+GRANT EXECUTE ON FUNCTION batch.grant_pipeline(text, name), batch.revoke_pipeline(text, name)
+	TO pgbatch_admin;
+REVOKE ALL ON FUNCTION batch.refresh_pipeline(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION batch.refresh_pipeline(text) TO pgbatch_admin;
 REVOKE ALL ON FUNCTION batch.maintenance_step(text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION batch.maintenance_step(text, integer) TO pgbatch_admin;
 GRANT EXECUTE ON FUNCTION

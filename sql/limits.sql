@@ -1,6 +1,7 @@
 --
 -- limits: the SSRF guard (pgbatch.allowed_hosts), the limits on what one
--- call may create, and endpoint secrets that only admins read back.
+-- call or role may create, the default stage timeout, and endpoint secrets
+-- that only admins read back.
 -- Every violation is a clear error and loses nothing already stored.
 --
 CREATE ROLE regress_lim_op IN ROLE pgbatch_operator;
@@ -106,8 +107,41 @@ SELECT status, error_code, error_message FROM batch.items WHERE batch_id = :lim3
 RESET ROLE;
 RESET pgbatch.max_payload_size;
 
+-- endpoints per role: a role at pgbatch.max_endpoints_per_role creates no
+-- more, other roles still can, and a dropped one makes room
+SET pgbatch.max_endpoints_per_role = 2;
+SET ROLE regress_lim_op;
+SET pgbatch.max_endpoints_per_role = 1000;
+SELECT batch.create_endpoint('lim_mine2', 'https://api.example.com') > 0 AS created;
+SELECT batch.create_endpoint('lim_mine3', 'https://api.example.com');
+RESET ROLE;
+SET ROLE regress_lim_other;
+SELECT batch.create_endpoint('lim_other', 'https://api.example.com') > 0 AS created;
+RESET ROLE;
+SET ROLE regress_lim_op;
+SELECT batch.drop_endpoint('lim_mine2');
+SELECT batch.create_endpoint('lim_mine3', 'https://api.example.com') > 0 AS created;
+SELECT batch.drop_endpoint('lim_mine3');
+RESET ROLE;
+RESET pgbatch.max_endpoints_per_role;
+
+-- a stage that sets no timeout gets pgbatch.stage_timeout (superusers set it)
+CREATE FUNCTION public.lim_sleep(p jsonb, o jsonb) RETURNS jsonb LANGUAGE sql
+AS $$ SELECT pg_sleep(2); SELECT p $$;
+SELECT batch.create_pipeline('lim_slow', '[{"name": "sleep", "sql": "public.lim_sleep"}]',
+	retry => '{"max_retries": 0}') > 0 AS created;
+SET ROLE regress_lim_op;
+SET pgbatch.stage_timeout = '1h';
+SELECT batch.submit('lim_slow', '[{"n": 1}]', name => 'lim_slow') AS lim_slow \gset
+RESET ROLE;
+SET pgbatch.stage_timeout = '100ms';
+SELECT items_failed FROM batch.run('lim_slow');
+SELECT status, error_code, error_message FROM batch.items WHERE batch_id = :lim_slow;
+RESET pgbatch.stage_timeout;
+
 SELECT batch.drop_endpoint('lim_mine');
 DROP FUNCTION public.lim_echo(jsonb, jsonb) CASCADE;
+DROP FUNCTION public.lim_sleep(jsonb, jsonb) CASCADE;
 SET client_min_messages = warning;
 DROP OWNED BY regress_lim_op, regress_lim_other, regress_lim_reader;
 RESET client_min_messages;

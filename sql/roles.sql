@@ -32,6 +32,8 @@ RESET ROLE;
 -- admin: pipelines
 SET ROLE regress_pgb_admin;
 SELECT batch.create_pipeline('who', '[{"name": "who", "sql": "app.whoami"}]') > 0 AS created;
+-- the team (not an operator role itself) may own batches of it
+SELECT batch.grant_pipeline('who', 'regress_pgb_team');
 RESET ROLE;
 
 -- operator: submit, run, retry, cancel, update; not pipelines

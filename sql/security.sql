@@ -3,7 +3,8 @@
 -- cancel, update, run or take over tenant B's batches through any function,
 -- view or table; a reader cannot act; a monitor sees all and acts on
 -- nothing; stage functions run as the batch's owner and cannot climb out of
--- it; names, payloads and error messages carrying SQL stay data.
+-- it; names, payloads and error messages carrying SQL stay data; an
+-- endpoint or pipeline is used only by the roles that may use it.
 --
 CREATE ROLE regress_sec_admin IN ROLE pgbatch_admin;
 CREATE ROLE regress_sec_a IN ROLE pgbatch_operator;
@@ -188,10 +189,112 @@ SELECT batch.schedule_maintenance();
 SELECT batch._cron_schedule('x', '* * * * *', 'SELECT 1');
 RESET ROLE;
 
+-- use grants: tenant A's endpoint carries A's key; an admin's pipeline on it
+-- is no way for B to use that key
+SET ROLE regress_sec_a;
+SELECT batch.create_endpoint('sec_a_ep', 'https://api.example.com',
+	headers => '{"Authorization": "Bearer sk-tenant-a-000"}') > 0 AS created;
+RESET ROLE;
+SET ROLE regress_sec_admin;
+SELECT batch.create_pipeline('sec_on_a', '[{"name": "call", "http": {"endpoint": "sec_a_ep", "path": "/v1/x"}}]',
+	retry => '{"max_retries": 0}') > 0 AS created;
+RESET ROLE;
+SET ROLE regress_sec_b;
+SELECT batch.submit('sec_on_a', '[{"n": 1}]', name => 'b_on_a');
+SELECT batch.grant_endpoint('sec_a_ep', 'regress_sec_b');
+RESET ROLE;
+SET ROLE regress_sec_a;
+SELECT batch.submit('sec_on_a', '[{"n": 1}]', name => 'a_on_a') > 0 AS submitted;
+SELECT batch.grant_endpoint('sec_a_ep', 'regress_sec_b');
+RESET ROLE;
+SET ROLE regress_sec_b;
+SELECT batch.submit('sec_on_a', '[{"n": 1}]', name => 'b_on_a') AS b_on_a \gset
+RESET ROLE;
+-- B may not hand its batch to its team, which may not use the endpoint
+CREATE ROLE regress_sec_b_team;
+GRANT regress_sec_b_team TO regress_sec_b;
+SET ROLE regress_sec_b;
+SELECT batch.set_owner('b_on_a', 'regress_sec_b_team');
+RESET ROLE;
+-- what was granted is visible to admins only
+SET ROLE regress_sec_admin;
+SELECT g.object_kind, coalesce(e.name, p.name) AS object, g.grantee, g.granted_by
+FROM batch.usage_grants g
+LEFT JOIN batch.endpoints e ON g.object_kind = 'endpoint' AND e.id = g.object_id
+LEFT JOIN batch.pipelines p ON g.object_kind = 'pipeline' AND p.id = g.object_id
+WHERE coalesce(e.name, p.name) IN ('sec_a_ep', 'sec_on_a') ORDER BY 1, 2, 3;
+RESET ROLE;
+SET ROLE regress_sec_b;
+SELECT count(*) FROM batch.usage_grants;
+RESET ROLE;
+-- A takes the grant back: B's waiting item fails when it comes to send, unsent
+SET ROLE regress_sec_a;
+SELECT batch.revoke_endpoint('sec_a_ep', 'regress_sec_b');
+RESET ROLE;
+SET ROLE regress_sec_b;
+SELECT items_failed FROM batch.run('b_on_a');
+SELECT status, error_code, error_message FROM batch.items WHERE batch_id = :b_on_a;
+RESET ROLE;
+-- a pipeline an admin takes from the operators is theirs no longer
+SET ROLE regress_sec_admin;
+SELECT batch.revoke_pipeline('sec', 'pgbatch_operator');
+RESET ROLE;
+SET ROLE regress_sec_a;
+SELECT batch.submit('sec', '[{"n": 5}]', name => 'a_after_revoke');
+SELECT batch.grant_pipeline('sec', 'regress_sec_a');
+RESET ROLE;
+SET ROLE regress_sec_admin;
+SELECT batch.grant_pipeline('sec', 'regress_sec_a');
+RESET ROLE;
+SET ROLE regress_sec_a;
+SELECT batch.submit('sec', '[{"n": 5}]', name => 'a_after_grant') > 0 AS submitted;
+RESET ROLE;
+SET ROLE regress_sec_b;
+SELECT batch.submit('sec', '[{"n": 5}]', name => 'b_after_revoke');
+RESET ROLE;
+
+-- a stage function of another role than the batch's owner runs as approved:
+-- tenant A replacing its function cannot run new code as tenant B
+GRANT CREATE ON SCHEMA sec TO regress_sec_a;
+SET ROLE regress_sec_a;
+CREATE FUNCTION sec.a_fn(p jsonb, o jsonb) RETURNS jsonb LANGUAGE sql
+AS $$ SELECT jsonb_build_object('by', current_user, 'version', 1) $$;
+RESET ROLE;
+SET ROLE regress_sec_admin;
+SELECT batch.create_pipeline('sec_fn', '[{"name": "f", "sql": "sec.a_fn"}]',
+	retry => '{"max_retries": 0}') > 0 AS created;
+RESET ROLE;
+SET ROLE regress_sec_b;
+SELECT batch.submit('sec_fn', '[{"n": 1}]', name => 'b_fn1') AS b_fn1 \gset
+SELECT items_completed FROM batch.run('b_fn1');
+RESET ROLE;
+SET ROLE regress_sec_a;
+CREATE OR REPLACE FUNCTION sec.a_fn(p jsonb, o jsonb) RETURNS jsonb LANGUAGE sql
+AS $$ SELECT jsonb_build_object('by', current_user, 'version', 2) $$;
+SELECT batch.submit('sec_fn', '[{"n": 1}]', name => 'a_fn') AS a_fn \gset
+SELECT items_completed FROM batch.run('a_fn');
+RESET ROLE;
+SET ROLE regress_sec_b;
+SELECT batch.submit('sec_fn', '[{"n": 2}]', name => 'b_fn2') AS b_fn2 \gset
+SELECT items_failed FROM batch.run('b_fn2');
+SELECT status, error_code, error_message FROM batch.items WHERE batch_id = :b_fn2;
+SELECT batch.refresh_pipeline('sec_fn');
+RESET ROLE;
+SET ROLE regress_sec_admin;
+SELECT batch.refresh_pipeline('sec_fn');
+RESET ROLE;
+SET ROLE regress_sec_b;
+SELECT batch.retry_failed('b_fn2');
+SELECT items_completed FROM batch.run('b_fn2');
+SELECT i.batch_id = :b_fn2 AS b2, o.output FROM batch.outputs o JOIN batch.items i ON i.id = o.item_id
+WHERE i.batch_id IN (:b_fn1, :b_fn2) ORDER BY i.id;
+RESET ROLE;
+SELECT o.output FROM batch.outputs o JOIN batch.items i ON i.id = o.item_id WHERE i.batch_id = :a_fn;
+
 DROP SCHEMA sec CASCADE;
 SET client_min_messages = warning;
 DROP OWNED BY regress_sec_admin, regress_sec_a, regress_sec_b, regress_sec_reader,
-	regress_sec_monitor;
+	regress_sec_monitor, regress_sec_b_team;
 RESET client_min_messages;
 DROP ROLE regress_sec_admin, regress_sec_a, regress_sec_b, regress_sec_reader,
-	regress_sec_monitor;
+	regress_sec_monitor, regress_sec_b_team;

@@ -271,8 +271,9 @@ pgb_executor_done(PgbExecutor *ex)
 /*
  * pgb_execute_claimed
  *		Executes a chunk of claimed items and records the outcomes: outputs
- *		of earlier stages loaded in one query, every item run, and the
- *		chunk's states, outputs and attempts written in one statement each.
+ *		of earlier stages loaded in one query, every item run (until the
+ *		executor's time slice, if it has one, is over), and the chunk's
+ *		states, outputs and attempts written in one statement each.
  */
 void
 pgb_execute_claimed(PgbExecutor *ex, PgbWorkItem *items, int nitems)
@@ -291,8 +292,19 @@ pgb_execute_claimed(PgbExecutor *ex, PgbWorkItem *items, int nitems)
 
 	pgb_record_init(&rec);
 	for (i = 0; i < nitems; i++)
+	{
+		/*
+		 * Past the executor's time slice, the items not started stay as they
+		 * are: pending, untouched, for the next claim once this commits.
+		 */
+		if (ex->slice_end > 0 && i > 0 && GetCurrentTimestamp() >= ex->slice_end)
+		{
+			ex->sliced = true;
+			break;
+		}
 		execute_item(ex, pgb_batch_info(ex->cache, ex->cachecxt, items[i].batch_id),
 					 &items[i], &rec);
+	}
 	pgb_record_flush(&rec, GetCurrentTimestamp());
 }
 

@@ -38,6 +38,8 @@ int			pgb_retention_s = 30 * 86400;
 int			pgb_max_items_per_call = 100000;
 int			pgb_max_pipelines = 1000;
 int			pgb_max_stages = 32;
+int			pgb_max_endpoints_per_role = 100;
+int			pgb_stage_timeout_ms = 300000;
 
 /*
  * pgb_define_gucs
@@ -188,6 +190,22 @@ pgb_define_gucs(void)
 							&pgb_max_stages,
 							32, 1, 1000,
 							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgbatch.max_endpoints_per_role",
+							"Most endpoints one role may create.",
+							NULL,
+							&pgb_max_endpoints_per_role,
+							100, 1, 100000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgbatch.stage_timeout",
+							"Longest a stage function may run when its stage sets no timeout (0: no limit).",
+							"A stage that overruns it fails its attempt with the transient error timeout.",
+							&pgb_stage_timeout_ms,
+							300000, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pgbatch");

@@ -19,6 +19,7 @@
 
 #include <curl/curl.h>
 
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
@@ -371,6 +372,18 @@ opensocket_callback(void *clientp, curlsocktype purpose, struct curl_sockaddr *a
 		req->host_denied = true;
 		return CURL_SOCKET_BAD;
 	}
+
+	/*
+	 * The endpoint's headers are secrets, and libcurl would send them along
+	 * a redirect to any host: they go to the endpoint's own origin only.
+	 */
+	if (req->nsecrets > 0 &&
+		(strcmp(req->denied_host, req->origin_host) != 0 ||
+		 req->denied_port != req->origin_port))
+	{
+		req->cross_origin = true;
+		return CURL_SOCKET_BAD;
+	}
 	return socket(address->family, address->socktype, address->protocol);
 }
 
@@ -414,6 +427,9 @@ start_transfer(PgbHttpRequest *req)
 	curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, progress_callback);
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
 	req->host_denied = false;
+	req->cross_origin = false;
+	(void) pgb_url_verdict(req->url, req->origin_host, sizeof(req->origin_host),
+						   &req->origin_port);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_callback);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, req);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "pgbatch/1.2");
@@ -706,32 +722,144 @@ set_error(PgbHttpRequest *req, const char *code, bool transient)
 }
 
 /*
- * mask_all
- *		Overwrites every occurrence of the token in buf with '*'.
+ * hex_value
+ *		The value of n hex digits at p, or -1 if they are not all hex.
+ */
+static long
+hex_value(const char *p, int n)
+{
+	long		v = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		char		c = p[i];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v |= c - 'A' + 10;
+		else
+			return -1;
+	}
+	return v;
+}
+
+/*
+ * secret_at
+ *		If the text at p (up to end) spells the secret s (slen bytes of
+ *		UTF-8), the bytes it takes there, else 0.  Each character of the
+ *		secret may stand as itself, JSON-escaped (\/, \", \\, \uXXXX, a
+ *		surrogate pair beyond U+FFFF) or percent-encoded (%XX for each of
+ *		its bytes), in any mix: an API that echoes a key in a JSON string or
+ *		a URL still shows it.  Plain C: called on malloc'd buffers.
+ */
+static size_t
+secret_at(const char *p, const char *end, const char *s, size_t slen)
+{
+	const char *q = p;
+	size_t		i = 0;
+
+	while (i < slen)
+	{
+		const unsigned char *c = (const unsigned char *) s + i;
+		size_t		clen = (size_t) pg_utf_mblen(c);
+		uint32		cp;
+		size_t		k;
+
+		/* (a value that is not UTF-8 is matched byte by byte) */
+		if (clen > slen - i || !pg_utf8_islegal(c, (int) clen))
+			clen = 1;
+		cp = clen == 1 ? c[0] : utf8_to_unicode(c);
+
+		/*
+		 * JSON-escaped first: in JSON text a backslash always starts an
+		 * escape, so a secret's own backslash stands there as \\ or \u005c
+		 */
+		if (end - q >= 2 && q[0] == '\\')
+		{
+			if (clen == 1 && (cp == '/' || cp == '"' || cp == '\\') && q[1] == (char) cp)
+			{
+				q += 2;
+				i += clen;
+				continue;
+			}
+			if (q[1] == 'u' && end - q >= 6 && cp < 0x10000 && hex_value(q + 2, 4) == (long) cp)
+			{
+				q += 6;
+				i += clen;
+				continue;
+			}
+			if (q[1] == 'u' && end - q >= 12 && cp >= 0x10000 && q[6] == '\\' && q[7] == 'u' &&
+				hex_value(q + 2, 4) == (long) (0xD800 + ((cp - 0x10000) >> 10)) &&
+				hex_value(q + 8, 4) == (long) (0xDC00 + ((cp - 0x10000) & 0x3FF)))
+			{
+				q += 12;
+				i += clen;
+				continue;
+			}
+		}
+		/* as itself */
+		if ((size_t) (end - q) >= clen && memcmp(q, c, clen) == 0)
+		{
+			q += clen;
+			i += clen;
+			continue;
+		}
+		/* percent-encoded, byte by byte */
+		for (k = 0; k < clen; k++)
+			if (end - q < 3 * (long) (k + 1) || q[3 * k] != '%' ||
+				hex_value(q + 3 * k + 1, 2) != (long) c[k])
+				break;
+		if (k == clen)
+		{
+			q += 3 * clen;
+			i += clen;
+			continue;
+		}
+		return 0;
+	}
+	return (size_t) (q - p);
+}
+
+/*
+ * mask_secret
+ *		Overwrites with '*' every place in buf that spells the secret, in
+ *		any of the forms secret_at knows.
  */
 static void
-mask_all(char *buf, size_t len, const char *token, size_t toklen)
+mask_secret(char *buf, size_t len, const char *secret, size_t slen)
 {
 	char	   *p = buf;
 	char	   *end = buf + len;
 
-	while (p + toklen <= end)
+	while (p < end)
 	{
-		char	   *hit = memmem(p, end - p, token, toklen);
+		size_t		n = 0;
 
-		if (hit == NULL)
-			break;
-		memset(hit, '*', toklen);
-		p = hit + toklen;
+		if (*p == secret[0] || *p == '\\' || *p == '%')
+			n = secret_at(p, end, secret, slen);
+		if (n > 0)
+		{
+			memset(p, '*', n);
+			p += n;
+		}
+		else
+			p++;
 	}
 }
 
 /*
  * pgb_http_redact
- *		Masks the endpoint's secrets in what came back: every word of eight
- *		characters or more of the values of the endpoint's own headers (the
- *		first nsecrets of the request's headers) is overwritten with '*'
- *		wherever the response body repeats it, so that an API that echoes
+ *		Masks the endpoint's secrets in what came back: every word of
+ *		PGB_SECRET_MIN characters or more of the values of the endpoint's
+ *		own headers (the first nsecrets of the request's headers; the
+ *		scheme of an Authorization header, "Bearer", is no secret) is
+ *		overwritten with '*' wherever the response body repeats it, as
+ *		itself, JSON-escaped or percent-encoded, so that an API that echoes
  *		its Authorization header puts no key into the attempt history or
  *		the outputs.
  */
@@ -746,9 +874,13 @@ pgb_http_redact(PgbHttpRequest *req)
 	for (i = 0; h != NULL && i < req->nsecrets; i++, h = h->next)
 	{
 		const char *v = strchr(h->data, ':');
+		bool		auth;
+		bool		first = true;
 
 		if (v == NULL)
 			continue;
+		auth = pg_strncasecmp(h->data, "authorization:", 14) == 0 ||
+			pg_strncasecmp(h->data, "proxy-authorization:", 20) == 0;
 		v++;
 		while (*v)
 		{
@@ -756,8 +888,9 @@ pgb_http_redact(PgbHttpRequest *req)
 
 			v += strspn(v, " \t");
 			len = strcspn(v, " \t");
-			if (len >= 8)
-				mask_all(req->resp, req->resp_len, v, len);
+			if (len >= PGB_SECRET_MIN && !(auth && first && v[len] != '\0'))
+				mask_secret(req->resp, req->resp_len, v, len);
+			first = false;
 			v += len;
 		}
 	}
@@ -785,6 +918,14 @@ pgb_http_classify(PgbHttpRequest *req)
 				 "host \"%s\" (port %d) is not in pgbatch.allowed_hosts",
 				 req->denied_host, req->denied_port);
 		set_error(req, "host_not_allowed", false);
+		return;
+	}
+	if (req->cross_origin)
+	{
+		snprintf(req->errbuf, sizeof(req->errbuf),
+				 "a redirect to host \"%s\" (port %d), another origin than the endpoint's, would carry its headers",
+				 req->denied_host, req->denied_port);
+		set_error(req, "redirect_refused", false);
 		return;
 	}
 	switch (req->result)

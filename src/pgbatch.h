@@ -55,6 +55,8 @@ extern int	pgb_retention_s;
 extern int	pgb_max_items_per_call;
 extern int	pgb_max_pipelines;
 extern int	pgb_max_stages;
+extern int	pgb_max_endpoints_per_role;
+extern int	pgb_stage_timeout_ms;
 extern void pgb_define_gucs(void);
 
 /* events.c */
@@ -110,6 +112,7 @@ typedef struct PgbWorkerSlot
 	TimestampTz started_at;
 	int32		in_flight;		/* HTTP requests in flight */
 	int64		requests;		/* HTTP requests finished */
+	Oid			busy_owner;		/* owner whose stages it runs now, or 0 */
 } PgbWorkerSlot;
 
 typedef struct PgbDbFlags
@@ -223,6 +226,8 @@ typedef struct PgbStage
 	int			position;		/* 0-based */
 	PgbStageKind kind;
 	Oid			func;			/* SQL stage function, or InvalidOid */
+	bool		func_trusted;	/* it may run as the batch owner (see
+								 * batch_internal.stage_trusted) */
 	int			timeout_ms;		/* 0 = no timeout */
 	PgbRetryPolicy policy;
 	struct PgbStageCall *call;	/* prepared call of func, built on first use */
@@ -230,6 +235,7 @@ typedef struct PgbStage
 	int32		endpoint_id;
 	char	   *method;
 	char	   *path;
+	bool		endpoint_allowed;	/* the batch owner may use the endpoint */
 } PgbStage;
 
 typedef struct PgbPipeline
@@ -336,8 +342,17 @@ typedef struct PgbExecutor
 	struct PgbHttpRequest *prepared;	/* requests to send once the claim
 										 * commits */
 	TimestampTz earliest_due;	/* soonest retry or resume it scheduled, or 0 */
+	TimestampTz slice_end;		/* stop starting items after this, or 0 */
+	bool		sliced;			/* items were left for the next claim */
 	PgbRunStats stats;
 } PgbExecutor;
+
+/*
+ * How long a background executor runs claimed items before it records them,
+ * commits and claims again (taking turns between owners): stages that take
+ * long leave the executor to the next owner's items between two of them.
+ */
+#define PGB_SLICE_MS	500
 
 /* Result of running one stage once. */
 typedef enum PgbStageResult
@@ -479,8 +494,11 @@ typedef struct PgbHttpRequest
 	int32		endpoint_id;
 	PgbCircuitChange circuit_change;	/* what its outcome did to the circuit */
 	bool		host_denied;	/* the SSRF guard refused a connection */
+	bool		cross_origin;	/* a redirect left the endpoint's origin */
 	char		denied_host[256];	/* ... to this host */
 	int			denied_port;
+	char		origin_host[256];	/* the endpoint's host and port */
+	int			origin_port;
 	TimestampTz started_at;
 	TimestampTz finished_at;
 	TimestampTz release_until;	/* PGB_HTTP_RELEASED: when to try again */
@@ -497,6 +515,9 @@ extern PgbHttpRequest *pgb_http_take_done(void);
 extern void pgb_http_request_free(PgbHttpRequest *req);
 extern void pgb_http_classify(PgbHttpRequest *req);
 extern void pgb_http_redact(PgbHttpRequest *req);
+
+/* the shortest word of a header value that pgb_http_redact masks */
+#define PGB_SECRET_MIN	4
 extern int	pgb_http_busy(void);
 extern int	pgb_http_endpoint_load(int endpoint_index);
 extern void pgb_http_reserve(PgbHttpRequest *req);

@@ -81,7 +81,10 @@ pgb_batch_info(HTAB *cache, MemoryContext cachecxt, int64 batch_id)
 								" (extract(epoch FROM s.backoff_base) * 1000)::float8,"
 								" s.backoff_factor,"
 								" (extract(epoch FROM s.backoff_max) * 1000)::float8,"
-								" s.jitter, s.endpoint_id, s.method, s.path"
+								" s.jitter, s.endpoint_id, s.method, s.path,"
+								" s.endpoint_id IS NULL OR coalesce(batch_internal.may_use("
+								"  pg_catalog.to_regrole(b.owner), 'endpoint', s.endpoint_id), false),"
+								" coalesce(batch_internal.stage_trusted(b.owner, s.func, s.func_pin), false)"
 								" FROM batch.batches b"
 								" JOIN batch.stages s ON s.pipeline_id = b.pipeline_id"
 								" WHERE b.id = $1 ORDER BY s.position",
@@ -127,7 +130,10 @@ pgb_batch_info(HTAB *cache, MemoryContext cachecxt, int64 batch_id)
 		stage->func = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
 		if (isnull)
 			stage->func = InvalidOid;
+		stage->func_trusted = DatumGetBool(SPI_getbinval(tup, desc, 17, &isnull));
 		stage->timeout_ms = (int) Min(double_col(tup, desc, 7), (double) INT_MAX);
+		if (stage->timeout_ms == 0)
+			stage->timeout_ms = pgb_stage_timeout_ms;
 		stage->policy.max_retries = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
 		stage->policy.backoff_base_ms = double_col(tup, desc, 9);
 		stage->policy.backoff_factor = double_col(tup, desc, 10);
@@ -138,6 +144,7 @@ pgb_batch_info(HTAB *cache, MemoryContext cachecxt, int64 batch_id)
 			stage->endpoint_id = DatumGetInt32(SPI_getbinval(tup, desc, 13, &isnull));
 			stage->method = SPI_getvalue(tup, desc, 14);
 			stage->path = SPI_getvalue(tup, desc, 15);
+			stage->endpoint_allowed = DatumGetBool(SPI_getbinval(tup, desc, 16, &isnull));
 		}
 	}
 	MemoryContextSwitchTo(oldcxt);

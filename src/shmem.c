@@ -393,6 +393,7 @@ pgb_slot_attach(int index, Oid dboid)
 	slot->started_at = GetCurrentTimestamp();
 	slot->in_flight = 0;
 	slot->requests = 0;
+	slot->busy_owner = InvalidOid;
 	LWLockRelease(pgb_shared->lock);
 	my_slot = index;
 	before_shmem_exit(release_slot, (Datum) 0);

@@ -20,6 +20,7 @@
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -73,6 +74,21 @@ stage_timeout_handler(void)
 }
 
 /*
+ * release_stage_locks
+ *		In a background executor, releases the session-level advisory locks
+ *		a stage took (a subtransaction's end does not release them): the
+ *		executor's session is nobody's, and a lock left in it would block
+ *		other sessions for as long as the executor lives.  In batch.run()
+ *		the session is the caller's, who holds its own locks there.
+ */
+static void
+release_stage_locks(void)
+{
+	if (IsBackgroundWorker)
+		LockReleaseSession(USER_LOCKMETHOD);
+}
+
+/*
  * pgb_sqlstate_name
  *		The condition name of a SQLSTATE ("serialization_failure"), or the
  *		five-character code itself for codes the server does not name.  The
@@ -118,9 +134,10 @@ pgb_sqlstate_is_transient(int sqlerrcode)
 
 /*
  * check_stage_callable
- *		Raises an error if the stage function is gone or the batch owner may
- *		not execute it.  Runs inside the stage's subtransaction, so the error
- *		becomes the item's (permanent) error.
+ *		Raises an error if the stage function is gone, the batch owner may
+ *		not execute it, or another role changed it since the pipeline was
+ *		created (see batch_internal.stage_trusted).  Runs inside the stage's
+ *		subtransaction, so the error becomes the item's (permanent) error.
  */
 static void
 check_stage_callable(PgbBatchInfo *batch, PgbStage *stage)
@@ -140,6 +157,14 @@ check_stage_callable(PgbBatchInfo *batch, PgbStage *stage)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("role \"%s\" may not execute the function of stage \"%s\"",
 						batch->owner_name, stage->name)));
+	if (!stage->func_trusted)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("the function of stage \"%s\" changed since its pipeline was created",
+						stage->name),
+				 errdetail("Its owner is neither role \"%s\" nor a superuser, so it runs only as approved.",
+						   batch->owner_name),
+				 errhint("An admin who has reviewed it approves it with batch.refresh_pipeline().")));
 }
 
 /*
@@ -286,6 +311,7 @@ pgb_run_sql_stage(PgbBatchInfo *batch, PgbStage *stage, PgbWorkItem *item,
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(callercxt);
 		CurrentResourceOwner = oldowner;
+		release_stage_locks();
 
 		/* a timer that fired after the function returned cancels nothing */
 		if (stage_timeout_fired)
@@ -310,6 +336,7 @@ pgb_run_sql_stage(PgbBatchInfo *batch, PgbStage *stage, PgbWorkItem *item,
 		MemoryContextSwitchTo(callercxt);
 		CurrentResourceOwner = oldowner;
 		SetUserIdAndSecContext(save_userid, save_sec_context);
+		release_stage_locks();
 		if (stage->call != NULL)
 			ResetExprContext(stage->call->econtext);
 

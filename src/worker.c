@@ -34,6 +34,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -277,6 +278,15 @@ pgb_prepare_http(PgbExecutor *ex, PgbBatchInfo *info, PgbStage *stage,
 							   &policy, false, "endpoint_unavailable", msg, now, now, 0);
 		return true;
 	}
+	if (!stage->endpoint_allowed)
+	{
+		pgb_record_stage_error(ex, rec, it->batch_id, it->id, stage->name, attempt,
+							   &policy, false, "insufficient_privilege",
+							   psprintf("role \"%s\" may not use endpoint \"%s\"",
+										info->owner_name, ep->name),
+							   now, now, 0);
+		return true;
+	}
 	if (ep->header_problem != NULL)
 	{
 		pgb_record_stage_error(ex, rec, it->batch_id, it->id, stage->name, attempt,
@@ -494,8 +504,14 @@ record_result(PgbExecutor *ex, PgbRecord *rec, PgbHttpRequest *req, bool cancell
 	path = path ? path + 3 + strcspn(path + 3, "/") : req->url;
 	if (code == NULL)
 	{
-		output = parse_response(req);
-		if (output == NULL)
+		/* stored text must be valid in the database's encoding, or no dump restores it */
+		if (req->resp_len > 0 && !pg_verifymbstr(req->resp, (int) req->resp_len, true))
+		{
+			code = "invalid_response";
+			message = psprintf("HTTP %ld from %s %s: the response body is not valid %s",
+							   req->status, req->method, path, GetDatabaseEncodingName());
+		}
+		else if ((output = parse_response(req)) == NULL)
 		{
 			code = "invalid_response";
 			message = psprintf("HTTP %ld from %s %s: the response body is not JSON",
@@ -791,62 +807,115 @@ pgb_session_http(PgbExecutor *ex, TimestampTz deadline)
 }
 
 /*
+ * owner_busy_elsewhere
+ *		True if another executor of this database runs stages of the role
+ *		now (read without the lock: a hint for taking turns, nothing more).
+ */
+static bool
+owner_busy_elsewhere(Oid owner)
+{
+	PgbWorkerSlot *mine = pgb_my_slot();
+	int			i;
+
+	if (!OidIsValid(owner))
+		return false;
+	for (i = 0; i < PGB_MAX_SLOTS; i++)
+	{
+		PgbWorkerSlot *slot = &pgb_shared->slots[i];
+
+		if (slot != mine && slot->in_use && slot->dboid == MyDatabaseId &&
+			slot->busy_owner == owner)
+			return true;
+	}
+	return false;
+}
+
+/*
  * claim_fair
- *		Claims up to 'limit' due items, taking turns among the batches that
- *		have waiting items so that a huge batch does not starve a small one,
- *		and executes them.  Returns how many were claimed; *more says whether
- *		some batch had more due items than its share.
+ *		Claims up to 'limit' due items and executes them, taking turns
+ *		between the owners of the batches that have waiting items (starting
+ *		after the owner this executor served last, and with the owners no
+ *		other executor is serving), then between each owner's batches, so
+ *		that neither a huge batch nor one team's slow stages starve the
+ *		others.  Stops starting items after its time slice (PGB_SLICE_MS).
+ *		Returns how many items it ran; *more says whether it should claim
+ *		again at once.
  */
 static int
 claim_fair(PgbExecutor *ex, int limit, bool *more)
 {
-	static int	turn = 0;
+	static Oid	last_owner = InvalidOid;
+	PgbWorkerSlot *mine = pgb_my_slot();
 	int64	   *batches;
+	Oid		   *owners;
 	int			nbatches;
 	int			claimed = 0;
 	int			per_batch;
-	int			i;
+	int			start = 0;
+	int			pass;
 	uint64		k;
 
 	if (active_plan == NULL)
-		active_plan = pgb_prepare("SELECT c.batch_id FROM batch.counters c"
-								  " GROUP BY c.batch_id"
+		active_plan = pgb_prepare("SELECT c.batch_id, b.owner::text FROM batch.counters c"
+								  " JOIN batch.batches b ON b.id = c.batch_id"
+								  " GROUP BY c.batch_id, b.owner"
 								  " HAVING sum(c.pending + c.retrying) > 0"
-								  " ORDER BY c.batch_id",
+								  " ORDER BY b.owner, c.batch_id",
 								  0, NULL);
 	if (pgb_execute(active_plan, NULL, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pgbatch: listing batches with waiting items failed");
 	nbatches = (int) SPI_processed;
 	batches = palloc(sizeof(int64) * Max(nbatches, 1));
+	owners = palloc(sizeof(Oid) * Max(nbatches, 1));
 	for (k = 0; k < SPI_processed; k++)
 	{
 		bool		isnull;
 
 		batches[k] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[k],
 												 SPI_tuptable->tupdesc, 1, &isnull));
+		owners[k] = get_role_oid(SPI_getvalue(SPI_tuptable->vals[k],
+											  SPI_tuptable->tupdesc, 2), true);
+		/* start with the first batch of the owner after the one served last */
+		if (start == 0 && k > 0 && owners[k - 1] == last_owner && owners[k] != last_owner)
+			start = (int) k;
 	}
 	SPI_freetuptable(SPI_tuptable);
 	*more = false;
 	if (nbatches == 0)
 		return 0;
 
+	ex->slice_end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PGB_SLICE_MS);
+	ex->sliced = false;
 	per_batch = Max((limit + nbatches - 1) / nbatches, 10);
-	turn = (turn + 1) % nbatches;
-	for (i = 0; i < nbatches && claimed < limit; i++)
+
+	/* first the owners no other executor serves, then the others */
+	for (pass = 0; pass < 2 && claimed < limit && !ex->sliced; pass++)
 	{
-		PgbClaimCursor cursor = {DT_NOBEGIN, 0};
-		PgbWorkItem *items;
-		int			n;
+		int			i;
 
-		int			want = Min(per_batch, limit - claimed);
+		for (i = 0; i < nbatches && claimed < limit && !ex->sliced; i++)
+		{
+			int			b = (start + i) % nbatches;
+			PgbClaimCursor cursor = {DT_NOBEGIN, 0};
+			PgbWorkItem *items;
+			int			want = Min(per_batch, limit - claimed);
+			int			n;
 
-		n = pgb_claim_locked(batches[(turn + i) % nbatches], InvalidOid, GetCurrentTimestamp(),
-							 want, &cursor, &items);
-		if (n > 0)
-			pgb_execute_claimed(ex, items, n);
-		if (n == want)
-			*more = true;
-		claimed += n;
+			if (owner_busy_elsewhere(owners[b]) != (pass == 1))
+				continue;
+			n = pgb_claim_locked(batches[b], InvalidOid, GetCurrentTimestamp(),
+								 want, &cursor, &items);
+			if (n > 0)
+			{
+				mine->busy_owner = owners[b];
+				pgb_execute_claimed(ex, items, n);
+				mine->busy_owner = InvalidOid;
+				last_owner = owners[b];
+			}
+			if (n == want || ex->sliced)
+				*more = true;
+			claimed += n;
+		}
 	}
 	return claimed;
 }
@@ -963,6 +1032,7 @@ run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 	if (present)
 	{
 		n_endpoints = -1;
+		pgb_my_slot()->busy_owner = InvalidOid; /* after an error, too */
 		pgb_executor_init(&ex, CurrentMemoryContext, true);
 		current = &ex;
 		ex.lease_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),

@@ -52,6 +52,32 @@ def jdump(obj):
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def escape_echo(body, headers, mode):
+    """The body with each echoed header value re-encoded as `mode` says:
+    "slash" JSON-escapes every "/" as "\\/", "unicode" writes every character
+    as \\uXXXX, "percent" percent-encodes every byte (all of them valid
+    JSON).  For tests of secret masking.  One pass, longest values first, so
+    that no value is re-encoded inside another's new form."""
+    coded = {}
+    for value in headers.values():
+        if not value:
+            continue
+        plain = json.dumps(value, ensure_ascii=False)[1:-1]
+        if mode == "slash":
+            new = plain.replace("/", "\\/")
+        elif mode == "unicode":
+            units = value.encode("utf-16-be")
+            new = "".join("\\u%02x%02x" % (units[i], units[i + 1])
+                          for i in range(0, len(units), 2))
+        else:
+            new = "".join("%%%02X" % b for b in value.encode())
+        coded[plain.encode()] = new.encode()
+    if not coded:
+        return body
+    pattern = re.compile(b"|".join(re.escape(k) for k in sorted(coded, key=len, reverse=True)))
+    return pattern.sub(lambda m: coded[m.group(0)], body)
+
+
 class BadRequest(Exception):
     def __init__(self, status, msg):
         super().__init__(msg)
@@ -100,7 +126,8 @@ class Fault:
                 if arg is None:
                     raise FaultSpecError("%s needs =NUMBER: %r" % (self.kind, text))
                 self.arg = int(arg)
-            elif self.kind in ("none", "hang", "reset", "close", "badjson", "partial"):
+            elif self.kind in ("none", "hang", "reset", "close", "badjson", "badencoding",
+                               "partial"):
                 if arg is not None:
                     raise FaultSpecError("%s takes no =value: %r" % (self.kind, text))
             else:
@@ -316,6 +343,7 @@ class Conn:
         self.writer = writer
         self.buf = bytearray()
         self.closed = False
+        self.echo = None  # (headers, mode) while answering ?echo_escape=
 
     # ---- low-level reading on our own buffer ----
 
@@ -387,7 +415,10 @@ class Conn:
                 if self.buf.strip():
                     raise BadRequest(400, "incomplete request")
                 return None
-        head = self.buf[:i].decode("latin-1")
+        try:
+            head = self.buf[:i].decode("utf-8")
+        except UnicodeDecodeError:
+            head = self.buf[:i].decode("latin-1")
         del self.buf[:i + 4]
         lines = head.split("\r\n")
         rl = lines[0].split(" ")
@@ -460,6 +491,8 @@ class Conn:
 
     async def send(self, status, body, keep, head_only=False, ctype="application/json",
                    extra=()):
+        if self.echo is not None:
+            body = escape_echo(body, *self.echo)
         data = self.head(status, len(body), keep, ctype, extra)
         self.writer.write(data if head_only else data + body)
         await self.writer.drain()
@@ -647,6 +680,7 @@ class Conn:
         """Produces the answer; returns (status, outcome, applied fault text)."""
         st = self.st
         req = None
+        self.echo = None
         if body:
             try:
                 req = json.loads(body)
@@ -694,6 +728,8 @@ class Conn:
             # what the client sent, secrets included: for tests of redaction
             extra.append(("X-Fake-Echo", "headers"))
             req = {"request": req, "headers": dict(headers)}
+            if query.get("echo_escape") in ("slash", "unicode", "percent"):
+                self.echo = (dict(headers), query["echo_escape"])
 
         if fault is None:
             return await self.normal(method, path, qs, req, key, n, keep, head_only, extra)
@@ -725,6 +761,10 @@ class Conn:
                 err["request"] = req
             await self.send(code, jdump(err), keep, head_only, extra=extra)
             return code, "fault", fault_text
+        if kind == "badencoding":
+            await self.send(200, b'{"ok": true, "text": "caf\xe9 \xff\xfe"}', keep, head_only,
+                            extra=extra)
+            return 200, "badencoding", fault_text
         if kind == "badjson":
             await self.send(200, b"<html>this is not JSON {\"ok\": tru", keep, head_only,
                             extra=extra)

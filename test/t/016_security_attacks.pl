@@ -27,15 +27,33 @@
 #  5. Endpoint slots.  Endpoints created, used and dropped over and over
 #     give their shared-memory slot back: pgbatch.max_endpoints (8) is not
 #     used up, and a new endpoint still works.
+#  6. Secrets in answers.  An API echoes the endpoint's headers JSON-escaped
+#     (\/), as \uXXXX, or percent-encoded, in a 200 and in a 400: no form of
+#     a key (of eight characters, or of four) is stored; a redirect to
+#     another origin is refused (redirect_refused) before the headers go
+#     there; a 2xx body that is not valid UTF-8 fails its item
+#     (invalid_response) and stores no output.
+#  7. A session-level advisory lock a stage takes in an executor is released
+#     when the stage ends.
 #
 # Node 2: pg_cron only, so no executor serves it and batch.run() sends HTTP
 # requests itself.
-#  6. An admin's batch.run() over a team's batch runs the team's stage as the
+#  8. An admin's batch.run() over a team's batch runs the team's stage as the
 #     team: a job that stage schedules belongs to the team, not the admin.
-#  7. The search_path trick: an operator's own jsonb_each_text() first in
+#  9. The search_path trick: an operator's own jsonb_each_text() first in
 #     search_path never runs while batch.run() reads the endpoints (with
 #     their headers) as the extension's owner, and the old batch._run() is
 #     gone.
+# 10. Another team's key: team_b cannot submit to an admin's pipeline built
+#     on team_a's endpoint until team_a grants it; once team_a revokes it,
+#     team_b's waiting item fails unsent (the API never sees it).
+# 11. A replaced stage function: team_a replaces the function of an admin's
+#     pipeline; team_b's item fails instead of running the new code as
+#     team_b, until an admin approves it (batch.refresh_pipeline).
+#
+# Node 3: one executor.
+# 12. Owners take turns: one team's slow stages do not hold the executor
+#     while another team's item waits.
 
 use strict;
 use warnings;
@@ -46,18 +64,21 @@ use PgBatchTest qw(new_node new_worker_node start_fake_api stop_fake_api fake_ap
   wait_for sql);
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 
 my $api = start_fake_api();
 
 # roles and a stage function that runs the SQL its payload carries, as the
 # batch's owner: the owner's own code, whatever it is
-my $SETUP = qq{
+my $CRON = q{
 CREATE EXTENSION pg_cron;
+GRANT USAGE ON SCHEMA cron TO pgbatch_operator;
+};
+my $SETUP = qq{
 CREATE EXTENSION pgbatch;
 CREATE ROLE team_a LOGIN IN ROLE pgbatch_operator;
 CREATE ROLE team_b LOGIN IN ROLE pgbatch_operator;
 CREATE ROLE boss LOGIN IN ROLE pgbatch_admin;
-GRANT USAGE ON SCHEMA cron TO pgbatch_operator;
 CREATE SCHEMA app;
 GRANT USAGE ON SCHEMA app TO PUBLIC;
 CREATE FUNCTION app.act(p jsonb, o jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
@@ -107,7 +128,7 @@ my $node = new_worker_node('attacks',
 	"shared_preload_libraries = 'pgbatch,pg_cron'\n"
 	  . "cron.database_name = 'postgres'\n"
 	  . "pgbatch.max_endpoints = 8\n");
-sql($SETUP);
+sql($SETUP . $CRON);
 
 # 1. identity inside an executor
 as($node, 'team_a', q{
@@ -214,10 +235,11 @@ for my $internal (
 	q{SELECT batch_internal.submit('postgres', 'act', '[{}]', 'forged')},
 	q{SELECT batch_internal.query_rows('postgres', 'SELECT 1')},
 	q{SELECT batch_internal.cron_schedule('postgres', 'x', '* * * * *', 'SELECT 1')},
-	q{SELECT * FROM batch._run(NULL, NULL, NULL)})
+	q{SELECT * FROM batch._run(NULL, NULL, NULL)},
+	qq{SELECT batch._run_schedule($sid)})
 {
-	($rc, $out, $err) = as($node, 'team_a', $internal);
-	like($err, qr/permission denied for schema batch_internal|function batch\._run.* does not exist/,
+	($rc, $out, $err) = as($node, 'team_b', $internal);
+	like($err, qr/permission denied for schema batch_internal|function batch\._run(_schedule)?\(.* does not exist/,
 		"an operator cannot call the implementation behind the API: $internal");
 }
 is(sql(q{SELECT headers ->> 'Authorization' FROM batch.endpoints WHERE name = 'api'}),
@@ -270,14 +292,71 @@ finished($node, 'a_late');
 like(item('a_late'), qr/^completed:/,
 	'... and a new endpoint still gets a slot of pgbatch.max_endpoints (8)');
 
+# 6. secrets in answers
+my $api2 = start_fake_api();
+# X-Api-Key: k3y/Sec+rét9"\~ (with characters that JSON escapes)
+sql(qq{
+SELECT batch.create_endpoint('echo', '$api->{url}', follow_redirects => true,
+	headers => jsonb_build_object('X-Api-Key', convert_from('\\x6b33792f5365632b72c3a97439225c7e', 'UTF8'),
+		'Authorization', 'Bearer abcd'));
+SELECT batch.create_pipeline('echo_' || m, jsonb_build_array(jsonb_build_object('name', 'call',
+	'http', jsonb_build_object('endpoint', 'echo', 'path', '/v1/echo?echo_headers=1&echo_escape=' || m))),
+	retry => '{"max_retries": 0}')
+FROM unnest(ARRAY['slash', 'unicode', 'percent']) m;
+SELECT batch.create_pipeline('echo_away', jsonb_build_array(jsonb_build_object('name', 'call',
+	'http', jsonb_build_object('endpoint', 'echo', 'path', '/redirect?to=$api2->{url}/stolen'))),
+	retry => '{"max_retries": 0}');
+SELECT batch.create_pipeline('echo_utf8', '[{"name": "call", "http": {"endpoint": "echo", "path": "/v1/x"}}]',
+	retry => '{"max_retries": 0}');
+});
+as($node, 'team_a', q{
+SELECT batch.submit('echo_' || m, '[{"n": 1}, {"n": 2, "fault": "400"}]', name => 'a_echo_' || m)
+FROM unnest(ARRAY['slash', 'unicode', 'percent']) m;
+SELECT batch.submit('echo_away', '[{"n": 1}]', name => 'a_away');
+SELECT batch.submit('echo_utf8', '[{"n": 1, "fault": "badencoding"}]', name => 'a_utf8');
+});
+finished($node, 'a_echo_slash', 'a_echo_unicode', 'a_echo_percent', 'a_away', 'a_utf8');
+is(sql(q{SELECT string_agg(i.status || ':' || coalesce(i.error_code, ''), ' ' ORDER BY b.name, i.id)
+	FROM batch.items i JOIN batch.batches b ON b.id = i.batch_id WHERE b.name LIKE 'a_echo_%'}),
+	'completed: failed:http_400 completed: failed:http_400 completed: failed:http_400',
+	'the API echoed the headers in three encodings, in a 200 and in a 400');
+my $echoed = sql(q{SELECT string_agg(o.output::text, E'\n') FROM batch.outputs o
+	JOIN batch.items i ON i.id = o.item_id JOIN batch.batches b ON b.id = i.batch_id
+	WHERE b.name LIKE 'a_echo_%'})
+  . "\n" . sql(q{SELECT string_agg(a.response_body, E'\n') FROM batch.attempts a
+	JOIN batch.batches b ON b.id = a.batch_id WHERE b.name LIKE 'a_echo_%'});
+like($echoed, qr/x-api-key/, 'the stored answers hold the echoed headers');
+for my $form ('k3y', 'r\x{e9}t9', 'r\\u00e9t9', '\\u006b\\u0033', '%6B%33%79', 'abcd', '\\u0061\\u0062', '%61%62')
+{
+	my $re = $form;
+	utf8::encode($re);
+	unlike($echoed, qr/\Q$re\E/, "no trace of the keys is stored: $form");
+}
+like($echoed, qr/Bearer \*{4}/, 'the scheme of the Authorization header stays, its 4-character key is masked');
+is(item('a_away'), 'failed:redirect_refused',
+	"a redirect to another origin is refused, the endpoint's headers being secrets");
+is(fake_api_json($api2, '/_stats')->{total}, 0, '... and the other origin never got a request');
+is(item('a_utf8'), 'failed:invalid_response', 'a 200 whose body is not valid UTF-8 fails its item');
+is(sql(q{SELECT count(*) FROM batch.outputs o JOIN batch.items i ON i.id = o.item_id
+	JOIN batch.batches b ON b.id = i.batch_id WHERE b.name = 'a_utf8'}), '0', '... and stores no output');
+stop_fake_api($api2);
+
+# 7. session-level advisory locks of a stage
+as($node, 'team_a', q{
+SELECT batch.submit('act', '[{"sql": "SELECT pg_advisory_lock(4711)::text"}]', name => 'a_lock');
+});
+finished($node, 'a_lock');
+is(item('a_lock'), 'completed:', 'a stage takes a session-level advisory lock in an executor');
+is(sql(q{SELECT pg_try_advisory_lock(4711)}), 't', '... which is released when the stage ends');
+
 $node->stop;
 
 # node 2: no executors, so batch.run() sends HTTP requests itself
 my $solo = new_node('attacks_solo',
 	"shared_preload_libraries = 'pg_cron'\ncron.database_name = 'postgres'\n");
-sql($SETUP);
+sql($SETUP . $CRON);
 
-# 6. an admin's batch.run() runs the team's stage as the team
+# 8. an admin's batch.run() runs the team's stage as the team
 as($solo, 'team_a', q{
 SELECT batch.submit('act', $$[{"sql": "SELECT batch.schedule_run('0 0 1 1 *')::text"}]$$, name => 'a_run');
 });
@@ -286,7 +365,7 @@ is($out, '1', "an admin runs a team's batch in its session");
 is(sql(q{SELECT string_agg(username, ',') FROM cron.job WHERE jobname = 'pgbatch_run'}), 'team_a',
 	"... and the job the team's stage schedules belongs to the team, not the admin");
 
-# 7. the search_path trick
+# 9. the search_path trick
 sql(q{
 GRANT CREATE ON DATABASE postgres TO team_a;
 });
@@ -317,6 +396,66 @@ is($out, '1', "batch.run() with the operator's own schema first in search_path s
 is(sql(q{SELECT count(*) FROM evil.seen}), '0',
 	"... and the operator's jsonb_each_text() never ran");
 
-stop_fake_api($api);
+# 10. another team's key
+as($solo, 'team_a', qq{SELECT batch.create_endpoint('a_key', '$api->{url}',
+	headers => '{"Authorization": "Bearer sk-team-a-999"}')});
+sql(q{SELECT batch.create_pipeline('on_a_key', '[{"name": "call", "http": {"endpoint": "a_key", "path": "/v1/a_key"}}]',
+	retry => '{"max_retries": 0}')});
+($rc, $out, $err) = as($solo, 'team_b', q{SELECT batch.submit('on_a_key', '[{"n": 1}]', name => 'b_key')});
+like($err, qr/role "team_b" may not use endpoint "a_key"/,
+	"team_b cannot submit to a pipeline on team_a's endpoint");
+as($solo, 'team_a', q{SELECT batch.grant_endpoint('a_key', 'team_b')});
+($rc, $out, $err) = as($solo, 'team_b', q{SELECT batch.submit('on_a_key', '[{"n": 1}]', name => 'b_key')});
+is($rc, 0, '... until team_a grants it');
+as($solo, 'team_a', q{SELECT batch.revoke_endpoint('a_key', 'team_b')});
+($rc, $out, $err) = as($solo, 'team_b', q{SELECT items_failed FROM batch.run('b_key')});
+is(item('b_key'), 'failed:insufficient_privilege', '... and once revoked, its waiting item fails');
+$requests = fake_api_json($api, '/_stats/requests?since=0&limit=100000')->{requests};
+is(scalar(grep { $_->{path} eq '/v1/a_key' } @$requests), 0, '... unsent');
+
+# 11. a replaced stage function
+sql(q{
+GRANT CREATE ON SCHEMA app TO team_a;
+SET ROLE team_a;
+CREATE FUNCTION app.a_fn(p jsonb, o jsonb) RETURNS jsonb LANGUAGE sql
+AS $$ SELECT jsonb_build_object('r', 'version 1 as ' || current_user) $$;
+RESET ROLE;
+SELECT batch.create_pipeline('a_fn', '[{"name": "f", "sql": "app.a_fn"}]', retry => '{"max_retries": 0}');
+});
+as($solo, 'team_a', q{
+CREATE OR REPLACE FUNCTION app.a_fn(p jsonb, o jsonb) RETURNS jsonb LANGUAGE sql
+AS $$ SELECT jsonb_build_object('r', 'version 2 as ' || current_user) $$;
+});
+as($solo, 'team_b', q{SELECT batch.submit('a_fn', '[{"n": 1}]', name => 'b_fn'); SELECT batch.run('b_fn')});
+is(item('b_fn'), 'failed:insufficient_privilege',
+	"team_a's replaced function does not run as team_b");
+sql(q{SELECT batch.refresh_pipeline('a_fn')});
+as($solo, 'team_b', q{SELECT batch.retry_failed('b_fn'); SELECT batch.run('b_fn')});
+is(sql(q{SELECT o.output ->> 'r' FROM batch.outputs o JOIN batch.items i ON i.id = o.item_id
+	JOIN batch.batches b ON b.id = i.batch_id WHERE b.name = 'b_fn'}), 'version 2 as team_b',
+	'... until an admin approves it');
+
 $solo->stop;
+
+# node 3: one executor
+# 12. Owners take turns: team_a's three slow items (a second each) do not
+#     hold the only executor while team_b's item waits; it runs before
+#     team_a's last one starts.
+my $one = new_worker_node('attacks_one', "pgbatch.workers = 1\n");
+sql($SETUP);
+as($one, 'team_a', q{
+SELECT batch.submit('act', '[{"sql": "SELECT pg_sleep(1)::text"}, {"sql": "SELECT pg_sleep(1)::text"},
+	{"sql": "SELECT pg_sleep(1)::text"}]', name => 'a_slow');
+});
+usleep(300_000);
+as($one, 'team_b', q{SELECT batch.submit('act', '[{"sql": "SELECT 1"}]', name => 'b_quick')});
+finished($one, 'a_slow', 'b_quick');
+is(sql(q{SELECT (SELECT min(a.started_at) FROM batch.attempts a JOIN batch.batches b ON b.id = a.batch_id
+		WHERE b.name = 'b_quick')
+	< (SELECT max(a.started_at) FROM batch.attempts a JOIN batch.batches b ON b.id = a.batch_id
+		WHERE b.name = 'a_slow')}), 't',
+	"team_b's item ran between team_a's slow ones, not after all of them");
+
+stop_fake_api($api);
+$one->stop;
 done_testing();
