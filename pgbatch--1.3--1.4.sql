@@ -233,16 +233,25 @@ COMMENT ON COLUMN batch.usage_grants.granted_at IS 'when';
  * no) for a role or object that does not exist.
  */
 CREATE FUNCTION batch_internal.may_use(role regrole, kind text, id integer) RETURNS boolean
-	LANGUAGE sql STABLE STRICT SECURITY DEFINER
+	LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT batch_internal.can_act(role, o.created_by)
+DECLARE
+	creator name;
+BEGIN
+	IF kind = 'endpoint' THEN
+		SELECT e.created_by INTO creator FROM batch.endpoints e WHERE e.id = may_use.id;
+	ELSE
+		SELECT p.created_by INTO creator FROM batch.pipelines p WHERE p.id = may_use.id;
+	END IF;
+	IF NOT FOUND THEN
+		RETURN NULL;
+	END IF;
+	RETURN batch_internal.can_act(role, creator)
 		OR EXISTS (SELECT FROM batch.usage_grants g
-				   WHERE g.object_kind = kind AND g.object_id = id
-					 AND batch_internal.is_member(role, g.grantee))
-	FROM (SELECT e.created_by FROM batch.endpoints e WHERE kind = 'endpoint' AND e.id = may_use.id
-		  UNION ALL
-		  SELECT p.created_by FROM batch.pipelines p WHERE kind = 'pipeline' AND p.id = may_use.id) o
+				   WHERE g.object_kind = kind AND g.object_id = may_use.id
+					 AND batch_internal.is_member(role, g.grantee));
+END
 $$;
 
 -- Raises an error unless the role may use the pipeline and every endpoint of it.
@@ -370,13 +379,15 @@ COMMENT ON COLUMN batch.stages.func_pin IS
 
 -- A fingerprint of a function's definition, owner and settings.
 CREATE FUNCTION batch_internal.function_pin(fn regprocedure) RETURNS text
-	LANGUAGE sql STABLE STRICT SECURITY DEFINER
+	LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT md5(concat_ws(E'\x1f', p.proowner::text, p.prolang::text, p.prosecdef::text,
-						 p.proleakproof::text, p.provolatile::text, p.proconfig::text,
-						 p.probin, p.prosrc, p.prosqlbody::text))
-	FROM pg_proc p WHERE p.oid = fn
+BEGIN
+	RETURN (SELECT md5(concat_ws(E'\x1f', p.proowner::text, p.prolang::text, p.prosecdef::text,
+								 p.proleakproof::text, p.provolatile::text, p.proconfig::text,
+								 p.probin, p.prosrc, p.prosqlbody::text))
+			FROM pg_proc p WHERE p.oid = fn);
+END
 $$;
 
 /*
@@ -388,14 +399,16 @@ $$;
  */
 CREATE FUNCTION batch_internal.stage_trusted(owner name, fn regprocedure, pin text)
 	RETURNS boolean
-	LANGUAGE sql STABLE SECURITY DEFINER
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT fn IS NULL
+BEGIN
+	RETURN fn IS NULL
 		OR NOT EXISTS (SELECT FROM pg_proc p WHERE p.oid = fn)
 		OR EXISTS (SELECT FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner
 				   WHERE p.oid = fn AND (r.rolname = owner OR r.rolsuper))
-		OR batch_internal.function_pin(fn) = pin
+		OR batch_internal.function_pin(fn) = pin;
+END
 $$;
 
 UPDATE batch.stages s SET func_pin = batch_internal.function_pin(s.func) WHERE s.func IS NOT NULL;

@@ -84,7 +84,8 @@ pgb_batch_info(HTAB *cache, MemoryContext cachecxt, int64 batch_id)
 								" s.jitter, s.endpoint_id, s.method, s.path,"
 								" s.endpoint_id IS NULL OR coalesce(batch_internal.may_use("
 								"  pg_catalog.to_regrole(b.owner), 'endpoint', s.endpoint_id), false),"
-								" coalesce(batch_internal.stage_trusted(b.owner, s.func, s.func_pin), false)"
+								" s.func IS NULL OR coalesce(batch_internal.stage_trusted("
+								"  b.owner, s.func, s.func_pin), false)"
 								" FROM batch.batches b"
 								" JOIN batch.stages s ON s.pipeline_id = b.pipeline_id"
 								" WHERE b.id = $1 ORDER BY s.position",

@@ -848,6 +848,7 @@ claim_fair(PgbExecutor *ex, int limit, bool *more)
 	PgbWorkerSlot *mine = pgb_my_slot();
 	int64	   *batches;
 	Oid		   *owners;
+	bool	   *busy;
 	int			nbatches;
 	int			claimed = 0;
 	int			per_batch;
@@ -867,6 +868,7 @@ claim_fair(PgbExecutor *ex, int limit, bool *more)
 	nbatches = (int) SPI_processed;
 	batches = palloc(sizeof(int64) * Max(nbatches, 1));
 	owners = palloc(sizeof(Oid) * Max(nbatches, 1));
+	busy = palloc(sizeof(bool) * Max(nbatches, 1));
 	for (k = 0; k < SPI_processed; k++)
 	{
 		bool		isnull;
@@ -875,6 +877,7 @@ claim_fair(PgbExecutor *ex, int limit, bool *more)
 												 SPI_tuptable->tupdesc, 1, &isnull));
 		owners[k] = get_role_oid(SPI_getvalue(SPI_tuptable->vals[k],
 											  SPI_tuptable->tupdesc, 2), true);
+		busy[k] = owner_busy_elsewhere(owners[k]);
 		/* start with the first batch of the owner after the one served last */
 		if (start == 0 && k > 0 && owners[k - 1] == last_owner && owners[k] != last_owner)
 			start = (int) k;
@@ -901,7 +904,7 @@ claim_fair(PgbExecutor *ex, int limit, bool *more)
 			int			want = Min(per_batch, limit - claimed);
 			int			n;
 
-			if (owner_busy_elsewhere(owners[b]) != (pass == 1))
+			if (busy[b] != (pass == 1))
 				continue;
 			n = pgb_claim_locked(batches[b], InvalidOid, GetCurrentTimestamp(),
 								 want, &cursor, &items);
