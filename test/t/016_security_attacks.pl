@@ -51,6 +51,9 @@
 #     pipeline; team_b's item fails instead of running the new code as
 #     team_b, until an admin approves it (batch.refresh_pipeline).
 #
+# (Terminal injection through the pgbatch command is attacked in
+# 011_cli.pl, section 6, next to the command's other tests.)
+#
 # Node 3: one executor.
 # 12. Owners take turns: one team's slow stages do not hold the executor
 #     while another team's item waits.
