@@ -27,6 +27,11 @@ DATA = pgbatch--1.0.sql pgbatch--1.0--1.1.sql pgbatch--1.1--1.2.sql pgbatch--1.2
 PGFILEDESC = "pgbatch - durable batches of staged work"
 SHLIB_LINK += -lcurl
 
+# the version this library is built for: the control file's, in one place
+PGB_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(dir $(lastword $(MAKEFILE_LIST)))pgbatch.control)
+PG_CPPFLAGS += -DPGB_VERSION='"$(PGB_VERSION)"'
+
+
 REGRESS = setup pipeline submit run retry requeue views roles endpoints security limits maintenance operators upgrade
 
 TAP_TESTS = 1
@@ -47,8 +52,8 @@ src/errnames.h: $(ERRCODES_H) src/gen_errnames.awk
 
 src/stage_sql.o: src/errnames.h
 
-# every object depends on the shared header
-$(OBJS): src/pgbatch.h
+# every object depends on the shared header (and the version it is built for)
+$(OBJS): src/pgbatch.h pgbatch.control
 
 # the operators' command-line tool (cli/): built, installed and cleaned with
 # the extension

@@ -24,7 +24,7 @@
 
 #include "pgbatch_cli.h"
 
-#define PGBCLI_VERSION "1.3"
+#define PGBCLI_VERSION PGB_VERSION
 
 /* options of the commands, as bits: which command accepts which */
 #define CMDOPT_CODES			0x01

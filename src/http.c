@@ -432,7 +432,7 @@ start_transfer(PgbHttpRequest *req)
 						   &req->origin_port);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_callback);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, req);
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, "pgbatch/1.2");
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "pgbatch/" PGB_VERSION);
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	req->errbuf[0] = '\0';
 	req->started_at = GetCurrentTimestamp();

@@ -22,6 +22,7 @@
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
@@ -70,6 +71,9 @@ static PgbHttpRequest *results = NULL;
 
 /* this executor has seen the extension in its database */
 static bool found_extension = false;
+
+/* ... at the version this library is built for (PGB_VERSION) */
+static bool schema_current = false;
 
 /* the executor state of the transaction in progress (its prepared requests) */
 static PgbExecutor *current = NULL;
@@ -986,6 +990,37 @@ executor_cleanup(int code, Datum arg)
 	curl_global_cleanup();
 }
 
+/*
+ * check_schema_version
+ *		True if the database's pgbatch is at the version this library is
+ *		built for.  If not (the library was updated and ALTER EXTENSION
+ *		pgbatch UPDATE has not run yet), the executors stay idle instead of
+ *		failing on objects they do not know, and executor 0 says so once.
+ *		Once current, a version stays current (there is no downgrade).
+ */
+static bool
+check_schema_version(void)
+{
+	static bool warned = false;
+	char	   *version = NULL;
+
+	if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pgbatch'",
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pgbatch: reading the extension's version failed");
+	if (SPI_processed == 1)
+		version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	SPI_freetuptable(SPI_tuptable);
+	if (version != NULL && strcmp(version, PGB_VERSION) == 0)
+		return true;
+	if (!warned && pgb_my_slot()->worker == 0)
+		ereport(LOG,
+				(errmsg("pgbatch in database \"%s\" is at version %s, older than its library (%s): its executors stay idle",
+						get_database_name(MyDatabaseId), version ? version : "?", PGB_VERSION),
+				 errhint("Run ALTER EXTENSION pgbatch UPDATE in that database.")));
+	warned = true;
+	return false;
+}
+
 /* What one loop of the executor asks of its transaction. */
 typedef struct IterationPlan
 {
@@ -1005,6 +1040,7 @@ run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 {
 	PgbExecutor ex;
 	bool		present;
+	bool		working;		/* present, and at this library's version */
 
 	*more = false;
 	*next_due = 0;
@@ -1015,6 +1051,8 @@ run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 	pgstat_report_activity(STATE_RUNNING, "pgbatch executor: recording and claiming");
 
 	present = OidIsValid(get_extension_oid("pgbatch", true));
+	if (present && !schema_current)
+		schema_current = check_schema_version();
 	if (present && !found_extension)
 	{
 		PgbDbFlags *f;
@@ -1032,7 +1070,8 @@ run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 			SetLatch(pgb_shared->launcher_latch);
 		found_extension = true;
 	}
-	if (present)
+	working = present && schema_current;
+	if (working)
 	{
 		n_endpoints = -1;
 		pgb_my_slot()->busy_owner = InvalidOid; /* after an error, too */
@@ -1068,7 +1107,7 @@ run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 	current = NULL;
 	free_list(results);
 	results = NULL;
-	if (present)
+	if (working)
 	{
 		PgbHttpRequest *req = ex.prepared;
 
