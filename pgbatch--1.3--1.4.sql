@@ -1773,6 +1773,29 @@ CREATE OR REPLACE FUNCTION batch._batch_id(batch text) RETURNS bigint
 ALTER FUNCTION batch._count_items() SET search_path = pg_catalog, pg_temp;
 
 /* ------------------------------------------------------------------------
+ * Backups that restore
+ * ------------------------------------------------------------------------ */
+
+-- the identity sequences go into a dump with the tables they number, so
+-- that a restored database goes on with new ids
+SELECT pg_catalog.pg_extension_config_dump('batch.pipelines_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('batch.items_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('batch.attempts_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('batch.events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('batch.endpoints_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('batch.schedules_id_seq', '');
+
+/*
+ * The counters are derived from the items: restoring the items rebuilds
+ * them (the counting trigger fires on the restore's COPY), so a dump leaves
+ * them out; dumped too, a restore would count every item twice.  Dropping
+ * the table from the extension and adding it back takes it off the list of
+ * configuration tables.
+ */
+ALTER EXTENSION pgbatch DROP TABLE batch.counters;
+ALTER EXTENSION pgbatch ADD TABLE batch.counters;
+
+/* ------------------------------------------------------------------------
  * Privileges: reading through row-level security, writing through the API
  * ------------------------------------------------------------------------ */
 

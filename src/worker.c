@@ -36,6 +36,7 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -1021,6 +1022,51 @@ check_schema_version(void)
 	return false;
 }
 
+/*
+ * restore_in_progress
+ *		True while a pg_restore session is connected to this database: its
+ *		data is loading, table by table, and items may be there before
+ *		their attempts, outputs or sequences are.  The executors take no
+ *		work until it has gone (executor 0 says so once per restore), and
+ *		then resume the restored batches: items restored as running are
+ *		taken back like those of any executor that is gone.  Looked up at
+ *		most once a second (it copies every backend's status).
+ */
+static bool
+restore_in_progress(void)
+{
+	static bool said = false;
+	static bool restoring = false;
+	static TimestampTz checked_at = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	int			n;
+	int			i;
+
+	if (checked_at != 0 && !TimestampDifferenceExceeds(checked_at, now, 1000))
+		return restoring;
+	checked_at = now;
+	restoring = false;
+	n = pgstat_fetch_stat_numbackends();
+	for (i = 1; i <= n; i++)
+	{
+		PgBackendStatus *be = &pgstat_fetch_stat_local_beentry(i)->backendStatus;
+
+		if (be->st_databaseid == MyDatabaseId && be->st_procpid != MyProcPid &&
+			strcmp(be->st_appname, "pg_restore") == 0)
+		{
+			if (!said && pgb_my_slot()->worker == 0)
+				ereport(LOG,
+						(errmsg("pgbatch: pg_restore is loading database \"%s\": its executors wait for it to finish",
+								get_database_name(MyDatabaseId))));
+			said = true;
+			restoring = true;
+			return true;
+		}
+	}
+	said = false;
+	return false;
+}
+
 /* What one loop of the executor asks of its transaction. */
 typedef struct IterationPlan
 {
@@ -1041,6 +1087,7 @@ run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 	PgbExecutor ex;
 	bool		present;
 	bool		working;		/* present, and at this library's version */
+	bool		restoring;
 
 	*more = false;
 	*next_due = 0;
@@ -1080,9 +1127,10 @@ run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 		ex.lease_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 (int64) pgb_lease_duration_s * 1000);
 		record_results(&ex);
-		if (plan->reclaim)
+		restoring = restore_in_progress();
+		if (plan->reclaim && !restoring)
 			pgb_reclaim(GetUserId());
-		if (plan->claim_limit > 0)
+		if (plan->claim_limit > 0 && !restoring)
 		{
 			(void) claim_fair(&ex, plan->claim_limit, more);
 			/* items deferred for a busy endpoint wait for its requests to end */
