@@ -1773,6 +1773,96 @@ CREATE OR REPLACE FUNCTION batch._batch_id(batch text) RETURNS bigint
 ALTER FUNCTION batch._count_items() SET search_path = pg_catalog, pg_temp;
 
 /* ------------------------------------------------------------------------
+ * What \df+ and \d+ say: every public function and relation explained
+ * ------------------------------------------------------------------------ */
+
+COMMENT ON FUNCTION batch.create_pipeline(text, jsonb, jsonb, text[]) IS
+	'creates a pipeline: ordered SQL and HTTP stages, a retry policy, required item keys; returns its id (admins)';
+COMMENT ON FUNCTION batch.drop_pipeline(text) IS
+	'drops a pipeline no batch uses (admins)';
+COMMENT ON FUNCTION batch.set_stage_cost(text, text, text, numeric) IS
+	'says where a stage''s output reports its token usage, and the price per 1,000 tokens (admins)';
+COMMENT ON FUNCTION batch.submit(text, jsonb, text) IS
+	'submits a JSON array of items as a new batch of the pipeline, owned by the caller; returns the batch id';
+COMMENT ON FUNCTION batch.add_items(bigint, jsonb) IS
+	'adds a JSON array of items to a batch; returns how many were inserted';
+COMMENT ON FUNCTION batch.add_items(text, jsonb) IS
+	'adds a JSON array of items to a batch (by name); returns how many were inserted';
+COMMENT ON FUNCTION batch.run(bigint, bigint, float8) IS
+	'runs a batch''s due work in this session, within limits; returns what it did and when the next item is due';
+COMMENT ON FUNCTION batch.run(text, bigint, float8) IS
+	'runs the due work of a batch (by name), or of every batch the caller may act on, in this session';
+COMMENT ON FUNCTION batch.retry_failed(bigint, integer, float8, text[], text) IS
+	're-queues the failed items of a batch at the stage where they failed, outputs kept; under the batch''s advisory lock';
+COMMENT ON FUNCTION batch.retry_failed(text, integer, float8, text[], text) IS
+	're-queues the failed items of a batch (by name) at the stage where they failed, outputs kept';
+COMMENT ON FUNCTION batch.retry_item(bigint) IS
+	're-queues one failed item at its stage; true if it was';
+COMMENT ON FUNCTION batch.update_item(bigint, jsonb) IS
+	'replaces the payload of a pending, failed or cancelled item (validated)';
+COMMENT ON FUNCTION batch.cancel(bigint) IS
+	'cancels a batch: its waiting items become cancelled; returns how many';
+COMMENT ON FUNCTION batch.cancel(text) IS
+	'cancels a batch (by name): its waiting items become cancelled; returns how many';
+COMMENT ON FUNCTION batch.set_owner(text, name) IS
+	'gives a batch (by name) to a role the caller is a member of; its stages then run as that role';
+COMMENT ON FUNCTION batch.set_owner(bigint, name) IS
+	'gives a batch to a role the caller is a member of; its stages then run as that role';
+COMMENT ON FUNCTION batch.rerun_stage(bigint, text) IS
+	're-queues a batch''s items from a stage on, dropping that stage''s and later outputs; earlier outputs kept';
+COMMENT ON FUNCTION batch.rerun_stage(text, text) IS
+	're-queues a batch''s (by name) items from a stage on, dropping that stage''s and later outputs';
+COMMENT ON FUNCTION batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean) IS
+	'creates an HTTP endpoint: base URL, secret headers, concurrency, rate limit, timeout; returns its id';
+COMMENT ON FUNCTION batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean) IS
+	'changes the settings given (NULL keeps one) of an endpoint of the caller''s role; headers are replaced, never read';
+COMMENT ON FUNCTION batch.drop_endpoint(text) IS
+	'drops an endpoint no pipeline uses, freeing its shared-memory slot';
+COMMENT ON FUNCTION batch.schedule_retry(text, text) IS
+	'retries a batch''s failed items on a cron schedule: a pg_cron job of the caller; returns the job id';
+COMMENT ON FUNCTION batch.schedule_retry(bigint, text) IS
+	'retries a batch''s failed items on a cron schedule: a pg_cron job of the caller; returns the job id';
+COMMENT ON FUNCTION batch.unschedule_retry(text) IS
+	'removes the scheduled retries of a batch; returns how many jobs went';
+COMMENT ON FUNCTION batch.unschedule_retry(bigint) IS
+	'removes the scheduled retries of a batch; returns how many jobs went';
+COMMENT ON FUNCTION batch.schedule_run(text, float8) IS
+	'runs batch.run() on a cron schedule as the caller (for databases without executors); returns the job id';
+COMMENT ON FUNCTION batch.unschedule_run() IS
+	'removes the caller''s scheduled runs; returns how many jobs went';
+COMMENT ON FUNCTION batch.schedule_submit(text, text, text, text) IS
+	'submits the rows of the caller''s query as a new batch on a cron schedule; returns the job id';
+COMMENT ON FUNCTION batch.unschedule_submit(text) IS
+	'removes a scheduled submission and its job; returns how many jobs went';
+COMMENT ON FUNCTION batch.run_schedule(integer) IS
+	'one run of a scheduled submission (what its job calls), as its owner only; returns the new batch id or NULL';
+COMMENT ON FUNCTION batch.schedule_maintenance(text) IS
+	'runs batch.maintenance() on a cron schedule as the calling admin; returns the job id';
+COMMENT ON FUNCTION batch.unschedule_maintenance() IS
+	'removes the maintenance job; returns how many jobs went (admins)';
+COMMENT ON PROCEDURE batch.maintenance(float8, integer) IS
+	'takes back orphaned items, purges history past pgbatch.retention, keeps counters honest; commits as it goes (admins)';
+
+COMMENT ON TABLE batch.pipelines IS 'pipelines: ordered stages and the retry policy they share';
+COMMENT ON TABLE batch.stages IS 'the stages of each pipeline, with their resolved retry policy';
+COMMENT ON TABLE batch.batches IS 'batches: one run of a pipeline over a set of items, owned by a role';
+COMMENT ON TABLE batch.items IS 'items: one JSON payload each, with its stage, state, attempts and last error';
+COMMENT ON TABLE batch.outputs IS 'the output of every stage an item completed';
+COMMENT ON TABLE batch.attempts IS 'every attempt of every stage of every item';
+COMMENT ON TABLE batch.events IS 'what happened to batches and endpoints besides attempts, and who did it';
+COMMENT ON TABLE batch.counters IS 'items by state per batch, kept by a trigger per backend (shard); not dumped: a restore rebuilds it';
+COMMENT ON TABLE batch.endpoints IS 'HTTP endpoints: base URL, secret headers (admins read them) and limits';
+COMMENT ON TABLE batch.schedules IS 'scheduled submissions: a query whose rows become a batch on a cron schedule';
+COMMENT ON VIEW batch.progress IS 'per batch: status and items by state, from the counters (constant time)';
+COMMENT ON VIEW batch.errors IS 'failed items per batch, stage and error code, with a sample message';
+COMMENT ON VIEW batch.log IS 'every attempt and batch event, as log lines';
+COMMENT ON VIEW batch.review_queue IS 'the failed items, with their payload and last error';
+COMMENT ON VIEW batch.endpoint_status IS 'per endpoint: settings and the live state shared by the executors';
+COMMENT ON VIEW batch.workers IS 'the running executors of this database';
+COMMENT ON VIEW batch.costs IS 'tokens and cost per batch and stage, and what retries cost and retry_failed saved';
+COMMENT ON VIEW batch.metrics IS 'counters and gauges for Prometheus (doc/prometheus-queries.yml)';
+
+/* ------------------------------------------------------------------------
  * Backups that restore
  * ------------------------------------------------------------------------ */
 

@@ -51,6 +51,13 @@ FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
 WHERE p.pronamespace IN ('batch'::regnamespace, 'batch_internal'::regnamespace) AND p.prokind <> 'p'
   AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
 ORDER BY p.oid::regprocedure::text COLLATE "C";
+-- every public function, table and view says what it is (\df+, \d+)
+SELECT p.oid::regprocedure AS function_without_comment FROM pg_proc p
+WHERE p.pronamespace = 'batch'::regnamespace AND p.proname NOT LIKE '\_%'
+  AND obj_description(p.oid, 'pg_proc') IS NULL;
+SELECT c.oid::regclass AS relation_without_comment FROM pg_class c
+WHERE c.relnamespace = 'batch'::regnamespace AND c.relkind IN ('r', 'v')
+  AND obj_description(c.oid, 'pg_class') IS NULL;
 -- only the extension's owner writes the tables
 SELECT c.relname, r AS role, p AS privilege
 FROM pg_class c,
