@@ -1460,6 +1460,23 @@ BEGIN
 END
 $$;
 
+-- A batch's items by counter bucket, counted from the items themselves.
+CREATE FUNCTION batch_internal.item_counts(batch_id bigint,
+	OUT pending bigint, OUT retrying bigint, OUT running bigint, OUT completed bigint,
+	OUT failed bigint, OUT cancelled bigint)
+	RETURNS record
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT count(*) FILTER (WHERE i.status = 'pending' AND i.attempt = 0),
+		   count(*) FILTER (WHERE i.status = 'pending' AND i.attempt > 0),
+		   count(*) FILTER (WHERE i.status = 'running'),
+		   count(*) FILTER (WHERE i.status = 'completed'),
+		   count(*) FILTER (WHERE i.status = 'failed'),
+		   count(*) FILTER (WHERE i.status = 'cancelled')
+	FROM batch.items i WHERE i.batch_id = item_counts.batch_id
+$$;
+
 /*
  * Keeps batch.counters honest, in one short transaction: drops the rows of
  * batches that are gone, folds the per-backend rows of batches idle for a
@@ -1512,25 +1529,13 @@ BEGIN
 		LIMIT max_batches
 		FOR UPDATE OF x SKIP LOCKED
 	LOOP
-		SELECT count(*) FILTER (WHERE i.status = 'pending' AND i.attempt = 0) AS pending,
-			   count(*) FILTER (WHERE i.status = 'pending' AND i.attempt > 0) AS retrying,
-			   count(*) FILTER (WHERE i.status = 'running') AS running,
-			   count(*) FILTER (WHERE i.status = 'completed') AS completed,
-			   count(*) FILTER (WHERE i.status = 'failed') AS failed,
-			   count(*) FILTER (WHERE i.status = 'cancelled') AS cancelled
-		INTO cnt FROM batch.items i WHERE i.batch_id = cur.id;
+		cnt := batch_internal.item_counts(cur.id);
 		IF (cnt.pending, cnt.retrying, cnt.running, cnt.completed, cnt.failed, cnt.cancelled)
 		   IS DISTINCT FROM (cur.pending - cur.retrying, cur.retrying, cur.running, cur.completed,
 							 cur.failed, cur.cancelled) THEN
 			-- recount with every writer of these counters done, then rewrite them
 			LOCK TABLE batch.counters IN EXCLUSIVE MODE;
-			SELECT count(*) FILTER (WHERE i.status = 'pending' AND i.attempt = 0) AS pending,
-				   count(*) FILTER (WHERE i.status = 'pending' AND i.attempt > 0) AS retrying,
-				   count(*) FILTER (WHERE i.status = 'running') AS running,
-				   count(*) FILTER (WHERE i.status = 'completed') AS completed,
-				   count(*) FILTER (WHERE i.status = 'failed') AS failed,
-				   count(*) FILTER (WHERE i.status = 'cancelled') AS cancelled
-			INTO cnt FROM batch.items i WHERE i.batch_id = cur.id;
+			cnt := batch_internal.item_counts(cur.id);
 			WITH gone AS (
 				DELETE FROM batch.counters k WHERE k.batch_id = cur.id
 				RETURNING k.started_at, k.updated_at
