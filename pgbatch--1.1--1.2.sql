@@ -343,51 +343,126 @@ CREATE TRIGGER pipelines_limit BEFORE INSERT ON batch.pipelines
 CREATE TRIGGER stages_limit BEFORE INSERT ON batch.stages
 	FOR EACH ROW EXECUTE FUNCTION batch._check_pipeline_limits();
 
--- The 1.0 item loader, now behind the per-call limit of _insert_items().
-ALTER FUNCTION batch._insert_items(bigint, jsonb) RENAME TO _insert_items_unchecked;
-
--- Inserts the elements of a JSON array as items of a batch; see submit().
-CREATE FUNCTION batch._insert_items(target bigint, items jsonb,
+-- Inserts the elements of a JSON array as items of a batch, now at most
+-- pgbatch.max_items_per_call of them; see submit().
+CREATE OR REPLACE FUNCTION batch._insert_items(target bigint, items jsonb,
 	OUT inserted bigint, OUT invalid bigint, OUT duplicates bigint)
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	req text[];
+	first_stage text;
+	max_size integer := batch._max_payload_size();
+	given bigint;
 	lim integer := (batch._limits()).max_items_per_call;
-	r record;
 BEGIN
-	IF jsonb_typeof(items) = 'array' AND jsonb_array_length(items) > lim THEN
-		RAISE EXCEPTION 'too many items in one call: %, the limit is %', jsonb_array_length(items), lim
+	IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
+		RAISE EXCEPTION 'items must be a JSON array, not %', coalesce(jsonb_typeof(items), 'SQL NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass one JSON object per item, for example ''[{"topic": "..."}]''.';
+	END IF;
+
+	SELECT p.required, s.name INTO req, first_stage
+	FROM batch.batches b
+	JOIN batch.pipelines p ON p.id = b.pipeline_id
+	JOIN batch.stages s ON s.pipeline_id = p.id AND s.position = 1
+	WHERE b.id = target;
+
+	given := jsonb_array_length(items);
+	IF given > lim THEN
+		RAISE EXCEPTION 'too many items in one call: %, the limit is %', given, lim
 			USING ERRCODE = 'program_limit_exceeded',
 				  HINT = 'Submit them in parts with batch.add_items(), or have a superuser raise pgbatch.max_items_per_call.';
 	END IF;
-	r := batch._insert_items_unchecked(target, items);
-	inserted := r.inserted;
-	invalid := r.invalid;
-	duplicates := r.duplicates;
+
+	WITH elements AS MATERIALIZED (
+		SELECT t.e, t.ord, batch._invalid_reason(t.e, req, max_size) AS why
+		FROM jsonb_array_elements(items) WITH ORDINALITY AS t(e, ord)
+	), ins AS (
+		INSERT INTO batch.items AS i (batch_id, key, payload, status, stage,
+									  error_code, error_message, finished_at)
+		SELECT target,
+			   CASE WHEN jsonb_typeof(e) = 'object' THEN e ->> 'key' END,
+			   CASE WHEN pg_column_size(e) > max_size THEN 'null'::jsonb ELSE e END,
+			   CASE WHEN why IS NULL THEN 'pending' ELSE 'failed' END,
+			   first_stage,
+			   CASE WHEN why IS NOT NULL THEN 'invalid_input' END,
+			   CASE WHEN why IS NOT NULL THEN format('input element %s: %s', ord, why) END,
+			   CASE WHEN why IS NOT NULL THEN clock_timestamp() END
+		FROM elements
+		ORDER BY ord
+		ON CONFLICT (batch_id, key) WHERE key IS NOT NULL DO NOTHING
+		RETURNING i.status
+	)
+	SELECT count(*), count(*) FILTER (WHERE status = 'failed')
+	INTO inserted, invalid
+	FROM ins;
+
+	duplicates := given - inserted;
+	IF invalid > 0 THEN
+		RAISE NOTICE '% of % items are invalid and were stored as failed with error code invalid_input',
+			invalid, given
+			USING HINT = 'See batch.review_queue; fix them with batch.update_item() and re-queue them with batch.retry_failed().';
+	END IF;
+	IF duplicates > 0 THEN
+		RAISE NOTICE '% items skipped: their key is already in the batch', duplicates;
+	END IF;
 END
 $$;
-
--- The 1.1 endpoint check, now with the SSRF guard.
-ALTER FUNCTION batch._check_endpoint(text, text, jsonb, integer, integer, interval)
-	RENAME TO _check_endpoint_settings;
 
 /*
  * Checks an endpoint's settings, and that its base URL is inside
  * pgbatch.allowed_hosts; raises an error naming what is wrong (never a
  * header's value).
  */
-CREATE FUNCTION batch._check_endpoint(name text, base_url text, headers jsonb,
+CREATE OR REPLACE FUNCTION batch._check_endpoint(name text, base_url text, headers jsonb,
 	max_concurrency integer, rate_limit integer, timeout interval)
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	k text;
+	v jsonb;
 	why text;
 BEGIN
-	PERFORM batch._check_endpoint_settings(name, base_url, headers, max_concurrency,
-										   rate_limit, timeout);
+	IF name IS NULL OR btrim(name) = '' THEN
+		RAISE EXCEPTION 'endpoint name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF base_url IS NULL OR base_url !~* '^https?://[^/?#@[:space:]]+' OR base_url ~ '[[:space:][:cntrl:]]' THEN
+		RAISE EXCEPTION 'base_url of endpoint "%" must be an http:// or https:// URL, not %', name, coalesce(quote_literal(base_url), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example ''https://api.openai.com''; only http and https are allowed.';
+	END IF;
+	IF headers IS NULL OR jsonb_typeof(headers) <> 'object' THEN
+		RAISE EXCEPTION 'headers of endpoint "%" must be a JSON object of strings', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR k, v IN SELECT * FROM jsonb_each(headers) LOOP
+		IF k !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$' OR jsonb_typeof(v) <> 'string'
+		   OR (v #>> '{}') ~ '[\r\n\x01-\x08\x0b\x0c\x0e-\x1f]' THEN
+			RAISE EXCEPTION 'header "%" of endpoint "%" is not a valid HTTP header', k, name
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'Header names are tokens; values are strings without line breaks or control characters.';
+		END IF;
+		IF lower(k) IN ('content-length', 'host', 'transfer-encoding', 'idempotency-key', 'connection') THEN
+			RAISE EXCEPTION 'header "%" of endpoint "%" is set by pgbatch', k, name
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+	IF max_concurrency IS NULL OR max_concurrency NOT BETWEEN 1 AND 10000 THEN
+		RAISE EXCEPTION 'max_concurrency of endpoint "%" must be from 1 to 10000', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF rate_limit IS NOT NULL AND rate_limit NOT BETWEEN 1 AND 6000000 THEN
+		RAISE EXCEPTION 'rate_limit of endpoint "%" must be from 1 to 6000000 requests per minute, or NULL for none', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF timeout IS NULL OR timeout <= interval '0' OR timeout > interval '1 hour' THEN
+		RAISE EXCEPTION 'timeout of endpoint "%" must be from 1 ms to 1 hour', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	why := batch._url_check(base_url);
 	IF why IS NOT NULL THEN
 		RAISE EXCEPTION 'base_url of endpoint "%" is not allowed: %', name, why
@@ -1027,8 +1102,7 @@ REVOKE ALL ON FUNCTION
 	batch._require_act(bigint, name), batch._is_member(name), batch._check_owner(), batch.set_owner(text, name),
 	batch._can_see(name), batch._can_act(name), batch._caller(), batch._caller_can_act(name),
 	batch._url_check(text), batch._limits(), batch._reclaim(),
-	batch._check_pipeline_limits(), batch._insert_items(bigint, jsonb), batch._insert_items_unchecked(bigint, jsonb),
-	batch._check_endpoint_settings(text, text, jsonb, integer, integer, interval),
+	batch._check_pipeline_limits(), batch._insert_items(bigint, jsonb),
 	batch._check_endpoint(text, text, jsonb, integer, integer, interval),
 	batch._require_cron(text, text, text), batch._cron_schedule(text, text, text),
 	batch._cron_unschedule(text), batch._caller_batch(text),
@@ -1090,8 +1164,7 @@ GRANT DELETE ON batch.endpoints TO pgbatch_operator;
 GRANT EXECUTE ON FUNCTION
 	batch._require_act(bigint, name), batch._is_member(name), batch._check_owner(), batch.set_owner(text, name),
 	batch._caller(), batch._caller_can_act(name), batch._url_check(text),
-	batch._insert_items(bigint, jsonb), batch._insert_items_unchecked(bigint, jsonb),
-	batch._check_endpoint_settings(text, text, jsonb, integer, integer, interval),
+	batch._insert_items(bigint, jsonb),
 	batch._check_endpoint(text, text, jsonb, integer, integer, interval),
 	batch._require_cron(text, text, text), batch._caller_batch(text),
 	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean),

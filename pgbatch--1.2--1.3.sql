@@ -298,10 +298,6 @@ CREATE TRIGGER batches_finished BEFORE UPDATE OF counted_at ON batch.batches
  * Scheduled submissions run as their owner only
  * ------------------------------------------------------------------------ */
 
-ALTER FUNCTION batch.run_schedule(integer) RENAME TO _run_schedule;
-COMMENT ON FUNCTION batch._run_schedule(integer) IS
-	'submits a scheduled submission''s rows as a new batch; see batch.run_schedule()';
-
 /*
  * One run of a scheduled submission (what its pg_cron job calls): runs its
  * query and submits the rows as a new batch; returns the batch id, or NULL
@@ -309,21 +305,47 @@ COMMENT ON FUNCTION batch._run_schedule(integer) IS
  * runs: the query is that role's SQL, and no one else's privileges (an
  * admin's, a superuser's) may run it.
  */
-CREATE FUNCTION batch.run_schedule(schedule_id integer) RETURNS bigint
+CREATE OR REPLACE FUNCTION batch.run_schedule(schedule_id integer) RETURNS bigint
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	owner name;
+	s batch.schedules;
+	cur refcursor;
+	r record;
+	j jsonb;
+	items jsonb[] := '{}';
+	bid bigint;
 BEGIN
-	SELECT s.owner INTO owner FROM batch.schedules s WHERE s.id = schedule_id;
-	IF FOUND AND owner <> current_user AND batch._can_see(owner) THEN
-		RAISE EXCEPTION 'scheduled submission % belongs to role "%"', schedule_id, owner
+	SELECT * INTO s FROM batch.schedules x WHERE x.id = schedule_id;
+	IF FOUND AND s.owner <> current_user AND batch._can_see(s.owner) THEN
+		RAISE EXCEPTION 'scheduled submission % belongs to role "%"', schedule_id, s.owner
 			USING ERRCODE = 'insufficient_privilege',
 				  DETAIL = 'Its query runs with the privileges of whoever runs it, so only its owner may.',
-				  HINT = format('Its pg_cron job runs it as %I; to run it by hand, SET ROLE %I first.', owner, owner);
+				  HINT = format('Its pg_cron job runs it as %I; to run it by hand, SET ROLE %I first.', s.owner, s.owner);
 	END IF;
-	RETURN batch._run_schedule(schedule_id);
+	IF NOT FOUND OR NOT batch._can_act(s.owner) THEN
+		RAISE EXCEPTION 'scheduled submission % does not exist', schedule_id
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	OPEN cur FOR EXECUTE s.query;
+	LOOP
+		FETCH cur INTO r;
+		EXIT WHEN NOT FOUND;
+		j := to_jsonb(r);
+		IF (SELECT count(*) FROM jsonb_object_keys(j)) = 1 AND j ? 'item' THEN
+			j := j -> 'item';
+		END IF;
+		items := items || j;
+	END LOOP;
+	CLOSE cur;
+	IF cardinality(items) > 0 THEN
+		bid := batch.submit(s.pipeline, to_jsonb(items),
+							format('%s %s', s.name, to_char(clock_timestamp(), 'YYYY-MM-DD HH24:MI:SS.US')));
+	END IF;
+	UPDATE batch.schedules x SET last_run_at = clock_timestamp(), last_batch_id = coalesce(bid, x.last_batch_id)
+	WHERE x.id = s.id;
+	RETURN bid;
 END
 $$;
 

@@ -145,10 +145,331 @@ END
 $$;
 
 /* ------------------------------------------------------------------------
- * Endpoint settings: headers by the C rule, no credentials in the URL
+ * Helpers, out of the public schema (\df batch.* lists the API only)
  * ------------------------------------------------------------------------ */
 
-CREATE OR REPLACE FUNCTION batch._check_endpoint_settings(name text, base_url text, headers jsonb,
+-- Does the current role see batches owned by 'owner'?  (the read policies)
+CREATE FUNCTION batch_internal.current_can_see(owner name) RETURNS boolean
+	LANGUAGE c STABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_can_see';
+
+-- The limits that the SQL functions enforce.
+CREATE FUNCTION batch_internal.limits(OUT max_items_per_call integer, OUT max_pipelines integer,
+	OUT max_stages integer, OUT retention interval)
+	LANGUAGE c STABLE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_limits';
+
+-- pgbatch.max_payload_size: the largest item payload, in bytes.
+CREATE FUNCTION batch_internal.max_payload_size() RETURNS integer
+	LANGUAGE c STABLE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_max_payload_size';
+
+/*
+ * Why an input element cannot become a runnable item, or NULL when it can:
+ * not a JSON object, larger than max_size bytes, or a required key missing
+ * or blank (JSON null or only white space).
+ */
+CREATE FUNCTION batch_internal.invalid_reason(e jsonb, required text[], max_size integer)
+	RETURNS text
+	LANGUAGE c IMMUTABLE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_invalid_reason';
+
+-- NULL if HTTP stages may call the URL (pgbatch.allowed_hosts), else why not.
+CREATE FUNCTION batch_internal.url_check(url text) RETURNS text
+	LANGUAGE c STABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_url_check';
+
+-- Wakes the launcher at commit, so that the executors of this database start.
+CREATE FUNCTION batch_internal.wake_launcher() RETURNS void
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'pgbatch_wake_launcher';
+
+-- Live state of every endpoint the executors of this database have used.
+CREATE FUNCTION batch_internal.endpoint_state(
+	OUT endpoint_id integer, OUT in_flight integer, OUT max_concurrency integer,
+	OUT tokens float8, OUT paused_until timestamptz, OUT circuit text,
+	OUT consecutive_failures integer, OUT requests bigint, OUT failures bigint)
+	RETURNS SETOF record
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'pgbatch_endpoint_state';
+
+-- The executors running for this database.
+CREATE FUNCTION batch_internal.workers(OUT pid integer, OUT worker integer,
+	OUT started_at timestamptz, OUT in_flight integer, OUT requests bigint)
+	RETURNS SETOF record
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'pgbatch_workers';
+
+/*
+ * Statement trigger on batch.items (C): folds the status changes of a
+ * statement, read from its transition tables, into this backend's shard row
+ * of batch.counters.
+ */
+CREATE FUNCTION batch_internal.count_items() RETURNS trigger
+	LANGUAGE c
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'pgbatch_count_items';
+
+/*
+ * batch_finished for a batch whose end no one announced: the executors
+ * announce an end as their statement makes it (and note it in announced_at),
+ * but two of them ending a batch together may each not see the other's last
+ * items.  Maintenance checks every batch once it has ended (counted_at is
+ * set then); this trigger announces the end then if no one has.
+ */
+CREATE FUNCTION batch_internal.announce_finished() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p record;
+BEGIN
+	SELECT x.status, x.finished_at INTO p FROM batch.progress x WHERE x.id = NEW.id;
+	IF FOUND AND p.status IN ('completed', 'partial', 'failed', 'cancelled')
+	   AND (NEW.announced_at IS NULL OR NEW.announced_at < p.finished_at) THEN
+		NEW.announced_at := clock_timestamp();
+		PERFORM pg_notify('pgbatch_events', json_build_object(
+			'event', 'batch_finished', 'at', NEW.announced_at, 'batch_id', NEW.id,
+			'status', p.status)::text);
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+/*
+ * The limits on pipelines (pgbatch.max_pipelines) and their stages
+ * (pgbatch.max_stages), checked as create_pipeline() inserts them.
+ */
+CREATE FUNCTION batch_internal.check_pipeline_limits() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	lim record := batch_internal.limits();
+	n bigint;
+BEGIN
+	IF TG_TABLE_NAME = 'stages' THEN
+		IF NEW.position > lim.max_stages THEN
+			RAISE EXCEPTION 'pipeline "%" has more than % stages, the limit',
+				(SELECT p.name FROM batch.pipelines p WHERE p.id = NEW.pipeline_id), lim.max_stages
+				USING ERRCODE = 'program_limit_exceeded',
+					  HINT = 'The limit is pgbatch.max_stages, which a superuser may raise.';
+		END IF;
+		RETURN NEW;
+	END IF;
+	-- one new pipeline at a time, so that concurrent ones cannot pass the limit together
+	LOCK TABLE batch.pipelines IN SHARE ROW EXCLUSIVE MODE;
+	SELECT count(*) INTO n FROM batch.pipelines;
+	IF n >= lim.max_pipelines THEN
+		RAISE EXCEPTION 'there are already % pipelines, the limit', n
+			USING ERRCODE = 'program_limit_exceeded',
+				  HINT = 'Drop unused pipelines with batch.drop_pipeline(), or have a superuser raise pgbatch.max_pipelines.';
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+/*
+ * Inserts the elements of a JSON array as items of a batch (at most
+ * pgbatch.max_items_per_call); an invalid element becomes a failed item with
+ * error code invalid_input, a key already in the batch is skipped.
+ */
+CREATE FUNCTION batch_internal.insert_items(target bigint, items jsonb,
+	OUT inserted bigint, OUT invalid bigint, OUT duplicates bigint)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	lim integer := (batch_internal.limits()).max_items_per_call;
+	req text[];
+	first_stage text;
+	max_size integer := batch_internal.max_payload_size();
+	given bigint;
+BEGIN
+	IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
+		RAISE EXCEPTION 'items must be a JSON array, not %', coalesce(jsonb_typeof(items), 'SQL NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass one JSON object per item, for example ''[{"topic": "..."}]''.';
+	END IF;
+	given := jsonb_array_length(items);
+	IF given > lim THEN
+		RAISE EXCEPTION 'too many items in one call: %, the limit is %', given, lim
+			USING ERRCODE = 'program_limit_exceeded',
+				  HINT = 'Submit them in parts with batch.add_items(), or have a superuser raise pgbatch.max_items_per_call.';
+	END IF;
+
+	SELECT p.required, s.name INTO req, first_stage
+	FROM batch.batches b
+	JOIN batch.pipelines p ON p.id = b.pipeline_id
+	JOIN batch.stages s ON s.pipeline_id = p.id AND s.position = 1
+	WHERE b.id = target;
+
+	WITH elements AS MATERIALIZED (
+		SELECT t.e, t.ord, batch_internal.invalid_reason(t.e, req, max_size) AS why
+		FROM jsonb_array_elements(items) WITH ORDINALITY AS t(e, ord)
+	), ins AS (
+		INSERT INTO batch.items AS i (batch_id, key, payload, status, stage,
+									  error_code, error_message, finished_at)
+		SELECT target,
+			   CASE WHEN jsonb_typeof(e) = 'object' THEN e ->> 'key' END,
+			   CASE WHEN pg_column_size(e) > max_size THEN 'null'::jsonb ELSE e END,
+			   CASE WHEN why IS NULL THEN 'pending' ELSE 'failed' END,
+			   first_stage,
+			   CASE WHEN why IS NOT NULL THEN 'invalid_input' END,
+			   CASE WHEN why IS NOT NULL THEN format('input element %s: %s', ord, why) END,
+			   CASE WHEN why IS NOT NULL THEN clock_timestamp() END
+		FROM elements
+		ORDER BY ord
+		ON CONFLICT (batch_id, key) WHERE key IS NOT NULL DO NOTHING
+		RETURNING i.status
+	)
+	SELECT count(*), count(*) FILTER (WHERE status = 'failed')
+	INTO inserted, invalid
+	FROM ins;
+
+	duplicates := given - inserted;
+	IF invalid > 0 THEN
+		RAISE NOTICE '% of % items are invalid and were stored as failed with error code invalid_input',
+			invalid, given
+			USING HINT = 'See batch.review_queue; fix them with batch.update_item() and re-queue them with batch.retry_failed().';
+	END IF;
+	IF duplicates > 0 THEN
+		RAISE NOTICE '% items skipped: their key is already in the batch', duplicates;
+	END IF;
+END
+$$;
+
+/*
+ * Validates a retry policy object and merges it over a base policy.
+ * Intervals may be given as interval text ("2 s") or as seconds.
+ */
+CREATE FUNCTION batch_internal.retry_policy(base jsonb, policy jsonb, what text)
+	RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k text;
+	v jsonb;
+	result jsonb := base;
+	num float8;
+	iv interval;
+BEGIN
+	IF policy IS NULL OR policy = 'null'::jsonb THEN
+		RETURN result;
+	END IF;
+	IF jsonb_typeof(policy) <> 'object' THEN
+		RAISE EXCEPTION 'retry policy of % must be a JSON object', what
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR k, v IN SELECT * FROM jsonb_each(policy) LOOP
+		CASE k
+		WHEN 'max_retries' THEN
+			IF jsonb_typeof(v) <> 'number' OR (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric)
+			   OR (v #>> '{}')::numeric NOT BETWEEN 0 AND 1000 THEN
+				RAISE EXCEPTION 'max_retries of % must be a whole number from 0 to 1000, not %', what, v
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			result := result || jsonb_build_object(k, (v #>> '{}')::integer);
+		WHEN 'backoff_factor', 'jitter' THEN
+			IF jsonb_typeof(v) <> 'number' THEN
+				RAISE EXCEPTION '% of % must be a number, not %', k, what, v
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			num := (v #>> '{}')::float8;
+			IF k = 'backoff_factor' AND num NOT BETWEEN 1 AND 100 THEN
+				RAISE EXCEPTION 'backoff_factor of % must be from 1 to 100, not %', what, v
+					USING ERRCODE = 'invalid_parameter_value';
+			ELSIF k = 'jitter' AND num NOT BETWEEN 0 AND 1 THEN
+				RAISE EXCEPTION 'jitter of % must be from 0 to 1, not %', what, v
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = 'Jitter is the fraction by which a delay may vary either way.';
+			END IF;
+			result := result || jsonb_build_object(k, num);
+		WHEN 'backoff_base', 'backoff_max' THEN
+			BEGIN
+				IF jsonb_typeof(v) = 'number' THEN
+					iv := make_interval(secs => (v #>> '{}')::float8);
+				ELSIF jsonb_typeof(v) = 'string' THEN
+					iv := (v #>> '{}')::interval;
+				ELSE
+					RAISE EXCEPTION USING ERRCODE = 'invalid_datetime_format';
+				END IF;
+			EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow
+						OR invalid_text_representation OR syntax_error THEN
+				RAISE EXCEPTION '% of % must be an interval such as "2 s" or a number of seconds, not %',
+					k, what, v
+					USING ERRCODE = 'invalid_parameter_value';
+			END;
+			IF iv < interval '0' OR iv > interval '7 days' THEN
+				RAISE EXCEPTION '% of % must be from 0 to 7 days, not %', k, what, v
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			result := result || jsonb_build_object(k, trim_scale(extract(epoch FROM iv)) || ' s');
+		ELSE
+			RAISE EXCEPTION 'unknown retry key "%" in %', k, what
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Retry keys are max_retries, backoff_base, backoff_factor, backoff_max and jitter.';
+		END CASE;
+	END LOOP;
+	IF (result ->> 'backoff_base')::interval > (result ->> 'backoff_max')::interval THEN
+		RAISE EXCEPTION 'backoff_base of % (%) is larger than its backoff_max (%)', what,
+			result ->> 'backoff_base', result ->> 'backoff_max'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Raise backoff_max too: no delay is ever longer than backoff_max.';
+	END IF;
+	RETURN result;
+END
+$$;
+
+/*
+ * Raises an error saying why pg_cron cannot schedule a job from this
+ * database, and what to do, unless it can.  The job is named in the hint:
+ * the call that schedules it, or (command NULL) the one that removes it.
+ */
+CREATE FUNCTION batch_internal.require_cron(job_name text, schedule text, command text)
+	RETURNS void
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cron_db text := current_setting('cron.database_name', true);
+BEGIN
+	IF EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+		RETURN;
+	END IF;
+	IF cron_db IS NULL THEN
+		RAISE EXCEPTION 'pg_cron is not available in this server'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'pgbatch schedules its jobs with pg_cron; the rest of pgbatch works without it.',
+				  HINT = format('Install pg_cron (Debian: postgresql-15-cron), add it to shared_preload_libraries, set cron.database_name = %L, restart, and run CREATE EXTENSION pg_cron.',
+								current_database());
+	ELSIF cron_db <> current_database() THEN
+		RAISE EXCEPTION 'pg_cron runs in database "%", not in "%"', cron_db, current_database()
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'pg_cron keeps its jobs in the database named by cron.database_name, so they cannot be scheduled from here.',
+				  HINT = CASE WHEN command IS NULL THEN
+							 format('Connect to database %I and run: SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %L AND database = %L;',
+									cron_db, job_name, current_database())
+						 ELSE
+							 format('Connect to database %I and run: SELECT cron.schedule_in_database(%L, %L, %L, %L);',
+									cron_db, job_name, schedule, command, current_database())
+						 END;
+	ELSE
+		RAISE EXCEPTION 'pg_cron is loaded but not created in database "%"', current_database()
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Run CREATE EXTENSION pg_cron in this database.';
+	END IF;
+END
+$$;
+
+/*
+ * Checks an endpoint's settings: a name, an http(s) base URL without
+ * credentials and inside pgbatch.allowed_hosts, headers by the C rule
+ * (batch_internal.header_problem), and limits in range.  Raises an error
+ * naming what is wrong, never a header's value.
+ */
+CREATE FUNCTION batch_internal.check_endpoint(name text, base_url text, headers jsonb,
 	max_concurrency integer, rate_limit integer, timeout interval)
 	RETURNS void
 	LANGUAGE plpgsql
@@ -200,6 +521,12 @@ BEGIN
 	IF timeout IS NULL OR timeout <= interval '0' OR timeout > interval '1 hour' THEN
 		RAISE EXCEPTION 'timeout of endpoint "%" must be from 1 ms to 1 hour', name
 			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	why := batch_internal.url_check(base_url);
+	IF why IS NOT NULL THEN
+		RAISE EXCEPTION 'base_url of endpoint "%" is not allowed: %', name, why
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'A superuser decides which hosts HTTP stages may call, with pgbatch.allowed_hosts.';
 	END IF;
 END
 $$;
@@ -451,8 +778,8 @@ COMMENT ON FUNCTION batch.refresh_pipeline(text) IS
  * Checks the "http" of a stage; returns its endpoint id, method, path and
  * the name of its body function (resolved by create_pipeline for the role).
  */
-CREATE OR REPLACE FUNCTION batch._http_stage(http jsonb, stage text)
- RETURNS jsonb
+CREATE FUNCTION batch_internal.http_stage(http jsonb, stage text)
+	RETURNS jsonb
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 AS $$
@@ -539,7 +866,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 
-	policy := batch._retry_policy(
+	policy := batch_internal.retry_policy(
 		'{"max_retries": 3, "backoff_base": "2 s", "backoff_factor": 2,
 		  "backoff_max": "600 s", "jitter": 0.2}',
 		retry, format('pipeline "%s"', name));
@@ -577,7 +904,7 @@ BEGIN
 					  HINT = 'A SQL stage is {"name": "...", "sql": "schema.function"}; an HTTP stage is {"name": "...", "http": {"endpoint": "...", "path": "/..."}}.';
 		END IF;
 		IF st ? 'http' THEN
-			h := batch._http_stage(st -> 'http', sname);
+			h := batch_internal.http_stage(st -> 'http', sname);
 			kind := 'http';
 			IF NOT coalesce(batch_internal.may_use(caller, 'endpoint', (h ->> 'endpoint_id')::integer), false) THEN
 				RAISE EXCEPTION 'role "%" may not use endpoint "%"', pg_get_userbyid(caller), st -> 'http' ->> 'endpoint'
@@ -617,7 +944,7 @@ BEGIN
 			END IF;
 		END IF;
 
-		spolicy := batch._retry_policy(policy, st -> 'retry', format('stage "%s"', sname));
+		spolicy := batch_internal.retry_policy(policy, st -> 'retry', format('stage "%s"', sname));
 
 		INSERT INTO batch.stages (pipeline_id, position, name, kind, func, func_pin, timeout,
 								  max_retries, backoff_base, backoff_factor,
@@ -728,7 +1055,7 @@ BEGIN
 	INSERT INTO batch.batches (id, name, pipeline_id, owner)
 	VALUES (bid, coalesce(submit.name, 'batch_' || bid), pid, pg_get_userbyid(caller));
 
-	r := batch._insert_items(bid, items);
+	r := batch_internal.insert_items(bid, items);
 	INSERT INTO batch.events (batch_id, level, event, message, detail, actor)
 	VALUES (bid, 'info', 'submitted',
 			format('batch submitted with %s items (%s invalid, %s duplicates skipped)',
@@ -758,7 +1085,7 @@ BEGIN
 	END IF;
 	PERFORM batch_internal.require_use(to_regrole(b.owner), b.pipeline_id)
 	FROM batch.batches b WHERE b.id = bid;
-	r := batch._insert_items(bid, items);
+	r := batch_internal.insert_items(bid, items);
 	INSERT INTO batch.events (batch_id, level, event, message, detail, actor)
 	VALUES (bid, 'info', 'items_added',
 			format('%s items added (%s invalid, %s duplicates skipped)',
@@ -859,7 +1186,7 @@ BEGIN
 				  HINT = 'Only failed items can be retried.';
 	END IF;
 	IF it.error_code = 'invalid_input' THEN
-		why := batch._invalid_reason(it.payload, it.required, batch._max_payload_size());
+		why := batch_internal.invalid_reason(it.payload, it.required, batch_internal.max_payload_size());
 		IF why IS NOT NULL THEN
 			RAISE EXCEPTION 'item % is still invalid: %', item_id, why
 				USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -884,7 +1211,7 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  HINT = 'Only pending, failed and cancelled items can be updated.';
 	END IF;
-	why := batch._invalid_reason(payload, it.required, batch._max_payload_size());
+	why := batch_internal.invalid_reason(payload, it.required, batch_internal.max_payload_size());
 	IF why IS NOT NULL THEN
 		RAISE EXCEPTION 'invalid payload for item %: %', item_id, why
 			USING ERRCODE = 'invalid_parameter_value';
@@ -1082,7 +1409,7 @@ DECLARE
 	lim integer := current_setting('pgbatch.max_endpoints_per_role')::integer;
 	n bigint;
 BEGIN
-	PERFORM batch._check_endpoint(name, base_url, headers, max_concurrency, rate_limit, timeout);
+	PERFORM batch_internal.check_endpoint(name, base_url, headers, max_concurrency, rate_limit, timeout);
 	IF EXISTS (SELECT FROM batch.endpoints e WHERE e.name = create_endpoint.name) THEN
 		RAISE EXCEPTION 'endpoint "%" already exists', name
 			USING ERRCODE = 'duplicate_object',
@@ -1126,7 +1453,7 @@ BEGIN
 	e.timeout := coalesce(timeout, e.timeout);
 	e.follow_redirects := coalesce(follow_redirects, e.follow_redirects);
 	e.headers := coalesce(headers, e.headers);
-	PERFORM batch._check_endpoint(e.name, e.base_url, e.headers,
+	PERFORM batch_internal.check_endpoint(e.name, e.base_url, e.headers,
 								  e.max_concurrency, e.rate_limit, e.timeout);
 	UPDATE batch.endpoints x
 	SET base_url = e.base_url, max_concurrency = e.max_concurrency,
@@ -1170,7 +1497,7 @@ CREATE FUNCTION batch_internal.cron_schedule(caller regrole, job_name text, sche
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM batch._require_cron(job_name, schedule, command);
+	PERFORM batch_internal.require_cron(job_name, schedule, command);
 	IF schedule IS NULL OR btrim(schedule) = '' THEN
 		RAISE EXCEPTION 'schedule must not be empty'
 			USING ERRCODE = 'invalid_parameter_value',
@@ -1195,7 +1522,7 @@ DECLARE
 	n bigint := 0;
 	jid bigint;
 BEGIN
-	PERFORM batch._require_cron(job_name, NULL, NULL);
+	PERFORM batch_internal.require_cron(job_name, NULL, NULL);
 	FOR jid IN SELECT j.jobid FROM cron.job j
 			   WHERE j.jobname = job_name AND j.database = current_database()
 				 AND (cron_unschedule.username IS NULL OR j.username = cron_unschedule.username) LOOP
@@ -1417,7 +1744,7 @@ CREATE FUNCTION batch_internal.purge_step(caller regrole, chunk integer)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	keep interval := (batch._limits()).retention;
+	keep interval := (batch_internal.limits()).retention;
 	bid bigint;
 	n bigint;
 	m bigint;
@@ -1633,7 +1960,7 @@ CREATE FUNCTION batch_internal.schedule_maintenance(caller regrole, schedule tex
 AS $$
 BEGIN
 	PERFORM batch_internal.require_role(caller, 'pgbatch_admin', 'schedule maintenance');
-	PERFORM batch._require_cron('pgbatch_maintenance', schedule, 'CALL batch.maintenance()');
+	PERFORM batch_internal.require_cron('pgbatch_maintenance', schedule, 'CALL batch.maintenance()');
 	-- one job, whichever admin scheduled it last
 	PERFORM batch_internal.cron_unschedule('pgbatch_maintenance', NULL);
 	RETURN batch_internal.cron_schedule(caller, 'pgbatch_maintenance', schedule,
@@ -1756,7 +2083,7 @@ DROP FUNCTION batch._caller_can_act(name);
 DROP FUNCTION batch._caller_batch(text);
 DROP FUNCTION batch._cron_schedule(text, text, text);
 DROP FUNCTION batch._cron_unschedule(text);
-DROP FUNCTION batch._run_schedule(integer);
+DROP FUNCTION IF EXISTS batch._run_schedule(integer);
 DROP FUNCTION batch._require_act(bigint, name);
 DROP FUNCTION batch._is_member(name);
 DROP FUNCTION batch._stage_function(text);
@@ -1764,22 +2091,207 @@ DROP FUNCTION batch._reclaim();
 DROP FUNCTION batch._purge_step(integer);
 DROP FUNCTION batch._counters_step(integer);
 
--- _batch_id() now says what a role sees and may act on, for psql users
-CREATE OR REPLACE FUNCTION batch._batch_id(batch bigint) RETURNS bigint
-	LANGUAGE sql STABLE STRICT
-	SET search_path = pg_catalog, pg_temp
-	RETURN batch_internal.batch_id(current_user::regrole, batch);
-CREATE OR REPLACE FUNCTION batch._batch_id(batch text) RETURNS bigint
-	LANGUAGE sql STABLE STRICT
-	SET search_path = pg_catalog, pg_temp
-	RETURN batch_internal.batch_id(current_user::regrole, batch);
-
--- the C functions that run SQL of their own do it with a fixed search_path too
-ALTER FUNCTION batch._count_items() SET search_path = pg_catalog, pg_temp;
 
 /* ------------------------------------------------------------------------
  * What \df+ and \d+ say: every public function and relation explained
  * ------------------------------------------------------------------------ */
+
+-- every column of every table and view
+COMMENT ON COLUMN batch.attempts.id IS 'Attempt id.';
+COMMENT ON COLUMN batch.attempts.batch_id IS 'The batch of the item attempted (batch.batches.id).';
+COMMENT ON COLUMN batch.attempts.item_id IS 'The item attempted (batch.items.id).';
+COMMENT ON COLUMN batch.attempts.stage IS 'The name of the stage attempted.';
+COMMENT ON COLUMN batch.attempts.attempt IS 'Attempt number of this item at this stage, counted from 1. Re-queuing the item (retry_failed, retry_item, rerun_stage) starts the count again.';
+COMMENT ON COLUMN batch.attempts.outcome IS 'What the attempt led to: completed (the stage succeeded), retry (a transient error, the item will be retried) or failed (the item failed).';
+COMMENT ON COLUMN batch.attempts.error_code IS 'Error code of a failed attempt (see Error codes in the user guide); NULL when the attempt completed.';
+COMMENT ON COLUMN batch.attempts.message IS 'Error message of a failed attempt; for HTTP it names the status, method and path, never the base URL. NULL when the attempt completed.';
+COMMENT ON COLUMN batch.attempts.started_at IS 'When the attempt began.';
+COMMENT ON COLUMN batch.attempts.finished_at IS 'When the attempt ended; finished_at minus started_at is its duration.';
+COMMENT ON COLUMN batch.attempts.http_status IS 'HTTP status code of the response. NULL for SQL stages and for requests that got no answer.';
+COMMENT ON COLUMN batch.attempts.response_size IS 'Size of the HTTP response body in bytes (0 when nothing came back). NULL for SQL stages.';
+COMMENT ON COLUMN batch.attempts.response_sha256 IS 'SHA-256 of the HTTP response body as hex, taken after the endpoint''s secrets were masked in it. NULL for SQL stages and empty bodies.';
+COMMENT ON COLUMN batch.attempts.response_body IS 'The body of a response that did not succeed (its first 4 kB, secrets masked); NULL for a success, whose body is the stage output.';
+COMMENT ON COLUMN batch.batches.id IS 'Batch id.';
+COMMENT ON COLUMN batch.batches.name IS 'Batch name, unique in the database; batch_<id> unless batch.submit() was given one.';
+COMMENT ON COLUMN batch.batches.pipeline_id IS 'The pipeline the batch runs (batch.pipelines.id).';
+COMMENT ON COLUMN batch.batches.owner IS 'The role the batch belongs to: its members see and act on the batch, and stage functions run as this role.';
+COMMENT ON COLUMN batch.batches.created_at IS 'When the batch was submitted.';
+COMMENT ON COLUMN batch.batches.cancelled_at IS 'When batch.cancel() cancelled the batch; NULL if it is not cancelled.';
+COMMENT ON COLUMN batch.batches.cancelled_by IS 'The role that cancelled the batch; NULL if it is not cancelled.';
+COMMENT ON COLUMN batch.batches.purged_at IS 'When maintenance purged the batch''s attempt history and outputs (pgbatch.retention); NULL if it was not purged.';
+COMMENT ON COLUMN batch.batches.counted_at IS 'When maintenance last checked the counters of the finished batch against its items; NULL until then.';
+COMMENT ON COLUMN batch.batches.announced_at IS 'When the end of the batch was last announced to listeners (event batch_finished); NULL if never.';
+COMMENT ON COLUMN batch.costs.batch_id IS 'Batch id.';
+COMMENT ON COLUMN batch.costs.batch IS 'Batch name.';
+COMMENT ON COLUMN batch.costs.stage IS 'A stage of the batch''s pipeline that has a usage path (set with batch.set_stage_cost()).';
+COMMENT ON COLUMN batch.costs.price_per_1k_tokens IS 'The stage''s price of 1,000 tokens, in the currency of your choice; NULL when no price is set.';
+COMMENT ON COLUMN batch.costs.tokens IS 'Tokens reported by the stage''s current outputs in the batch: the sum of the numbers at the usage path. Outputs without a number there count 0.';
+COMMENT ON COLUMN batch.costs.cost IS 'Cost of the tokens: tokens times price_per_1k_tokens divided by 1000, rounded to 6 decimals. NULL when the stage has no price.';
+COMMENT ON COLUMN batch.costs.retried_tokens IS 'The part of tokens from outputs of item stages that had failed attempts first (outcome retry or failed): what the retries finally bought.';
+COMMENT ON COLUMN batch.costs.retried_cost IS 'Cost of retried_tokens, rounded to 6 decimals; NULL when the stage has no price.';
+COMMENT ON COLUMN batch.costs.retry_failed_calls IS 'Number of batch.retry_failed() calls on the batch, scheduled ones included, that re-queued at least one item. retry_item and rerun_stage do not count.';
+COMMENT ON COLUMN batch.costs.saved_tokens IS 'Tokens those retry_failed calls saved against rerunning the whole batch: for each call, the tokens of this stage''s outputs that existed at the call and still exist, summed over the calls.';
+COMMENT ON COLUMN batch.costs.saved_cost IS 'Cost of saved_tokens, rounded to 6 decimals; NULL when the stage has no price.';
+COMMENT ON COLUMN batch.counters.batch_id IS 'The batch counted (batch.batches.id).';
+COMMENT ON COLUMN batch.counters.shard IS 'Backend id of the session whose changes this row adds up, so that concurrent sessions never update one row; 0 for a row that maintenance folded or rebuilt.';
+COMMENT ON COLUMN batch.counters.pending IS 'Net change made by this shard in the batch''s items waiting for a first attempt at their stage (status pending, attempt 0). A shard''s value may be negative; the sum over the batch''s shards is the count.';
+COMMENT ON COLUMN batch.counters.retrying IS 'Net change made by this shard in the batch''s items waiting out a backoff before a retry (status pending, attempt above 0). Sum over the batch''s shards for the count.';
+COMMENT ON COLUMN batch.counters.running IS 'Net change made by this shard in the batch''s items with an HTTP request out (status running). Sum over the batch''s shards for the count.';
+COMMENT ON COLUMN batch.counters.completed IS 'Net change made by this shard in the batch''s completed items. Sum over the batch''s shards for the count.';
+COMMENT ON COLUMN batch.counters.failed IS 'Net change made by this shard in the batch''s failed items. Sum over the batch''s shards for the count.';
+COMMENT ON COLUMN batch.counters.cancelled IS 'Net change made by this shard in the batch''s cancelled items. Sum over the batch''s shards for the count.';
+COMMENT ON COLUMN batch.counters.started_at IS 'When this shard first recorded an item of the batch as attempted (running, retrying, completed, or failed after an attempt); NULL if it has not.';
+COMMENT ON COLUMN batch.counters.updated_at IS 'When this shard row last changed.';
+COMMENT ON COLUMN batch.endpoint_status.id IS 'Endpoint id.';
+COMMENT ON COLUMN batch.endpoint_status.name IS 'Endpoint name.';
+COMMENT ON COLUMN batch.endpoint_status.base_url IS 'Base URL to which each stage''s path is appended.';
+COMMENT ON COLUMN batch.endpoint_status.max_concurrency IS 'Most requests in flight at once, all executors together.';
+COMMENT ON COLUMN batch.endpoint_status.rate_limit IS 'Most requests per minute, all executors together; NULL for no limit.';
+COMMENT ON COLUMN batch.endpoint_status.timeout IS 'Longest a whole request may take; when it elapses the attempt fails with the transient error timeout.';
+COMMENT ON COLUMN batch.endpoint_status.in_flight IS 'Requests in flight now, all executors together. Live state from shared memory: 0 when pgbatch is not in shared_preload_libraries.';
+COMMENT ON COLUMN batch.endpoint_status.paused_until IS 'When the pause that a Retry-After header put on the endpoint ends; NULL when it is not paused.';
+COMMENT ON COLUMN batch.endpoint_status.circuit IS 'State of the circuit breaker: closed (requests flow), open (no requests until the cooldown ends) or half-open (one probe request decides).';
+COMMENT ON COLUMN batch.endpoint_status.consecutive_failures IS 'Transient failures in a row; any answer that is not a transient error resets it to 0.';
+COMMENT ON COLUMN batch.endpoint_status.requests IS 'Requests sent to the endpoint since the server started.';
+COMMENT ON COLUMN batch.endpoint_status.failures IS 'How many of those requests failed, transient and permanent failures alike.';
+COMMENT ON COLUMN batch.endpoints.id IS 'Endpoint id.';
+COMMENT ON COLUMN batch.endpoints.name IS 'Endpoint name, unique; the name a stage''s "http": {"endpoint": ...} gives.';
+COMMENT ON COLUMN batch.endpoints.base_url IS 'http:// or https:// URL, without a trailing slash, to which each stage''s path is appended. Every reader sees it, so it carries no credentials.';
+COMMENT ON COLUMN batch.endpoints.headers IS 'HTTP headers sent with every request, as a JSON object of header name to value. They hold secrets: only admins can read them.';
+COMMENT ON COLUMN batch.endpoints.max_concurrency IS 'Most requests in flight at once, all executors together (1 to 10000).';
+COMMENT ON COLUMN batch.endpoints.rate_limit IS 'Requests per minute across all executors; NULL for no limit.';
+COMMENT ON COLUMN batch.endpoints.timeout IS 'Longest a whole request may take, at most 1 hour; when it elapses the attempt fails with the transient error timeout.';
+COMMENT ON COLUMN batch.endpoints.follow_redirects IS 'Whether 3xx redirects are followed. When false, a 3xx answer fails the item with a permanent error such as http_302.';
+COMMENT ON COLUMN batch.endpoints.created_at IS 'When the endpoint was created.';
+COMMENT ON COLUMN batch.endpoints.created_by IS 'The role that created the endpoint: its members and admins may alter, drop and grant it.';
+COMMENT ON COLUMN batch.errors.batch_id IS 'Batch id.';
+COMMENT ON COLUMN batch.errors.batch IS 'Batch name.';
+COMMENT ON COLUMN batch.errors.stage IS 'The stage the items failed at.';
+COMMENT ON COLUMN batch.errors.error_code IS 'The error code the items failed with (see Error codes in the user guide).';
+COMMENT ON COLUMN batch.errors.items IS 'How many items of the batch are failed now with this stage and error code.';
+COMMENT ON COLUMN batch.errors.first_seen IS 'When the earliest of these items failed.';
+COMMENT ON COLUMN batch.errors.last_seen IS 'When the latest of these items failed.';
+COMMENT ON COLUMN batch.errors.sample_error IS 'The error message of the latest of these items.';
+COMMENT ON COLUMN batch.events.id IS 'Event id.';
+COMMENT ON COLUMN batch.events.batch_id IS 'The batch the event concerns; NULL for an event that concerns no batch.';
+COMMENT ON COLUMN batch.events.item_id IS 'The item the event concerns (item_updated, item_retried); NULL for events about a whole batch.';
+COMMENT ON COLUMN batch.events.level IS 'Severity: info, warning or error.';
+COMMENT ON COLUMN batch.events.event IS 'What happened: submitted, items_added, retry_failed, item_retried, item_updated, stage_rerun, cancelled, owner_changed, items_reclaimed, purged or counters_corrected.';
+COMMENT ON COLUMN batch.events.message IS 'What happened, in words.';
+COMMENT ON COLUMN batch.events.detail IS 'The particulars as JSON, such as the item count and the filters of a retry_failed call; NULL when there are none.';
+COMMENT ON COLUMN batch.events.actor IS 'The role that did it: the role that called the function, or the role of the executor or maintenance job that acted.';
+COMMENT ON COLUMN batch.events.created_at IS 'When it happened.';
+COMMENT ON COLUMN batch.items.id IS 'Item id.';
+COMMENT ON COLUMN batch.items.batch_id IS 'The batch the item belongs to (batch.batches.id).';
+COMMENT ON COLUMN batch.items.key IS 'The payload''s "key" member, unique within the batch: an element whose key is already there is skipped. NULL when the payload has none.';
+COMMENT ON COLUMN batch.items.payload IS 'The item: the JSON object submitted, or the one batch.update_item() put in its place. JSON null when the element was larger than pgbatch.max_payload_size.';
+COMMENT ON COLUMN batch.items.status IS 'Where the item is: pending (waiting for a first attempt or a retry), running (an HTTP request is out for it), completed (every stage done), failed (in the review queue) or cancelled.';
+COMMENT ON COLUMN batch.items.stage IS 'The stage the item is at: the next to run while pending, the one in flight while running, the one it failed or was cancelled at, or the last one once completed.';
+COMMENT ON COLUMN batch.items.attempt IS 'Attempts made so far at the current stage.';
+COMMENT ON COLUMN batch.items.next_due IS 'When a pending item is due for its next attempt; after a transient error, the failed attempt''s end plus the backoff. Not meaningful for other statuses.';
+COMMENT ON COLUMN batch.items.error_code IS 'Error code of the last failed attempt at the current stage (see Error codes in the user guide), kept while the item waits for a retry. NULL when there is none.';
+COMMENT ON COLUMN batch.items.error_message IS 'Error message of the last failed attempt at the current stage; NULL when there is none.';
+COMMENT ON COLUMN batch.items.max_retries IS 'Per-item override of the stage''s max_retries, set by batch.retry_failed(); NULL to use the stage''s.';
+COMMENT ON COLUMN batch.items.backoff_factor IS 'Per-item override of the stage''s backoff_factor, set by batch.retry_failed(); NULL to use the stage''s.';
+COMMENT ON COLUMN batch.items.created_at IS 'When the item was added, by batch.submit() or batch.add_items().';
+COMMENT ON COLUMN batch.items.updated_at IS 'When the item''s row last changed.';
+COMMENT ON COLUMN batch.items.finished_at IS 'When the item became completed, failed or cancelled; NULL while it is pending or running.';
+COMMENT ON COLUMN batch.items.claimed_by IS 'Process id of the executor (or batch.run() session) that holds the item while its HTTP request is out; NULL when the item is not running.';
+COMMENT ON COLUMN batch.items.lease_until IS 'When the hold on a running item ends: after that, an executor or maintenance takes the item back with error code interrupted. NULL when the item is not running.';
+COMMENT ON COLUMN batch.log.batch_id IS 'Batch id.';
+COMMENT ON COLUMN batch.log.item_id IS 'The item; NULL for events about a whole batch.';
+COMMENT ON COLUMN batch.log.stage IS 'The stage attempted; NULL for events.';
+COMMENT ON COLUMN batch.log.attempt IS 'Attempt number at that stage, from 1; NULL for events.';
+COMMENT ON COLUMN batch.log.level IS 'Severity: info, warning or error. An attempt is info when it completed, warning when it will be retried and error when it failed the item.';
+COMMENT ON COLUMN batch.log.event IS 'For an attempt, stage_ followed by its outcome (stage_completed, stage_retry or stage_failed); for an event, its name from batch.events.';
+COMMENT ON COLUMN batch.log.error_code IS 'The attempt''s error code; NULL for completed attempts and for events.';
+COMMENT ON COLUMN batch.log.message IS 'The attempt''s error message; for an event, what happened followed by "(by <role>)".';
+COMMENT ON COLUMN batch.log.started_at IS 'When the attempt began, or when the event happened.';
+COMMENT ON COLUMN batch.log.finished_at IS 'When the attempt ended, or when the event happened.';
+COMMENT ON COLUMN batch.log.duration_ms IS 'The attempt''s duration in milliseconds (finished_at minus started_at, 3 decimals); NULL for events.';
+COMMENT ON COLUMN batch.log.http_status IS 'HTTP status of the response, for HTTP attempts that got an answer; NULL otherwise.';
+COMMENT ON COLUMN batch.metrics.metric IS 'Metric family: pgbatch_items, pgbatch_failed_items, pgbatch_attempts_total, pgbatch_attempt_duration_seconds, or pgbatch_endpoint_ followed by in_flight, requests_total, failures_total, paused, paused_seconds, circuit_open or consecutive_failures. The attempt metrics cover batches not finished or finished within the last hour.';
+COMMENT ON COLUMN batch.metrics.kind IS 'Prometheus metric type: gauge or counter.';
+COMMENT ON COLUMN batch.metrics.batch IS 'Label: batch name; NULL for the endpoint metrics.';
+COMMENT ON COLUMN batch.metrics.stage IS 'Label: stage name, for pgbatch_failed_items, pgbatch_attempts_total and pgbatch_attempt_duration_seconds; NULL otherwise.';
+COMMENT ON COLUMN batch.metrics.endpoint IS 'Label: endpoint name, for the pgbatch_endpoint_ metrics; NULL otherwise.';
+COMMENT ON COLUMN batch.metrics.state IS 'Label for pgbatch_items: pending (waiting for a first attempt), retrying, running, completed, failed or cancelled; NULL otherwise.';
+COMMENT ON COLUMN batch.metrics.outcome IS 'Label for pgbatch_attempts_total: completed, retry or failed; NULL otherwise.';
+COMMENT ON COLUMN batch.metrics.code IS 'Label for pgbatch_failed_items: the error code; NULL otherwise.';
+COMMENT ON COLUMN batch.metrics.quantile IS 'Label for pgbatch_attempt_duration_seconds: 0.5, 0.9 or 0.99, over the attempts that ended in the last 5 minutes; NULL otherwise.';
+COMMENT ON COLUMN batch.metrics.value IS 'The value: a count of items, attempts or requests, seconds for pgbatch_attempt_duration_seconds and pgbatch_endpoint_paused_seconds, or 1 or 0 for pgbatch_endpoint_paused and pgbatch_endpoint_circuit_open.';
+COMMENT ON COLUMN batch.outputs.item_id IS 'The item (batch.items.id).';
+COMMENT ON COLUMN batch.outputs.stage IS 'The name of the completed stage; it keys this output in the outputs passed to later stages.';
+COMMENT ON COLUMN batch.outputs.output IS 'What the stage returned: the SQL stage function''s result or the JSON body of the HTTP response. JSON null for an SQL NULL or an empty body.';
+COMMENT ON COLUMN batch.outputs.created_at IS 'When the stage completed and its output was recorded.';
+COMMENT ON COLUMN batch.pipelines.id IS 'Pipeline id.';
+COMMENT ON COLUMN batch.pipelines.name IS 'Pipeline name, unique in the database.';
+COMMENT ON COLUMN batch.pipelines.definition IS 'The stages as given to batch.create_pipeline(), a JSON array; batch.stages holds them resolved.';
+COMMENT ON COLUMN batch.pipelines.retry IS 'The pipeline''s retry policy (max_retries, backoff_base, backoff_factor, backoff_max, jitter) merged over the defaults, with intervals in seconds such as "2 s". Each stage''s effective policy is in batch.stages.';
+COMMENT ON COLUMN batch.pipelines.required IS 'Keys every item must have, not JSON null and not blank; an item without one is stored as failed with error code invalid_input. Empty for none.';
+COMMENT ON COLUMN batch.pipelines.created_at IS 'When the pipeline was created.';
+COMMENT ON COLUMN batch.pipelines.created_by IS 'The role that created the pipeline; its members and admins may use it without a grant.';
+COMMENT ON COLUMN batch.progress.id IS 'Batch id.';
+COMMENT ON COLUMN batch.progress.name IS 'Batch name.';
+COMMENT ON COLUMN batch.progress.pipeline IS 'Pipeline name.';
+COMMENT ON COLUMN batch.progress.status IS 'Batch status: queued (no item attempted yet), running, completed (finished, none failed), partial (finished, some failed), failed (finished, none completed) or cancelled (cancelled, or finished with every item cancelled).';
+COMMENT ON COLUMN batch.progress.total IS 'Items in the batch, in every state.';
+COMMENT ON COLUMN batch.progress.pending IS 'Items waiting for an attempt, retrying ones included.';
+COMMENT ON COLUMN batch.progress.running IS 'Items with an HTTP request out; items at SQL stages never show as running.';
+COMMENT ON COLUMN batch.progress.retrying IS 'Items waiting out a backoff before a retry, a part of pending.';
+COMMENT ON COLUMN batch.progress.completed IS 'Items that completed every stage.';
+COMMENT ON COLUMN batch.progress.failed IS 'Failed items, those in the review queue.';
+COMMENT ON COLUMN batch.progress.cancelled IS 'Cancelled items.';
+COMMENT ON COLUMN batch.progress.completion_ratio IS 'Share of the items completed: completed divided by total, rounded to 4 decimals. NULL for a batch without items.';
+COMMENT ON COLUMN batch.progress.created_at IS 'When the batch was submitted.';
+COMMENT ON COLUMN batch.progress.started_at IS 'When an item of the batch was first recorded as attempted; NULL while the batch is queued.';
+COMMENT ON COLUMN batch.progress.finished_at IS 'When nothing was left waiting or running: the last counter change, or the cancellation if later. NULL until then, and again while a retry or rerun is under way.';
+COMMENT ON COLUMN batch.progress.owner IS 'The role the batch belongs to.';
+COMMENT ON COLUMN batch.review_queue.batch_id IS 'Batch id.';
+COMMENT ON COLUMN batch.review_queue.item_id IS 'Item id, for batch.update_item() and batch.retry_item().';
+COMMENT ON COLUMN batch.review_queue.key IS 'The item''s key; NULL if it has none.';
+COMMENT ON COLUMN batch.review_queue.stage IS 'The stage the item failed at, where a retry resumes.';
+COMMENT ON COLUMN batch.review_queue.error_code IS 'The error code the item failed with.';
+COMMENT ON COLUMN batch.review_queue.error IS 'The error message the item failed with. What an HTTP API answered is in batch.attempts.response_body.';
+COMMENT ON COLUMN batch.review_queue.attempts IS 'Attempts made at that stage (0 for invalid_input).';
+COMMENT ON COLUMN batch.review_queue.payload IS 'The item''s payload.';
+COMMENT ON COLUMN batch.review_queue.failed_at IS 'When the item failed.';
+COMMENT ON COLUMN batch.schedules.id IS 'Scheduled submission id; its pg_cron job is named pgbatch_submit_<id>.';
+COMMENT ON COLUMN batch.schedules.name IS 'Name of the scheduled submission, unique; each batch it creates is named "<name> <timestamp>".';
+COMMENT ON COLUMN batch.schedules.pipeline IS 'Name of the pipeline each run submits to.';
+COMMENT ON COLUMN batch.schedules.schedule IS 'When the job runs, as a pg_cron schedule such as ''*/5 * * * *''.';
+COMMENT ON COLUMN batch.schedules.query IS 'The SQL query whose rows become the items of a new batch, run as the owner. Each row''s columns become the item''s keys; a single column named item gives the item as is.';
+COMMENT ON COLUMN batch.schedules.owner IS 'The role that scheduled the submission: the query runs as this role, which alone may run it, and it owns the batches created.';
+COMMENT ON COLUMN batch.schedules.created_at IS 'When the submission was first scheduled.';
+COMMENT ON COLUMN batch.schedules.last_run_at IS 'When the job last ran; NULL if it never has.';
+COMMENT ON COLUMN batch.schedules.last_batch_id IS 'The batch created by the latest run that returned rows; a run without rows keeps it. NULL until a run has created one.';
+COMMENT ON COLUMN batch.stages.pipeline_id IS 'The pipeline (batch.pipelines.id).';
+COMMENT ON COLUMN batch.stages.position IS 'Order of the stage in its pipeline, from 1.';
+COMMENT ON COLUMN batch.stages.name IS 'Stage name, unique within the pipeline; it keys the stage''s output in the outputs passed to later stages.';
+COMMENT ON COLUMN batch.stages.kind IS 'Kind of stage: sql (calls a function in the database) or http (sends a request to an endpoint).';
+COMMENT ON COLUMN batch.stages.func IS 'SQL stage: the stage function. HTTP stage: the optional function that builds the request body.';
+COMMENT ON COLUMN batch.stages.timeout IS 'Longest one call of the stage or body function may run; NULL means pgbatch.stage_timeout. For an HTTP stage it bounds the body function only, and the endpoint''s timeout bounds the request.';
+COMMENT ON COLUMN batch.stages.max_retries IS 'Retries allowed after the first attempt; a transient error on attempt max_retries + 1 fails the item.';
+COMMENT ON COLUMN batch.stages.backoff_base IS 'Delay before the first retry.';
+COMMENT ON COLUMN batch.stages.backoff_factor IS 'How many times longer each further retry waits than the one before (1 to 100).';
+COMMENT ON COLUMN batch.stages.backoff_max IS 'Longest delay before any retry.';
+COMMENT ON COLUMN batch.stages.jitter IS 'Fraction, from 0 to 1, by which each delay varies uniformly either way.';
+COMMENT ON COLUMN batch.stages.endpoint_id IS 'The endpoint an HTTP stage calls (batch.endpoints.id); NULL for a SQL stage.';
+COMMENT ON COLUMN batch.stages.method IS 'Request method of an HTTP stage: GET, POST, PUT, PATCH or DELETE. NULL for a SQL stage.';
+COMMENT ON COLUMN batch.stages.path IS 'Path of an HTTP stage, appended to the endpoint''s base_url; it may hold a query string. NULL for a SQL stage.';
+COMMENT ON COLUMN batch.stages.usage_path IS 'Where the stage output reports the tokens it used, e.g. {usage,total_tokens}; NULL if it does not.';
+COMMENT ON COLUMN batch.stages.price_per_1k_tokens IS 'The price of 1,000 of those tokens, in the currency of your choice; NULL if not set.';
+COMMENT ON COLUMN batch.stages.func_pin IS 'Fingerprint of the stage (or body) function as it was when the pipeline was created or last refreshed.';
+COMMENT ON COLUMN batch.usage_grants.object_kind IS 'What is granted: endpoint or pipeline.';
+COMMENT ON COLUMN batch.usage_grants.object_id IS 'The endpoint (batch.endpoints.id) or pipeline (batch.pipelines.id).';
+COMMENT ON COLUMN batch.usage_grants.grantee IS 'The role granted use, and so its members.';
+COMMENT ON COLUMN batch.usage_grants.granted_by IS 'The role that granted it.';
+COMMENT ON COLUMN batch.usage_grants.granted_at IS 'When it was granted.';
+COMMENT ON COLUMN batch.workers.pid IS 'Process id of the executor (pg_stat_activity.pid).';
+COMMENT ON COLUMN batch.workers.worker IS 'Executor number within the database, from 0.';
+COMMENT ON COLUMN batch.workers.started_at IS 'When the executor started.';
+COMMENT ON COLUMN batch.workers.in_flight IS 'HTTP requests the executor has in flight now.';
+COMMENT ON COLUMN batch.workers.requests IS 'HTTP requests the executor has sent since it started.';
 
 COMMENT ON FUNCTION batch.create_pipeline(text, jsonb, jsonb, text[]) IS
 	'creates a pipeline: ordered SQL and HTTP stages, a retry policy, required item keys; returns its id (admins)';
@@ -1915,6 +2427,72 @@ DROP POLICY endpoints_insert ON batch.endpoints;
 DROP POLICY endpoints_update ON batch.endpoints;
 DROP POLICY endpoints_delete ON batch.endpoints;
 
+-- the helpers that moved to batch_internal: triggers, policies and views
+-- call them there
+DROP TRIGGER items_count_insert ON batch.items;
+DROP TRIGGER items_count_update ON batch.items;
+DROP TRIGGER items_count_delete ON batch.items;
+CREATE TRIGGER items_count_insert AFTER INSERT ON batch.items
+	REFERENCING NEW TABLE AS new_items
+	FOR EACH STATEMENT EXECUTE FUNCTION batch_internal.count_items();
+CREATE TRIGGER items_count_update AFTER UPDATE ON batch.items
+	REFERENCING OLD TABLE AS old_items NEW TABLE AS new_items
+	FOR EACH STATEMENT EXECUTE FUNCTION batch_internal.count_items();
+CREATE TRIGGER items_count_delete AFTER DELETE ON batch.items
+	REFERENCING OLD TABLE AS old_items
+	FOR EACH STATEMENT EXECUTE FUNCTION batch_internal.count_items();
+DROP TRIGGER pipelines_limit ON batch.pipelines;
+DROP TRIGGER stages_limit ON batch.stages;
+CREATE TRIGGER pipelines_limit BEFORE INSERT ON batch.pipelines
+	FOR EACH ROW EXECUTE FUNCTION batch_internal.check_pipeline_limits();
+CREATE TRIGGER stages_limit BEFORE INSERT ON batch.stages
+	FOR EACH ROW EXECUTE FUNCTION batch_internal.check_pipeline_limits();
+DROP TRIGGER batches_finished ON batch.batches;
+CREATE TRIGGER batches_finished BEFORE UPDATE OF counted_at ON batch.batches
+	FOR EACH ROW WHEN (NEW.counted_at IS NOT NULL)
+	EXECUTE FUNCTION batch_internal.announce_finished();
+
+ALTER POLICY batches_see ON batch.batches USING (batch_internal.current_can_see(owner));
+ALTER POLICY schedules_see ON batch.schedules USING (batch_internal.current_can_see(owner));
+
+CREATE OR REPLACE VIEW batch.endpoint_status AS
+SELECT e.id, e.name, e.base_url, e.max_concurrency, e.rate_limit, e.timeout,
+	   coalesce(s.in_flight, 0) AS in_flight,
+	   CASE WHEN s.paused_until > now() THEN s.paused_until END AS paused_until,
+	   coalesce(s.circuit, 'closed') AS circuit,
+	   coalesce(s.consecutive_failures, 0) AS consecutive_failures,
+	   coalesce(s.requests, 0) AS requests,
+	   coalesce(s.failures, 0) AS failures
+FROM batch.endpoints e
+LEFT JOIN batch_internal.endpoint_state() s ON s.endpoint_id = e.id;
+
+CREATE OR REPLACE VIEW batch.workers AS
+SELECT w.pid, w.worker, w.started_at, w.in_flight, w.requests
+FROM batch_internal.workers() w;
+
+DROP FUNCTION batch._batch_id(bigint);
+DROP FUNCTION batch._batch_id(text);
+DROP FUNCTION batch._can_see(name);
+DROP FUNCTION batch._can_act(name);
+DROP FUNCTION batch._limits();
+DROP FUNCTION batch._max_payload_size();
+DROP FUNCTION batch._invalid_reason(jsonb, text[], integer);
+DROP FUNCTION batch._url_check(text);
+DROP FUNCTION batch._wake_launcher();
+DROP FUNCTION batch._endpoint_state();
+DROP FUNCTION batch._workers();
+DROP FUNCTION batch._count_items();
+DROP FUNCTION batch._announce_finished();
+DROP FUNCTION batch._check_pipeline_limits();
+DROP FUNCTION batch._insert_items(bigint, jsonb);
+-- left by the rename-and-wrap of an earlier 1.1 -> 1.2 script
+DROP FUNCTION IF EXISTS batch._insert_items_unchecked(bigint, jsonb);
+DROP FUNCTION batch._retry_policy(jsonb, jsonb, text);
+DROP FUNCTION batch._require_cron(text, text, text);
+DROP FUNCTION batch._check_endpoint(text, text, jsonb, integer, integer, interval);
+DROP FUNCTION IF EXISTS batch._check_endpoint_settings(text, text, jsonb, integer, integer, interval);
+DROP FUNCTION batch._http_stage(jsonb, text);
+
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA batch
 	FROM PUBLIC, pgbatch_reader, pgbatch_operator, pgbatch_admin, pgbatch_monitor;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA batch
@@ -1923,17 +2501,8 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA batch
 -- helpers: nobody but the extension's owner, except the ones the policies
 -- and views call for every reader
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA batch_internal FROM PUBLIC;
-DO $revoke$
-DECLARE
-	f regprocedure;
-BEGIN
-	FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
-			 WHERE p.pronamespace = 'batch'::regnamespace AND p.proname LIKE '\_%'
-			   AND p.proname NOT IN ('_can_see', '_can_act', '_limits', '_endpoint_state', '_workers') LOOP
-		EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, pgbatch_reader, pgbatch_operator, pgbatch_admin, pgbatch_monitor', f);
-	END LOOP;
-END
-$revoke$;
+GRANT EXECUTE ON FUNCTION batch_internal.current_can_see(name), batch_internal.endpoint_state(),
+	batch_internal.workers() TO pgbatch_reader;
 
 REVOKE ALL ON batch.usage_grants FROM PUBLIC;
 GRANT SELECT ON batch.usage_grants TO pgbatch_admin;

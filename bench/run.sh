@@ -122,7 +122,7 @@ line=$(q -c "SELECT string_agg(name || '=' || CASE WHEN unit = '8kB' THEN pg_siz
 	FROM pg_settings WHERE name = ANY (string_to_array('$shown_settings', ' '))")
 printf '%-13s %s\n' "settings" "$(echo "$line" | fold -s -w 78 | sed '2,$s/^/              /')"
 printf '%-13s %s\n' "" "pg_stat_statements loaded, track=none except in section 2; server processes limited to ${mem_limit_gb} GB address space"
-printf '%-13s %s\n' "pgbatch" "pgbatch.claim_batch_size default $(q -c "SELECT batch._max_payload_size() IS NOT NULL; SHOW pgbatch.claim_batch_size" | tail -1)"
+printf '%-13s %s\n' "pgbatch" "pgbatch.claim_batch_size default $(q -c "SELECT batch_internal.max_payload_size() IS NOT NULL; SHOW pgbatch.claim_batch_size" | tail -1)"
 
 # ---------------------------------------------------------------- 1. throughput
 echo

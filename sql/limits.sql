@@ -12,15 +12,15 @@ SELECT batch.create_pipeline('lim', '[{"name": "echo", "sql": "public.lim_echo"}
 
 -- unset, any http(s) host is allowed
 SHOW pgbatch.allowed_hosts;
-SELECT batch._url_check('http://169.254.169.254/latest') IS NULL AS allowed;
-SELECT batch._url_check('ftp://example.com/');
+SELECT batch_internal.url_check('http://169.254.169.254/latest') IS NULL AS allowed;
+SELECT batch_internal.url_check('ftp://example.com/');
 
 -- set by a superuser only
 SET ROLE regress_lim_op;
 SET pgbatch.allowed_hosts = '*';
 RESET ROLE;
 SET pgbatch.allowed_hosts = 'api.example.com, *.llm.example:8443, 127.0.0.1:18080, [::1]';
-SELECT u, batch._url_check(u) AS refused FROM (VALUES
+SELECT u, batch_internal.url_check(u) AS refused FROM (VALUES
 	('https://api.example.com/v1'),
 	('http://API.Example.COM./v1'),
 	('https://api.example.com:444/'),

@@ -13,17 +13,17 @@ SELECT batch.submit('article', '[
   {"topic": "Deliverability", "key": "a3"}]', name => 'b_submit');
 
 SELECT id, key, status, stage, attempt, error_code, error_message, payload
-FROM batch.items WHERE batch_id = batch._batch_id('b_submit') ORDER BY id;
+FROM batch.items WHERE batch_id = batch_internal.batch_id(current_user::regrole, 'b_submit') ORDER BY id;
 
 -- items that failed validation are finished and show in the review queue
 SELECT item_id, key, stage, error_code, error, attempts, payload
-FROM batch.review_queue WHERE batch_id = batch._batch_id('b_submit') ORDER BY item_id;
+FROM batch.review_queue WHERE batch_id = batch_internal.batch_id(current_user::regrole, 'b_submit') ORDER BY item_id;
 
 -- add_items: more items later, by name or by id; duplicate keys are skipped
 SELECT batch.add_items('b_submit', '[{"topic": "Inbox placement", "key": "a4"}, {"topic": "dup", "key": "a1"}]');
-SELECT batch.add_items(batch._batch_id('b_submit'), '[{"topic": "Subject lines"}, {"topic": "Subject lines"}]');
+SELECT batch.add_items(batch_internal.batch_id(current_user::regrole, 'b_submit'), '[{"topic": "Subject lines"}, {"topic": "Subject lines"}]');
 SELECT count(*) AS items, count(*) FILTER (WHERE status = 'pending') AS pending
-FROM batch.items WHERE batch_id = batch._batch_id('b_submit');
+FROM batch.items WHERE batch_id = batch_internal.batch_id(current_user::regrole, 'b_submit');
 
 -- an oversized payload becomes a failed item; the payload is not stored
 SET pgbatch.max_payload_size = '100B';
@@ -31,7 +31,7 @@ SELECT batch.add_items('b_submit', jsonb_build_array(jsonb_build_object('topic',
                                                      jsonb_build_object('topic', 'small')));
 RESET pgbatch.max_payload_size;
 SELECT key, status, error_code, error_message, payload FROM batch.items
-WHERE batch_id = batch._batch_id('b_submit') ORDER BY id DESC LIMIT 2;
+WHERE batch_id = batch_internal.batch_id(current_user::regrole, 'b_submit') ORDER BY id DESC LIMIT 2;
 
 -- errors
 SELECT batch.submit('article', '{"topic": "not an array"}');
@@ -49,4 +49,4 @@ SELECT name = 'batch_' || :empty_id AS named_by_id, status, total FROM batch.pro
 
 -- the submission is in the log
 SELECT level, event, message FROM batch.log
-WHERE batch_id = batch._batch_id('b_submit') AND item_id IS NULL ORDER BY started_at;
+WHERE batch_id = batch_internal.batch_id(current_user::regrole, 'b_submit') AND item_id IS NULL ORDER BY started_at;

@@ -40,9 +40,15 @@ FROM pg_proc p WHERE p.pronamespace = 'batch'::regnamespace AND p.prosecdef ORDE
 SELECT has_schema_privilege(r, 'batch_internal', 'USAGE') AS usage_for_anyone
 FROM unnest(ARRAY['public', 'pgbatch_reader', 'pgbatch_operator', 'pgbatch_admin', 'pgbatch_monitor']) r
 GROUP BY 1;
-SELECT p.oid::regprocedure AS internal_executable_by_others, r AS by_role
+-- nobody else executes an internal function but the three that the read
+-- policies and views call for whoever reads them
+SELECT p.oid::regprocedure AS internal_executable_by_others, string_agg(r, ', ') AS by_roles
 FROM pg_proc p, unnest(ARRAY['public', 'pgbatch_reader', 'pgbatch_operator', 'pgbatch_admin', 'pgbatch_monitor']) r
-WHERE p.pronamespace = 'batch_internal'::regnamespace AND has_function_privilege(r, p.oid, 'EXECUTE');
+WHERE p.pronamespace = 'batch_internal'::regnamespace AND has_function_privilege(r, p.oid, 'EXECUTE')
+GROUP BY 1 ORDER BY 1::text COLLATE "C";
+-- the public schema holds the API only: no helper (\df batch.*)
+SELECT p.oid::regprocedure AS helper_in_public_schema FROM pg_proc p
+WHERE p.pronamespace = 'batch'::regnamespace AND p.proname LIKE '\_%';
 -- every function has a fixed search_path, but the procedure (which commits,
 -- and qualifies every name) and the C functions that run no SQL of their own
 -- (query_rows sets one for the query it runs)

@@ -200,7 +200,7 @@ pgbatch_requeue_1_4(PG_FUNCTION_ARGS)
 								   " AND ($5 IS NULL OR i.error_code = ANY ($5))"
 								   " AND ($6 IS NULL OR i.stage = $6)"
 								   " AND (i.error_code IS DISTINCT FROM 'invalid_input'"
-								   "  OR batch._invalid_reason(i.payload, p.required, $8) IS NULL)",
+								   "  OR batch_internal.invalid_reason(i.payload, p.required, $8) IS NULL)",
 								   8, argtypes);
 	}
 	for (i = 0; i < 6; i++)
