@@ -9,15 +9,15 @@ OBJS = \
 	src/pipeline.o \
 	src/claim.o \
 	src/stage_sql.o \
-	src/retry.o \
-	src/executor.o \
+	src/requeue.o \
+	src/item_exec.o \
 	src/shmem.o \
 	src/endpoint.o \
 	src/http.o \
-	src/worker.o \
+	src/executor_main.o \
 	src/launcher.o \
 	src/security.o \
-	src/maintenance.o \
+	src/reclaim.o \
 	src/events.o \
 	src/gate.o
 

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * executor.c
+ * item_exec.c
  *		batch.run(): executes due work in the calling session.  It claims
  *		due items a chunk at a time, runs each item's SQL stages in order
  *		(each stage in its own subtransaction, one attempt recorded per
@@ -9,7 +9,7 @@
  *		backoff: when nothing is due it returns, saying when the next item
  *		is due.
  *
- * src/executor.c
+ * src/item_exec.c
  *
  *-------------------------------------------------------------------------
  */

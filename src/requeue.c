@@ -1,11 +1,11 @@
 /*-------------------------------------------------------------------------
  *
- * retry.c
+ * requeue.c
  *		Retry policy: the backoff delay before a retry, and re-queuing
  *		failed items (batch.retry_failed and batch.retry_item) at the stage
  *		where they failed, with their earlier stages' outputs kept.
  *
- * src/retry.c
+ * src/requeue.c
  *
  *-------------------------------------------------------------------------
  */

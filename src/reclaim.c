@@ -1,13 +1,13 @@
 /*-------------------------------------------------------------------------
  *
- * maintenance.c
+ * reclaim.c
  *		Taking back running items whose executor is gone or whose lease ran
  *		out.  Executor 0 of each database does it on its own; the
  *		maintenance job (batch.maintenance()) does it through
  *		batch_internal.reclaim() for databases without executors, or with
  *		hung ones.
  *
- * src/maintenance.c
+ * src/reclaim.c
  *
  *-------------------------------------------------------------------------
  */

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * worker.c
+ * executor_main.c
  *		The executor background worker: one or more per database, started by
  *		the launcher.  Each loop it waits (latch, libcurl sockets, timers),
  *		then in one short transaction records the HTTP results that came
@@ -10,7 +10,7 @@
  *		after that transaction commits.  No transaction is open while a
  *		request is in flight; an error is caught, reported and survived.
  *
- * src/worker.c
+ * src/executor_main.c
  *
  *-------------------------------------------------------------------------
  */
