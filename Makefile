@@ -4,22 +4,26 @@ OBJS = \
 	src/pgbatch.o \
 	src/guc.o \
 	src/util.o \
+	src/security.o \
+	src/events.o \
 	src/counters.o \
 	src/validate.o \
-	src/pipeline.o \
-	src/claim.o \
-	src/stage_sql.o \
-	src/requeue.o \
-	src/item_exec.o \
+	src/gate.o \
 	src/shmem.o \
 	src/endpoint.o \
-	src/http.o \
-	src/executor_main.o \
 	src/launcher.o \
-	src/security.o \
-	src/reclaim.o \
-	src/events.o \
-	src/gate.o
+	src/pipeline.o \
+	src/claim.o \
+	src/outcome.o \
+	src/stage_sql.o \
+	src/http.o \
+	src/http_response.o \
+	src/stage_http.o \
+	src/item_exec.o \
+	src/session_run.o \
+	src/executor_main.o \
+	src/requeue.o \
+	src/reclaim.o
 
 EXTENSION = pgbatch
 DATA = pgbatch--1.0.sql pgbatch--1.0--1.1.sql pgbatch--1.1--1.2.sql pgbatch--1.2--1.3.sql \
@@ -52,8 +56,8 @@ src/errnames.h: $(ERRCODES_H) src/gen_errnames.awk
 
 src/stage_sql.o: src/errnames.h
 
-# every object depends on the shared header (and the version it is built for)
-$(OBJS): src/pgbatch.h pgbatch.control
+# every object depends on the headers (and on the version it is built for)
+$(OBJS): $(wildcard src/*.h) pgbatch.control
 
 # the operators' command-line tool (cli/): built, installed and cleaned with
 # the extension

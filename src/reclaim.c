@@ -7,7 +7,8 @@
  *		batch_internal.reclaim() for databases without executors, or with
  *		hung ones.
  *
- * src/reclaim.c
+ * IDENTIFICATION
+ *		src/reclaim.c
  *
  *-------------------------------------------------------------------------
  */
@@ -17,7 +18,10 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 
-#include "pgbatch.h"
+#include "reclaim.h"
+#include "security.h"
+#include "shmem.h"
+#include "util.h"
 
 PG_FUNCTION_INFO_V1(pgbatch_reclaim);
 PG_FUNCTION_INFO_V1(pgbatch_reclaim_1_4);
