@@ -4,22 +4,26 @@ OBJS = \
 	src/pgbatch.o \
 	src/guc.o \
 	src/util.o \
+	src/security.o \
+	src/events.o \
 	src/counters.o \
 	src/validate.o \
-	src/pipeline.o \
-	src/claim.o \
-	src/stage_sql.o \
-	src/retry.o \
-	src/executor.o \
+	src/gate.o \
 	src/shmem.o \
 	src/endpoint.o \
-	src/http.o \
-	src/worker.o \
 	src/launcher.o \
-	src/security.o \
-	src/maintenance.o \
-	src/events.o \
-	src/gate.o
+	src/pipeline.o \
+	src/claim.o \
+	src/outcome.o \
+	src/stage_sql.o \
+	src/http.o \
+	src/http_response.o \
+	src/stage_http.o \
+	src/item_exec.o \
+	src/session_run.o \
+	src/executor_main.o \
+	src/requeue.o \
+	src/reclaim.o
 
 EXTENSION = pgbatch
 # the upgrade path from 1.0 (ALTER EXTENSION pgbatch UPDATE); a new install
@@ -67,8 +71,8 @@ pgbatch--$(PGB_VERSION).sql: $(PGB_SQL) pgbatch.control
 	  printf '%s\n' '\echo Use "CREATE EXTENSION pgbatch" to load this file. \quit'; \
 	  for f in $(PGB_SQL); do printf '\n'; cat $$f; done; } > $@
 
-# every object depends on the shared header (and the version it is built for)
-$(OBJS): src/pgbatch.h pgbatch.control
+# every object depends on the headers (and on the version it is built for)
+$(OBJS): $(wildcard src/*.h) pgbatch.control
 
 # the operators' command-line tool (cli/): built, installed and cleaned with
 # the extension

@@ -1,12 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * claim.c
- *		Item state: claiming due items, loading what they need, and
- *		recording the outcomes of a chunk of work.  Every statement here
- *		handles a whole chunk (pgbatch.claim_batch_size items) in one round
- *		trip through a saved plan; outcomes travel as arrays to unnest().
+ *		Claiming due items and loading what they need: the outputs of their
+ *		earlier stages, and when the next item is due.  Every statement
+ *		here handles a whole chunk (pgbatch.claim_batch_size items) in one
+ *		round trip through a saved plan; outcome.c records what became of
+ *		them.
  *
- * src/claim.c
+ * IDENTIFICATION
+ *		src/claim.c
  *
  *-------------------------------------------------------------------------
  */
@@ -14,17 +16,14 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "nodes/parsenodes.h"
 #include "utils/builtins.h"
 
-#include "pgbatch.h"
+#include "claim.h"
+#include "util.h"
 
 static SPIPlanPtr claim_batch_plan = NULL;
 static SPIPlanPtr claim_all_plan = NULL;
 static SPIPlanPtr outputs_plan = NULL;
-static SPIPlanPtr update_plan = NULL;
-static SPIPlanPtr output_insert_plan = NULL;
-static SPIPlanPtr attempt_insert_plan = NULL;
 static SPIPlanPtr next_due_batch_plan = NULL;
 static SPIPlanPtr next_due_all_plan = NULL;
 
@@ -187,156 +186,6 @@ pgb_load_outputs(PgbWorkItem *items, int nitems)
 			}
 	}
 	SPI_freetuptable(SPI_tuptable);
-}
-
-/*
- * pgb_record_init
- *		Empty outcome buffers, in the current memory context.
- */
-void
-pgb_record_init(PgbRecord *rec)
-{
-	pgb_column_init(&rec->item_id, INT8OID);
-	pgb_column_init(&rec->item_status, TEXTOID);
-	pgb_column_init(&rec->item_stage, TEXTOID);
-	pgb_column_init(&rec->item_attempt, INT4OID);
-	pgb_column_init(&rec->item_next_due, TIMESTAMPTZOID);
-	pgb_column_init(&rec->item_error_code, TEXTOID);
-	pgb_column_init(&rec->item_error, TEXTOID);
-	pgb_column_init(&rec->item_finished_at, TIMESTAMPTZOID);
-	pgb_column_init(&rec->item_claimed_by, INT4OID);
-	pgb_column_init(&rec->item_lease_until, TIMESTAMPTZOID);
-
-	pgb_column_init(&rec->out_item_id, INT8OID);
-	pgb_column_init(&rec->out_stage, TEXTOID);
-	pgb_column_init(&rec->out_output, JSONBOID);
-
-	pgb_column_init(&rec->att_batch_id, INT8OID);
-	pgb_column_init(&rec->att_item_id, INT8OID);
-	pgb_column_init(&rec->att_stage, TEXTOID);
-	pgb_column_init(&rec->att_attempt, INT4OID);
-	pgb_column_init(&rec->att_outcome, TEXTOID);
-	pgb_column_init(&rec->att_error_code, TEXTOID);
-	pgb_column_init(&rec->att_message, TEXTOID);
-	pgb_column_init(&rec->att_started_at, TIMESTAMPTZOID);
-	pgb_column_init(&rec->att_finished_at, TIMESTAMPTZOID);
-	pgb_column_init(&rec->att_http_status, INT4OID);
-	pgb_column_init(&rec->att_response_size, INT4OID);
-	pgb_column_init(&rec->att_response_sha256, TEXTOID);
-	pgb_column_init(&rec->att_response_body, TEXTOID);
-}
-
-/*
- * pgb_record_flush
- *		Writes a chunk's outcomes: the items' new state, the stage outputs,
- *		and the attempt history, one statement each.
- */
-void
-pgb_record_flush(PgbRecord *rec, TimestampTz now)
-{
-	Datum		args[13];
-	int			ret;
-
-	if (rec->att_item_id.n > 0)
-	{
-		if (attempt_insert_plan == NULL)
-		{
-			Oid			argtypes[13] = {
-				INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-				TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-				TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
-				INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID
-			};
-
-			attempt_insert_plan = pgb_prepare(
-											  "INSERT INTO batch.attempts (batch_id, item_id, stage, attempt,"
-											  " outcome, error_code, message, started_at, finished_at,"
-											  " http_status, response_size, response_sha256, response_body)"
-											  " SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-											  " $10, $11, $12, $13)",
-											  13, argtypes);
-		}
-		args[0] = pgb_column_array(&rec->att_batch_id);
-		args[1] = pgb_column_array(&rec->att_item_id);
-		args[2] = pgb_column_array(&rec->att_stage);
-		args[3] = pgb_column_array(&rec->att_attempt);
-		args[4] = pgb_column_array(&rec->att_outcome);
-		args[5] = pgb_column_array(&rec->att_error_code);
-		args[6] = pgb_column_array(&rec->att_message);
-		args[7] = pgb_column_array(&rec->att_started_at);
-		args[8] = pgb_column_array(&rec->att_finished_at);
-		args[9] = pgb_column_array(&rec->att_http_status);
-		args[10] = pgb_column_array(&rec->att_response_size);
-		args[11] = pgb_column_array(&rec->att_response_sha256);
-		args[12] = pgb_column_array(&rec->att_response_body);
-		ret = pgb_execute(attempt_insert_plan, args, NULL, false, 0);
-		if (ret != SPI_OK_INSERT)
-			elog(ERROR, "pgbatch: recording attempts failed: %s",
-				 SPI_result_code_string(ret));
-	}
-
-	if (rec->out_item_id.n > 0)
-	{
-		if (output_insert_plan == NULL)
-		{
-			Oid			argtypes[4] = {INT8ARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
-			TIMESTAMPTZOID};
-
-			output_insert_plan = pgb_prepare(
-											 "INSERT INTO batch.outputs AS o (item_id, stage, output, created_at)"
-											 " SELECT u.i, u.s, u.o, $4 FROM unnest($1, $2, $3) AS u(i, s, o)"
-											 " ON CONFLICT (item_id, stage) DO UPDATE"
-											 " SET output = excluded.output, created_at = excluded.created_at",
-											 4, argtypes);
-		}
-		args[0] = pgb_column_array(&rec->out_item_id);
-		args[1] = pgb_column_array(&rec->out_stage);
-		args[2] = pgb_column_array(&rec->out_output);
-		args[3] = TimestampTzGetDatum(now);
-		ret = pgb_execute(output_insert_plan, args, NULL, false, 0);
-		if (ret != SPI_OK_INSERT)
-			elog(ERROR, "pgbatch: recording stage outputs failed: %s",
-				 SPI_result_code_string(ret));
-	}
-
-	if (rec->item_id.n > 0)
-	{
-		if (update_plan == NULL)
-		{
-			Oid			argtypes[11] = {
-				INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-				TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-				TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID
-			};
-
-			update_plan = pgb_prepare_opts(
-										   "UPDATE batch.items i SET status = u.status, stage = u.stage,"
-									  " attempt = u.attempt, next_due = u.next_due,"
-									  " error_code = u.error_code, error_message = u.error_message,"
-									  " finished_at = u.finished_at, updated_at = $9,"
-									  " claimed_by = u.claimed_by, lease_until = u.lease_until"
-									  " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $10, $11)"
-									  "  AS u(id, status, stage, attempt, next_due, error_code,"
-									  "       error_message, finished_at, claimed_by, lease_until)"
-									  " WHERE i.id = u.id",
-									  11, argtypes, CURSOR_OPT_CUSTOM_PLAN);
-		}
-		args[0] = pgb_column_array(&rec->item_id);
-		args[1] = pgb_column_array(&rec->item_status);
-		args[2] = pgb_column_array(&rec->item_stage);
-		args[3] = pgb_column_array(&rec->item_attempt);
-		args[4] = pgb_column_array(&rec->item_next_due);
-		args[5] = pgb_column_array(&rec->item_error_code);
-		args[6] = pgb_column_array(&rec->item_error);
-		args[7] = pgb_column_array(&rec->item_finished_at);
-		args[8] = TimestampTzGetDatum(now);
-		args[9] = pgb_column_array(&rec->item_claimed_by);
-		args[10] = pgb_column_array(&rec->item_lease_until);
-		ret = pgb_execute(update_plan, args, NULL, false, 0);
-		if (ret != SPI_OK_UPDATE)
-			elog(ERROR, "pgbatch: recording item states failed: %s",
-				 SPI_result_code_string(ret));
-	}
 }
 
 /*

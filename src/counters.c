@@ -8,7 +8,8 @@
  *		counter row and batch.progress reads a handful of rows, never the
  *		items themselves.
  *
- * src/counters.c
+ * IDENTIFICATION
+ *		src/counters.c
  *
  *-------------------------------------------------------------------------
  */
@@ -26,7 +27,10 @@
 #include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
 
+#include "events.h"
 #include "pgbatch.h"
+#include "shmem.h"
+#include "util.h"
 
 PG_FUNCTION_INFO_V1(pgbatch_count_items);
 

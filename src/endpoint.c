@@ -11,7 +11,8 @@
  *		there is no shared memory: batch.run() keeps the same state for
  *		itself, in its backend.
  *
- * src/endpoint.c
+ * IDENTIFICATION
+ *		src/endpoint.c
  *
  *-------------------------------------------------------------------------
  */
@@ -20,14 +21,19 @@
 #include <math.h>
 
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lwlock.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "pgbatch.h"
+#include "endpoint.h"
+#include "guc.h"
+#include "shmem.h"
 
 PG_FUNCTION_INFO_V1(pgbatch_forget_endpoint);
+PG_FUNCTION_INFO_V1(pgbatch_endpoint_state);
 
 /* requests in flight this backend holds, per endpoint index */
 static int32 *held = NULL;
@@ -343,4 +349,47 @@ pgb_endpoint_release_all(void)
 		held[i] = 0;
 	}
 	unlock_endpoints();
+}
+
+/*
+ * pgbatch_endpoint_state
+ *		batch._endpoint_state(): the live state of this database's endpoints.
+ */
+Datum
+pgbatch_endpoint_state(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (pgb_shared == NULL)
+		PG_RETURN_VOID();
+
+	LWLockAcquire(pgb_shared->lock, LW_SHARED);
+	for (i = 0; i < pgb_shared->nendpoints; i++)
+	{
+		PgbEndpointState *ep = &pgb_shared->endpoints[i];
+		Datum		values[9];
+		bool		nulls[9] = {false, false, false, false, false, false, false, false, false};
+		const char *circuit;
+
+		if (ep->dboid != MyDatabaseId)
+			continue;
+		circuit = ep->circuit == PGB_CIRCUIT_CLOSED ? "closed" :
+			(ep->circuit == PGB_CIRCUIT_OPEN && now < ep->open_until) ? "open" : "half-open";
+		values[0] = Int32GetDatum(ep->endpoint_id);
+		values[1] = Int32GetDatum(ep->in_flight);
+		values[2] = Int32GetDatum(ep->max_concurrency);
+		values[3] = Float8GetDatum(ep->tokens);
+		values[4] = TimestampTzGetDatum(ep->paused_until);
+		nulls[4] = ep->paused_until == 0;
+		values[5] = CStringGetTextDatum(circuit);
+		values[6] = Int32GetDatum(ep->consecutive_failures);
+		values[7] = Int64GetDatum(ep->requests);
+		values[8] = Int64GetDatum(ep->failures);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(pgb_shared->lock);
+	PG_RETURN_VOID();
 }

@@ -14,7 +14,8 @@
  *		only and carries nothing of its contents: listeners read the rest
  *		through the views, under row-level security.
  *
- * src/events.c
+ * IDENTIFICATION
+ *		src/events.c
  *
  *-------------------------------------------------------------------------
  */
@@ -30,7 +31,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "pgbatch.h"
+#include "events.h"
 
 /* The channel every event goes to. */
 #define PGB_EVENTS_CHANNEL	"pgbatch_events"

@@ -17,7 +17,8 @@
  *		Also here: running a role's own SQL as that role from inside an
  *		implementation (a scheduled submission's query).
  *
- * src/gate.c
+ * IDENTIFICATION
+ *		src/gate.c
  *
  *-------------------------------------------------------------------------
  */
@@ -35,8 +36,6 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
-
-#include "pgbatch.h"
 
 PG_FUNCTION_INFO_V1(pgbatch_gate);
 PG_FUNCTION_INFO_V1(pgbatch_query_rows);

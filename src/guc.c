@@ -3,15 +3,19 @@
  * guc.c
  *		The pgbatch.* configuration parameters.
  *
- * src/guc.c
+ * IDENTIFICATION
+ *		src/guc.c
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "guc.h"
 #include "pgbatch.h"
 
 /* Largest item payload accepted, in bytes (jsonb binary size). */
@@ -43,10 +47,13 @@ int			pgb_stage_timeout_ms = 300000;
 
 /*
  * pgb_define_gucs
- *		Registers the pgbatch.* parameters and reserves the prefix.
+ *		Registers the pgbatch.* parameters and reserves the prefix.  The
+ *		hooks of pgbatch.allowed_hosts (security.c's) come from the caller,
+ *		so that this file depends on no other.
  */
 void
-pgb_define_gucs(void)
+pgb_define_gucs(GucStringCheckHook allowed_hosts_check,
+				GucStringAssignHook allowed_hosts_assign)
 {
 	DefineCustomIntVariable("pgbatch.max_payload_size",
 							"Largest item payload pgbatch accepts.",
@@ -158,7 +165,7 @@ pgb_define_gucs(void)
 							   &pgb_allowed_hosts,
 							   "",
 							   PGC_SUSET, GUC_LIST_INPUT,
-							   pgb_check_allowed_hosts, pgb_assign_allowed_hosts, NULL);
+							   allowed_hosts_check, allowed_hosts_assign, NULL);
 
 	DefineCustomIntVariable("pgbatch.retention",
 							"How long the attempt history and outputs of a finished batch are kept (0: forever).",

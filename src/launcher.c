@@ -9,7 +9,8 @@
  *		extension is skipped until CREATE EXTENSION wakes the launcher (or a
  *		minute has passed); one being dropped is left alone.
  *
- * src/launcher.c
+ * IDENTIFICATION
+ *		src/launcher.c
  *
  *-------------------------------------------------------------------------
  */
@@ -37,9 +38,10 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "guc.h"
+#include "launcher.h"
 #include "pgbatch.h"
-
-PGDLLEXPORT void pgbatch_launcher_main(Datum main_arg);
+#include "shmem.h"
 
 /* how long a database found without the extension is left alone */
 #define NO_EXTENSION_RECHECK_MS	60000

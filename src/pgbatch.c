@@ -4,7 +4,8 @@
  *		Module entry point of pgbatch, and the small SQL-callable helpers
  *		the extension script uses (limits, stage function lookup).
  *
- * src/pgbatch.c
+ * IDENTIFICATION
+ *		src/pgbatch.c
  *
  *-------------------------------------------------------------------------
  */
@@ -21,7 +22,10 @@
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 
-#include "pgbatch.h"
+#include "guc.h"
+#include "launcher.h"
+#include "security.h"
+#include "shmem.h"
 
 PG_MODULE_MAGIC;
 
@@ -40,7 +44,7 @@ PG_FUNCTION_INFO_V1(pgbatch_limits);
 void
 _PG_init(void)
 {
-	pgb_define_gucs();
+	pgb_define_gucs(pgb_check_allowed_hosts, pgb_assign_allowed_hosts);
 	pgb_register_xact_callback();
 	if (process_shared_preload_libraries_in_progress)
 	{

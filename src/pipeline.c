@@ -4,7 +4,8 @@
  *		Loads pipelines and their stages into memory for the executor, one
  *		cache entry per batch (its pipeline and the role its stages run as).
  *
- * src/pipeline.c
+ * IDENTIFICATION
+ *		src/pipeline.c
  *
  *-------------------------------------------------------------------------
  */
@@ -17,7 +18,10 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
-#include "pgbatch.h"
+#include "guc.h"
+#include "pipeline.h"
+#include "stage_sql.h"
+#include "util.h"
 
 static SPIPlanPtr load_plan = NULL;
 

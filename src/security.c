@@ -9,7 +9,8 @@
  *		The host check is also called from libcurl callbacks, so everything
  *		it uses is plain C: no palloc, no ereport.
  *
- * src/security.c
+ * IDENTIFICATION
+ *		src/security.c
  *
  *-------------------------------------------------------------------------
  */
@@ -26,7 +27,8 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
-#include "pgbatch.h"
+#include "security.h"
+#include "util.h"
 
 PG_FUNCTION_INFO_V1(pgbatch_can_see);
 PG_FUNCTION_INFO_V1(pgbatch_can_act);

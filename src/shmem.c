@@ -10,7 +10,8 @@
  *		database's executors; CREATE EXTENSION wakes the launcher; DROP
  *		DATABASE first stops the database's executors.
  *
- * src/shmem.c
+ * IDENTIFICATION
+ *		src/shmem.c
  *
  *-------------------------------------------------------------------------
  */
@@ -33,10 +34,12 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "guc.h"
 #include "pgbatch.h"
+#include "shmem.h"
+#include "util.h"
 
 PG_FUNCTION_INFO_V1(pgbatch_wake_launcher);
-PG_FUNCTION_INFO_V1(pgbatch_endpoint_state);
 PG_FUNCTION_INFO_V1(pgbatch_workers);
 
 PgbShared  *pgb_shared = NULL;
@@ -346,9 +349,10 @@ pgb_register_xact_callback(void)
 
 /*
  * release_slot
- *		before_shmem_exit callback of an executor: give back its endpoint
- *		requests in flight and its slot, and wake the others, which take
- *		back the items it held.
+ *		before_shmem_exit callback of an executor: give back its slot, and
+ *		wake the others, which take back the items it held.  (The executor
+ *		gives back its endpoint requests in flight first, in a callback
+ *		registered after this one.)
  */
 static void
 release_slot(int code, Datum arg)
@@ -358,7 +362,6 @@ release_slot(int code, Datum arg)
 
 	if (my_slot < 0 || pgb_shared == NULL)
 		return;
-	pgb_endpoint_release_all();
 	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
 	slot = &pgb_shared->slots[my_slot];
 	dboid = slot->dboid;
@@ -484,49 +487,6 @@ pgbatch_workers(PG_FUNCTION_ARGS)
 		values[2] = TimestampTzGetDatum(slot->started_at);
 		values[3] = Int32GetDatum(slot->in_flight);
 		values[4] = Int64GetDatum(slot->requests);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	LWLockRelease(pgb_shared->lock);
-	PG_RETURN_VOID();
-}
-
-/*
- * pgbatch_endpoint_state
- *		batch._endpoint_state(): the live state of this database's endpoints.
- */
-Datum
-pgbatch_endpoint_state(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	TimestampTz now = GetCurrentTimestamp();
-	int			i;
-
-	InitMaterializedSRF(fcinfo, 0);
-	if (pgb_shared == NULL)
-		PG_RETURN_VOID();
-
-	LWLockAcquire(pgb_shared->lock, LW_SHARED);
-	for (i = 0; i < pgb_shared->nendpoints; i++)
-	{
-		PgbEndpointState *ep = &pgb_shared->endpoints[i];
-		Datum		values[9];
-		bool		nulls[9] = {false, false, false, false, false, false, false, false, false};
-		const char *circuit;
-
-		if (ep->dboid != MyDatabaseId)
-			continue;
-		circuit = ep->circuit == PGB_CIRCUIT_CLOSED ? "closed" :
-			(ep->circuit == PGB_CIRCUIT_OPEN && now < ep->open_until) ? "open" : "half-open";
-		values[0] = Int32GetDatum(ep->endpoint_id);
-		values[1] = Int32GetDatum(ep->in_flight);
-		values[2] = Int32GetDatum(ep->max_concurrency);
-		values[3] = Float8GetDatum(ep->tokens);
-		values[4] = TimestampTzGetDatum(ep->paused_until);
-		nulls[4] = ep->paused_until == 0;
-		values[5] = CStringGetTextDatum(circuit);
-		values[6] = Int32GetDatum(ep->consecutive_failures);
-		values[7] = Int64GetDatum(ep->requests);
-		values[8] = Int64GetDatum(ep->failures);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(pgb_shared->lock);

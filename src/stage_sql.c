@@ -7,7 +7,8 @@
  *		transient (worth a retry) or permanent; the executor goes on with
  *		the next item either way.
  *
- * src/stage_sql.c
+ * IDENTIFICATION
+ *		src/stage_sql.c
  *
  *-------------------------------------------------------------------------
  */
@@ -30,7 +31,11 @@
 #include "utils/syscache.h"
 #include "utils/timeout.h"
 
+#include "claim.h"
 #include "pgbatch.h"
+#include "pipeline.h"
+#include "stage_sql.h"
+#include "util.h"
 
 typedef struct PgbErrName
 {

@@ -5,7 +5,8 @@
  *		become SQL arrays (so a chunk of outcomes is recorded with one
  *		unnest() statement), saved SPI plans, and small jsonb helpers.
  *
- * src/util.c
+ * IDENTIFICATION
+ *		src/util.c
  *
  *-------------------------------------------------------------------------
  */
@@ -19,7 +20,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
-#include "pgbatch.h"
+#include "util.h"
 
 /*
  * pgb_column_init

@@ -6,7 +6,8 @@
  *		a required key missing or blank).  Called once per element by
  *		batch.submit() and batch.add_items(), so it is C.
  *
- * src/validate.c
+ * IDENTIFICATION
+ *		src/validate.c
  *
  *-------------------------------------------------------------------------
  */
@@ -21,7 +22,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 
-#include "pgbatch.h"
+#include "guc.h"
 
 PG_FUNCTION_INFO_V1(pgbatch_invalid_reason);
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test/run.sh - runs every pgbatch test on this machine: installs what it needs
-# (Debian 12, as root), builds and installs the extension, then, as the postgres
+# (Debian 12, as root), builds and installs the extension, checks the shape of
+# src/ (test/structure.sh), then, as the postgres
 # user on a throwaway cluster, runs the pg_regress suite (sql/, expected/) and the
 # TAP tests (test/t/) through `make installcheck`.
 set -euo pipefail
@@ -8,6 +9,8 @@ set -euo pipefail
 
 pgb_install_deps
 pgb_build_install
+# the shape of src/ (no call cycles, no file over 800 lines), from the objects just built
+bash "$PGB_TOP/test/structure.sh" "$PGB_TOP/src"
 
 work=$(mktemp -d /tmp/pgbatch-test.XXXXXX)
 chown postgres: "$work"

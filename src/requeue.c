@@ -1,25 +1,27 @@
 /*-------------------------------------------------------------------------
  *
- * retry.c
- *		Retry policy: the backoff delay before a retry, and re-queuing
- *		failed items (batch.retry_failed and batch.retry_item) at the stage
- *		where they failed, with their earlier stages' outputs kept.
+ * requeue.c
+ *		Re-queuing failed items (batch.retry_failed and batch.retry_item)
+ *		at the stage where they failed, with their earlier stages' outputs
+ *		kept.  (The backoff before an automatic retry is outcome.c's.)
  *
- * src/retry.c
+ * IDENTIFICATION
+ *		src/requeue.c
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <math.h>
-
 #include "catalog/pg_type.h"
-#include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/timestamp.h"
 
+#include "guc.h"
 #include "pgbatch.h"
+#include "security.h"
+#include "util.h"
 
 PG_FUNCTION_INFO_V1(pgbatch_requeue);
 PG_FUNCTION_INFO_V1(pgbatch_requeue_1_4);
@@ -27,26 +29,6 @@ PG_FUNCTION_INFO_V1(pgbatch_requeue_1_4);
 static SPIPlanPtr requeue_plan = NULL;
 static SPIPlanPtr batch_check_plan = NULL;
 static SPIPlanPtr event_plan = NULL;
-
-/*
- * pgb_backoff_ms
- *		The delay before retry number 'retry' (1 for the first retry):
- *		backoff_base * backoff_factor ^ (retry - 1), spread uniformly by
- *		+/- jitter of itself so that items that failed together do not come
- *		back together, and never more than backoff_max.
- */
-double
-pgb_backoff_ms(const PgbRetryPolicy *policy, int retry)
-{
-	double		delay;
-
-	delay = policy->backoff_base_ms * pow(policy->backoff_factor, Max(retry - 1, 0));
-	if (!isfinite(delay) || delay > policy->backoff_max_ms)
-		delay = policy->backoff_max_ms;
-	if (policy->jitter > 0)
-		delay *= 1.0 + policy->jitter * (2.0 * pg_prng_double(&pg_global_prng_state) - 1.0);
-	return Max(Min(delay, policy->backoff_max_ms), 0.0);
-}
 
 /*
  * check_batch

@@ -1,13 +1,14 @@
 /*-------------------------------------------------------------------------
  *
- * maintenance.c
+ * reclaim.c
  *		Taking back running items whose executor is gone or whose lease ran
  *		out.  Executor 0 of each database does it on its own; the
  *		maintenance job (batch.maintenance()) does it through
  *		batch_internal.reclaim() for databases without executors, or with
  *		hung ones.
  *
- * src/maintenance.c
+ * IDENTIFICATION
+ *		src/reclaim.c
  *
  *-------------------------------------------------------------------------
  */
@@ -17,7 +18,10 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 
-#include "pgbatch.h"
+#include "reclaim.h"
+#include "security.h"
+#include "shmem.h"
+#include "util.h"
 
 PG_FUNCTION_INFO_V1(pgbatch_reclaim);
 PG_FUNCTION_INFO_V1(pgbatch_reclaim_1_4);

@@ -1,0 +1,49 @@
+/*-------------------------------------------------------------------------
+ *
+ * claim.h
+ *		Claiming due items and loading what they need (claim.c).
+ *
+ * IDENTIFICATION
+ *		src/claim.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PGB_CLAIM_H
+#define PGB_CLAIM_H
+
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+/* An item claimed for execution. */
+typedef struct PgbWorkItem
+{
+	int64		id;
+	int64		batch_id;
+	char	   *stage;
+	int			attempt;		/* attempts made before this claim */
+	Jsonb	   *payload;
+	Jsonb	   *outputs;		/* earlier stages' outputs, or NULL if none */
+	bool		need_outputs;	/* set by the executor: load outputs */
+	char	   *error_code;		/* last error, or NULL */
+	int			max_retries;	/* per-item override, or -1 */
+	double		backoff_factor; /* per-item override, or 0 */
+} PgbWorkItem;
+
+/*
+ * Where an in-transaction claim scan resumes: the (next_due, id) of the last
+ * item claimed.  The rows an executor has already updated in its open
+ * transaction stay in the due-items index until it commits, so each claim
+ * starts after the previous one instead of walking them again.
+ */
+typedef struct PgbClaimCursor
+{
+	TimestampTz next_due;
+	int64		id;
+} PgbClaimCursor;
+
+extern int	pgb_claim_locked(int64 batch_id, Oid actor, TimestampTz now, int limit,
+							 PgbClaimCursor *cursor, PgbWorkItem **items);
+extern void pgb_load_outputs(PgbWorkItem *items, int nitems);
+extern TimestampTz pgb_next_due(int64 batch_id, Oid actor, bool *found);
+
+#endif							/* PGB_CLAIM_H */

@@ -1,0 +1,47 @@
+/*-------------------------------------------------------------------------
+ *
+ * endpoint.h
+ *		Per-endpoint limits shared by all executors of a database
+ *		(endpoint.c): concurrency, rate, Retry-After pause, circuit breaker.
+ *
+ * IDENTIFICATION
+ *		src/endpoint.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PGB_ENDPOINT_H
+#define PGB_ENDPOINT_H
+
+#include "utils/timestamp.h"
+
+typedef enum PgbEndpointVerdict
+{
+	PGB_EP_GO,					/* send now: a slot and a token are taken */
+	PGB_EP_WAIT,				/* at its concurrency or rate limit */
+	PGB_EP_PAUSED				/* Retry-After or open circuit until *until */
+} PgbEndpointVerdict;
+
+typedef enum PgbEndpointResult
+{
+	PGB_EPR_SUCCESS,
+	PGB_EPR_TRANSIENT,
+	PGB_EPR_PERMANENT,
+	PGB_EPR_NOT_SENT
+} PgbEndpointResult;
+
+typedef enum PgbCircuitChange
+{
+	PGB_CIRCUIT_UNCHANGED,
+	PGB_CIRCUIT_OPENED,
+	PGB_CIRCUIT_CLOSED_AGAIN
+} PgbCircuitChange;
+
+extern int	pgb_endpoint_index(Oid dboid, int32 endpoint_id, int max_concurrency,
+							   int rate_limit);
+extern PgbEndpointVerdict pgb_endpoint_acquire(int index, TimestampTz now,
+											   TimestampTz *until);
+extern PgbCircuitChange pgb_endpoint_release(int index, PgbEndpointResult result,
+											 double retry_after_s, TimestampTz now);
+extern void pgb_endpoint_release_all(void);
+
+#endif							/* PGB_ENDPOINT_H */

@@ -1,0 +1,33 @@
+/*-------------------------------------------------------------------------
+ *
+ * events.h
+ *		Events for listeners on the channel pgbatch_events (events.c).
+ *
+ * IDENTIFICATION
+ *		src/events.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PGB_EVENTS_H
+#define PGB_EVENTS_H
+
+#include "utils/timestamp.h"
+
+/* A batch's items by state, as batch.counters sums them. */
+typedef struct PgbBatchCounts
+{
+	int64		pending;		/* waiting for a first attempt */
+	int64		retrying;
+	int64		running;
+	int64		completed;
+	int64		failed;
+	int64		cancelled;
+} PgbBatchCounts;
+
+extern bool pgb_batch_events(int64 batch_id, const PgbBatchCounts *before,
+							 const PgbBatchCounts *after, int64 failed_now, bool started,
+							 bool cancelled, TimestampTz now);
+extern void pgb_endpoint_event(int32 endpoint_id, const char *name, bool paused,
+							   const char *reason, TimestampTz until);
+
+#endif							/* PGB_EVENTS_H */

@@ -1,0 +1,365 @@
+/*-------------------------------------------------------------------------
+ *
+ * outcome.c
+ *		The outcome recorder: what a chunk of work did to its items.  An
+ *		executor begins a record, adds to it as it runs the chunk (each
+ *		item's new state, each stage output, each attempt with what came
+ *		back), and flushes it: one statement each for the items, the
+ *		outputs and the attempt history, the values travelling as arrays
+ *		to unnest(), every statement through a saved plan.  A failed
+ *		attempt becomes a retry after the stage's backoff or a failure
+ *		here, by the stage's retry policy.  This is the only file that
+ *		fills a PgbRecord.
+ *
+ * IDENTIFICATION
+ *		src/outcome.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "utils/builtins.h"
+
+#include "outcome.h"
+#include "pgbatch.h"
+#include "util.h"
+
+static SPIPlanPtr update_plan = NULL;
+static SPIPlanPtr output_insert_plan = NULL;
+static SPIPlanPtr attempt_insert_plan = NULL;
+
+/*
+ * pgb_outcome_begin
+ *		An empty record, in the current memory context; the retries and
+ *		failures it decides are counted in *stats.
+ */
+void
+pgb_outcome_begin(PgbRecord *rec, PgbRunStats *stats)
+{
+	rec->stats = stats;
+	pgb_column_init(&rec->item_id, INT8OID);
+	pgb_column_init(&rec->item_status, TEXTOID);
+	pgb_column_init(&rec->item_stage, TEXTOID);
+	pgb_column_init(&rec->item_attempt, INT4OID);
+	pgb_column_init(&rec->item_next_due, TIMESTAMPTZOID);
+	pgb_column_init(&rec->item_error_code, TEXTOID);
+	pgb_column_init(&rec->item_error, TEXTOID);
+	pgb_column_init(&rec->item_finished_at, TIMESTAMPTZOID);
+	pgb_column_init(&rec->item_claimed_by, INT4OID);
+	pgb_column_init(&rec->item_lease_until, TIMESTAMPTZOID);
+
+	pgb_column_init(&rec->out_item_id, INT8OID);
+	pgb_column_init(&rec->out_stage, TEXTOID);
+	pgb_column_init(&rec->out_output, JSONBOID);
+
+	pgb_column_init(&rec->att_batch_id, INT8OID);
+	pgb_column_init(&rec->att_item_id, INT8OID);
+	pgb_column_init(&rec->att_stage, TEXTOID);
+	pgb_column_init(&rec->att_attempt, INT4OID);
+	pgb_column_init(&rec->att_outcome, TEXTOID);
+	pgb_column_init(&rec->att_error_code, TEXTOID);
+	pgb_column_init(&rec->att_message, TEXTOID);
+	pgb_column_init(&rec->att_started_at, TIMESTAMPTZOID);
+	pgb_column_init(&rec->att_finished_at, TIMESTAMPTZOID);
+	pgb_column_init(&rec->att_http_status, INT4OID);
+	pgb_column_init(&rec->att_response_size, INT4OID);
+	pgb_column_init(&rec->att_response_sha256, TEXTOID);
+	pgb_column_init(&rec->att_response_body, TEXTOID);
+}
+
+/*
+ * add_item
+ *		Adds an item's new state to the record, held by claimed_by (0: by
+ *		nobody) until lease_until.
+ */
+static void
+add_item(PgbRecord *rec, int64 item_id, const char *status, const char *stage,
+		 int attempt, TimestampTz next_due, const char *error_code,
+		 const char *message, TimestampTz finished_at, int32 claimed_by,
+		 TimestampTz lease_until)
+{
+	pgb_column_add(&rec->item_id, Int64GetDatum(item_id), false);
+	pgb_column_add(&rec->item_status, pgb_text_datum(status), false);
+	pgb_column_add(&rec->item_stage, pgb_text_datum(stage), false);
+	pgb_column_add(&rec->item_attempt, Int32GetDatum(attempt), false);
+	pgb_column_add(&rec->item_next_due, TimestampTzGetDatum(next_due), false);
+	pgb_column_add(&rec->item_error_code, pgb_text_datum(error_code), error_code == NULL);
+	pgb_column_add(&rec->item_error, pgb_text_datum(message), message == NULL);
+	pgb_column_add(&rec->item_finished_at, TimestampTzGetDatum(finished_at),
+				   finished_at == 0);
+	pgb_column_add(&rec->item_claimed_by, Int32GetDatum(claimed_by), claimed_by == 0);
+	pgb_column_add(&rec->item_lease_until, TimestampTzGetDatum(lease_until),
+				   claimed_by == 0);
+}
+
+/*
+ * pgb_outcome_item
+ *		Adds an item's new state.  finished_at is 0 for items that are
+ *		still waiting; the item is not held by an executor (see
+ *		pgb_outcome_item_held for items that are).
+ */
+void
+pgb_outcome_item(PgbRecord *rec, int64 item_id, const char *status, const char *stage,
+				 int attempt, TimestampTz next_due, const char *error_code,
+				 const char *message, TimestampTz finished_at)
+{
+	add_item(rec, item_id, status, stage, attempt, next_due, error_code, message,
+			 finished_at, 0, 0);
+}
+
+/*
+ * pgb_outcome_item_held
+ *		Adds an item that runs now at an HTTP stage, held by this backend
+ *		until lease_until: its request goes out once the record commits.
+ */
+void
+pgb_outcome_item_held(PgbRecord *rec, int64 item_id, const char *stage, int attempt,
+					  TimestampTz now, TimestampTz lease_until)
+{
+	add_item(rec, item_id, PGB_RUNNING, stage, attempt, now, NULL, NULL, 0,
+			 (int32) MyProcPid, lease_until);
+}
+
+/*
+ * pgb_outcome_output
+ *		Adds the output of an item's stage.
+ */
+void
+pgb_outcome_output(PgbRecord *rec, int64 item_id, const char *stage, Jsonb *output)
+{
+	pgb_column_add(&rec->out_item_id, Int64GetDatum(item_id), false);
+	pgb_column_add(&rec->out_stage, pgb_text_datum(stage), false);
+	pgb_column_add(&rec->out_output, JsonbPGetDatum(output), false);
+}
+
+/*
+ * pgb_outcome_attempt
+ *		Adds one attempt of one stage to the history, with what came back
+ *		for an HTTP attempt (response; NULL for a SQL stage, whose HTTP
+ *		columns stay NULL).
+ */
+void
+pgb_outcome_attempt(PgbRecord *rec, int64 batch_id, int64 item_id, const char *stage,
+					int attempt, const char *outcome, const char *error_code,
+					const char *message, TimestampTz started, TimestampTz finished,
+					const PgbResponseInfo *response)
+{
+	pgb_column_add(&rec->att_batch_id, Int64GetDatum(batch_id), false);
+	pgb_column_add(&rec->att_item_id, Int64GetDatum(item_id), false);
+	pgb_column_add(&rec->att_stage, pgb_text_datum(stage), false);
+	pgb_column_add(&rec->att_attempt, Int32GetDatum(attempt), false);
+	pgb_column_add(&rec->att_outcome, pgb_text_datum(outcome), false);
+	pgb_column_add(&rec->att_error_code, pgb_text_datum(error_code), error_code == NULL);
+	pgb_column_add(&rec->att_message, pgb_text_datum(message), message == NULL);
+	pgb_column_add(&rec->att_started_at, TimestampTzGetDatum(started), false);
+	pgb_column_add(&rec->att_finished_at, TimestampTzGetDatum(finished), false);
+	if (response == NULL)
+	{
+		pgb_column_add(&rec->att_http_status, (Datum) 0, true);
+		pgb_column_add(&rec->att_response_size, (Datum) 0, true);
+		pgb_column_add(&rec->att_response_sha256, (Datum) 0, true);
+		pgb_column_add(&rec->att_response_body, (Datum) 0, true);
+		return;
+	}
+	pgb_column_add(&rec->att_http_status, Int32GetDatum((int32) response->status),
+				   response->status <= 0);
+	pgb_column_add(&rec->att_response_size,
+				   Int32GetDatum((int32) Min(response->size, PG_INT32_MAX)), false);
+	pgb_column_add(&rec->att_response_sha256, pgb_text_datum(response->sha256),
+				   response->sha256 == NULL);
+	pgb_column_add(&rec->att_response_body, pgb_text_datum(response->body),
+				   response->body == NULL);
+}
+
+/*
+ * backoff_ms
+ *		The delay before retry number 'retry' (1 for the first retry):
+ *		backoff_base * backoff_factor ^ (retry - 1), spread uniformly by
+ *		+/- jitter of itself so that items that failed together do not come
+ *		back together, and never more than backoff_max.
+ */
+static double
+backoff_ms(const PgbRetryPolicy *policy, int retry)
+{
+	double		delay;
+
+	delay = policy->backoff_base_ms * pow(policy->backoff_factor, Max(retry - 1, 0));
+	if (!isfinite(delay) || delay > policy->backoff_max_ms)
+		delay = policy->backoff_max_ms;
+	if (policy->jitter > 0)
+		delay *= 1.0 + policy->jitter * (2.0 * pg_prng_double(&pg_global_prng_state) - 1.0);
+	return Max(Min(delay, policy->backoff_max_ms), 0.0);
+}
+
+/*
+ * pgb_outcome_failure
+ *		Adds what follows from a failed attempt for the item: a retry
+ *		after the policy's backoff (and not before not_before, e.g. a
+ *		Retry-After) if the error is transient and retries are left, else
+ *		failure.  Returns the attempt's outcome, "retry" or "failed".
+ */
+const char *
+pgb_outcome_failure(PgbRecord *rec, int64 item_id, const char *stage, int attempt,
+					const PgbRetryPolicy *policy, bool transient,
+					const char *error_code, const char *message,
+					TimestampTz finished, TimestampTz not_before)
+{
+	PgbRunStats *stats = rec->stats;
+
+	if (transient && attempt <= policy->max_retries)
+	{
+		double		delay_ms = backoff_ms(policy, attempt);
+		TimestampTz next_due = finished + (TimestampTz) (delay_ms * 1000.0);
+
+		next_due = Max(next_due, not_before);
+		pgb_outcome_item(rec, item_id, PGB_PENDING, stage, attempt,
+						 next_due, error_code, message, 0);
+		if (stats->earliest_due == 0 || next_due < stats->earliest_due)
+			stats->earliest_due = next_due;
+		stats->retries_scheduled++;
+		return "retry";
+	}
+	pgb_outcome_item(rec, item_id, PGB_FAILED, stage, attempt, finished,
+					 error_code, message, finished);
+	stats->items_failed++;
+	return PGB_FAILED;
+}
+
+/*
+ * pgb_outcome_stage_error
+ *		Adds a failed attempt of a stage (no response) and what follows
+ *		from it.
+ */
+void
+pgb_outcome_stage_error(PgbRecord *rec, int64 batch_id, int64 item_id, const char *stage,
+						int attempt, const PgbRetryPolicy *policy, bool transient,
+						const char *error_code, const char *message,
+						TimestampTz started, TimestampTz finished, TimestampTz not_before)
+{
+	const char *outcome = pgb_outcome_failure(rec, item_id, stage, attempt, policy,
+											  transient, error_code, message, finished,
+											  not_before);
+
+	pgb_outcome_attempt(rec, batch_id, item_id, stage, attempt, outcome, error_code,
+						message, started, finished, NULL);
+}
+
+/*
+ * pgb_outcome_flush
+ *		Writes a chunk's outcomes: the items' new state, the stage outputs,
+ *		and the attempt history, one statement each.
+ */
+void
+pgb_outcome_flush(PgbRecord *rec, TimestampTz now)
+{
+	Datum		args[13];
+	int			ret;
+
+	if (rec->att_item_id.n > 0)
+	{
+		if (attempt_insert_plan == NULL)
+		{
+			Oid			argtypes[13] = {
+				INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+				TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+				TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
+				INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID
+			};
+
+			attempt_insert_plan = pgb_prepare(
+											  "INSERT INTO batch.attempts (batch_id, item_id, stage, attempt,"
+											  " outcome, error_code, message, started_at, finished_at,"
+											  " http_status, response_size, response_sha256, response_body)"
+											  " SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+											  " $10, $11, $12, $13)",
+											  13, argtypes);
+		}
+		args[0] = pgb_column_array(&rec->att_batch_id);
+		args[1] = pgb_column_array(&rec->att_item_id);
+		args[2] = pgb_column_array(&rec->att_stage);
+		args[3] = pgb_column_array(&rec->att_attempt);
+		args[4] = pgb_column_array(&rec->att_outcome);
+		args[5] = pgb_column_array(&rec->att_error_code);
+		args[6] = pgb_column_array(&rec->att_message);
+		args[7] = pgb_column_array(&rec->att_started_at);
+		args[8] = pgb_column_array(&rec->att_finished_at);
+		args[9] = pgb_column_array(&rec->att_http_status);
+		args[10] = pgb_column_array(&rec->att_response_size);
+		args[11] = pgb_column_array(&rec->att_response_sha256);
+		args[12] = pgb_column_array(&rec->att_response_body);
+		ret = pgb_execute(attempt_insert_plan, args, NULL, false, 0);
+		if (ret != SPI_OK_INSERT)
+			elog(ERROR, "pgbatch: recording attempts failed: %s",
+				 SPI_result_code_string(ret));
+	}
+
+	if (rec->out_item_id.n > 0)
+	{
+		if (output_insert_plan == NULL)
+		{
+			Oid			argtypes[4] = {INT8ARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
+			TIMESTAMPTZOID};
+
+			output_insert_plan = pgb_prepare(
+											 "INSERT INTO batch.outputs AS o (item_id, stage, output, created_at)"
+											 " SELECT u.i, u.s, u.o, $4 FROM unnest($1, $2, $3) AS u(i, s, o)"
+											 " ON CONFLICT (item_id, stage) DO UPDATE"
+											 " SET output = excluded.output, created_at = excluded.created_at",
+											 4, argtypes);
+		}
+		args[0] = pgb_column_array(&rec->out_item_id);
+		args[1] = pgb_column_array(&rec->out_stage);
+		args[2] = pgb_column_array(&rec->out_output);
+		args[3] = TimestampTzGetDatum(now);
+		ret = pgb_execute(output_insert_plan, args, NULL, false, 0);
+		if (ret != SPI_OK_INSERT)
+			elog(ERROR, "pgbatch: recording stage outputs failed: %s",
+				 SPI_result_code_string(ret));
+	}
+
+	if (rec->item_id.n > 0)
+	{
+		if (update_plan == NULL)
+		{
+			Oid			argtypes[11] = {
+				INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+				TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+				TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID
+			};
+
+			update_plan = pgb_prepare_opts(
+										   "UPDATE batch.items i SET status = u.status, stage = u.stage,"
+									  " attempt = u.attempt, next_due = u.next_due,"
+									  " error_code = u.error_code, error_message = u.error_message,"
+									  " finished_at = u.finished_at, updated_at = $9,"
+									  " claimed_by = u.claimed_by, lease_until = u.lease_until"
+									  " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $10, $11)"
+									  "  AS u(id, status, stage, attempt, next_due, error_code,"
+									  "       error_message, finished_at, claimed_by, lease_until)"
+									  " WHERE i.id = u.id",
+									  11, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+		}
+		args[0] = pgb_column_array(&rec->item_id);
+		args[1] = pgb_column_array(&rec->item_status);
+		args[2] = pgb_column_array(&rec->item_stage);
+		args[3] = pgb_column_array(&rec->item_attempt);
+		args[4] = pgb_column_array(&rec->item_next_due);
+		args[5] = pgb_column_array(&rec->item_error_code);
+		args[6] = pgb_column_array(&rec->item_error);
+		args[7] = pgb_column_array(&rec->item_finished_at);
+		args[8] = TimestampTzGetDatum(now);
+		args[9] = pgb_column_array(&rec->item_claimed_by);
+		args[10] = pgb_column_array(&rec->item_lease_until);
+		ret = pgb_execute(update_plan, args, NULL, false, 0);
+		if (ret != SPI_OK_UPDATE)
+			elog(ERROR, "pgbatch: recording item states failed: %s",
+				 SPI_result_code_string(ret));
+	}
+}

@@ -1,0 +1,95 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.h
+ *		pgbatch's shared memory (shmem.c), present when pgbatch is
+ *		preloaded: the launcher, one slot per executor, per-database flags,
+ *		and the live state of every endpoint (whose rules are endpoint.c's).
+ *
+ * IDENTIFICATION
+ *		src/shmem.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PGB_SHMEM_H
+#define PGB_SHMEM_H
+
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "utils/timestamp.h"
+
+#define PGB_MAX_DBS		64		/* databases with remembered flags */
+
+typedef struct PgbWorkerSlot
+{
+	bool		in_use;			/* reserved by the launcher or attached */
+	Oid			dboid;
+	int			worker;			/* number within its database */
+	pid_t		pid;			/* 0 until the executor attaches */
+	Latch	   *latch;
+	TimestampTz started_at;
+	int32		in_flight;		/* HTTP requests in flight */
+	int64		requests;		/* HTTP requests finished */
+	Oid			busy_owner;		/* owner whose stages it runs now, or 0 */
+} PgbWorkerSlot;
+
+typedef struct PgbDbFlags
+{
+	Oid			dboid;
+	bool		no_extension;	/* an executor found no pgbatch there */
+	bool		has_extension;	/* an executor found pgbatch there */
+	bool		dropping;		/* DROP DATABASE in progress */
+	TimestampTz checked_at;
+} PgbDbFlags;
+
+typedef enum PgbCircuit
+{
+	PGB_CIRCUIT_CLOSED,
+	PGB_CIRCUIT_OPEN,			/* half-open once open_until has passed */
+	PGB_CIRCUIT_PROBING			/* one probe request in flight */
+} PgbCircuit;
+
+/* The live state of an endpoint (see endpoint.c). */
+typedef struct PgbEndpointState
+{
+	Oid			dboid;
+	int32		endpoint_id;
+	int32		max_concurrency;
+	int32		rate_limit;		/* per minute; 0 = none */
+	int32		in_flight;
+	double		tokens;
+	TimestampTz refilled_at;
+	TimestampTz paused_until;	/* Retry-After */
+	PgbCircuit	circuit;
+	TimestampTz open_until;
+	int32		consecutive_failures;
+	bool		waiters;		/* some executor waits for a free slot */
+	int64		requests;
+	int64		failures;
+} PgbEndpointState;
+
+typedef struct PgbShared
+{
+	LWLock	   *lock;
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	PgbDbFlags	dbs[PGB_MAX_DBS];
+	pg_atomic_uint32 exits;		/* executors that have exited, ever */
+	int			nendpoints;
+	PgbEndpointState *endpoints;	/* pgb_max_endpoints, after the slots */
+	PgbWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} PgbShared;
+
+extern PgbShared *pgb_shared;
+extern void pgb_shmem_init(void);
+extern void pgb_register_xact_callback(void);
+extern void pgb_wake_on_commit(void);
+extern PgbDbFlags *pgb_db_flags_find(Oid dboid, bool create);
+extern void pgb_db_flags_clear(Oid dboid);
+extern void pgb_slot_attach(int index, Oid dboid);
+extern PgbWorkerSlot *pgb_my_slot(void);
+extern Datum pgb_live_executor_pids(Oid dboid);
+extern void pgb_wake_executors(Oid dboid);
+extern bool pgb_executors_serve(Oid dboid);
+
+#endif							/* PGB_SHMEM_H */
