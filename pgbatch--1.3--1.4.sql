@@ -85,49 +85,20 @@ CREATE FUNCTION batch_internal.forget_endpoint(endpoint_id integer) RETURNS void
  * ------------------------------------------------------------------------ */
 
 /*
- * The id of a batch the role may act on.  A batch it cannot see does not
- * exist for it; one it sees but may not act on (a monitor's view of another
- * team's batch) is refused.
+ * The id of a batch the role may act on (src/security.c, the rule the C
+ * entry points apply too).  A batch it cannot see does not exist for it;
+ * one it sees but may not act on (a monitor's view of another team's
+ * batch) is refused.
  */
 CREATE FUNCTION batch_internal.batch_id(caller regrole, batch bigint) RETURNS bigint
-	LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+	LANGUAGE c STABLE STRICT SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	b record;
-BEGIN
-	SELECT x.id, x.owner INTO b FROM batch.batches x WHERE x.id = batch_id.batch;
-	IF NOT FOUND OR NOT batch_internal.can_see(caller, b.owner) THEN
-		RAISE EXCEPTION 'batch % does not exist', batch
-			USING ERRCODE = 'undefined_object',
-				  HINT = 'See batch.progress for the batches there are.';
-	END IF;
-	IF NOT batch_internal.can_act(caller, b.owner) THEN
-		RAISE EXCEPTION 'permission denied for batch %', b.id
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = format('The batch belongs to role %I.', b.owner),
-				  HINT = 'Only members of the owning role and of pgbatch_admin may act on a batch.';
-	END IF;
-	RETURN b.id;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'pgbatch_batch_id';
 
 CREATE FUNCTION batch_internal.batch_id(caller regrole, batch text) RETURNS bigint
-	LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+	LANGUAGE c STABLE STRICT SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	b record;
-BEGIN
-	SELECT x.id, x.owner INTO b FROM batch.batches x WHERE x.name = batch_id.batch;
-	IF NOT FOUND OR NOT batch_internal.can_see(caller, b.owner) THEN
-		RAISE EXCEPTION 'batch "%" does not exist', batch
-			USING ERRCODE = 'undefined_object',
-				  HINT = 'See batch.progress for the batches there are.';
-	END IF;
-	RETURN batch_internal.batch_id(caller, b.id);
-END
-$$;
+	AS 'MODULE_PATHNAME', 'pgbatch_batch_id_by_name';
 
 -- Raises an error, naming the task, unless the role is a member of role member_of.
 CREATE FUNCTION batch_internal.require_role(caller regrole, member_of name, task text)
@@ -200,6 +171,32 @@ CREATE FUNCTION batch_internal.workers(OUT pid integer, OUT worker integer,
 	LANGUAGE c VOLATILE
 	AS 'MODULE_PATHNAME', 'pgbatch_workers';
 
+-- A batch's status from its counts: the one rule (src/events.c), for
+-- batch.progress and the batch_finished event.
+CREATE FUNCTION batch_internal.batch_status(cancelled boolean, pending bigint, retrying bigint,
+	running bigint, completed bigint, failed bigint, cancelled_items bigint, started boolean)
+	RETURNS text
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_batch_status';
+
+-- The counter bucket of an item state (pending, retrying, running,
+-- completed, failed, cancelled): the rule the counting trigger uses.
+CREATE FUNCTION batch_internal.item_bucket(status text, attempt integer) RETURNS text
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_item_bucket';
+
+/*
+ * The guards every requeue of a batch passes (src/requeue.c): the role may
+ * act on it, no other transaction is re-queuing it (an advisory lock; false
+ * and a NOTICE if one is), it is neither cancelled nor purged, and 'stage',
+ * if given, is one of its pipeline's.
+ */
+CREATE FUNCTION batch_internal.requeue_begin(role regrole, batch_id bigint, stage text)
+	RETURNS boolean
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'pgbatch_requeue_begin';
+
 /*
  * Statement trigger on batch.items (C): folds the status changes of a
  * statement, read from its transition tables, into this backend's shard row
@@ -208,7 +205,7 @@ CREATE FUNCTION batch_internal.workers(OUT pid integer, OUT worker integer,
 CREATE FUNCTION batch_internal.count_items() RETURNS trigger
 	LANGUAGE c
 	SET search_path = pg_catalog, pg_temp
-	AS 'MODULE_PATHNAME', 'pgbatch_count_items';
+	AS 'MODULE_PATHNAME', 'pgbatch_count_items_1_4';
 
 /*
  * batch_finished for a batch whose end no one announced: the executors
@@ -339,6 +336,13 @@ BEGIN
 END
 $$;
 
+-- NULL if the value is allowed for the retry setting (max_retries,
+-- backoff_factor, jitter), else what it must be: the C rule retry_failed()
+-- applies too.
+CREATE FUNCTION batch_internal.retry_setting_problem(key text, value float8) RETURNS text
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_retry_setting_problem';
+
 /*
  * Validates a retry policy object and merges it over a base policy.
  * Intervals may be given as interval text ("2 s") or as seconds.
@@ -353,6 +357,7 @@ DECLARE
 	v jsonb;
 	result jsonb := base;
 	num float8;
+	why text;
 	iv interval;
 BEGIN
 	IF policy IS NULL OR policy = 'null'::jsonb THEN
@@ -364,28 +369,26 @@ BEGIN
 	END IF;
 	FOR k, v IN SELECT * FROM jsonb_each(policy) LOOP
 		CASE k
-		WHEN 'max_retries' THEN
-			IF jsonb_typeof(v) <> 'number' OR (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric)
-			   OR (v #>> '{}')::numeric NOT BETWEEN 0 AND 1000 THEN
-				RAISE EXCEPTION 'max_retries of % must be a whole number from 0 to 1000, not %', what, v
-					USING ERRCODE = 'invalid_parameter_value';
+		WHEN 'max_retries', 'backoff_factor', 'jitter' THEN
+			-- the limits are the C rule's, shared with retry_failed()
+			IF jsonb_typeof(v) = 'number' THEN
+				num := least(greatest((v #>> '{}')::numeric, -1e300), 1e300)::float8;
+				why := batch_internal.retry_setting_problem(k, num);
+			ELSIF k = 'max_retries' THEN
+				why := batch_internal.retry_setting_problem(k, 'NaN');
+			ELSE
+				why := 'a number';
 			END IF;
-			result := result || jsonb_build_object(k, (v #>> '{}')::integer);
-		WHEN 'backoff_factor', 'jitter' THEN
-			IF jsonb_typeof(v) <> 'number' THEN
-				RAISE EXCEPTION '% of % must be a number, not %', k, what, v
-					USING ERRCODE = 'invalid_parameter_value';
-			END IF;
-			num := (v #>> '{}')::float8;
-			IF k = 'backoff_factor' AND num NOT BETWEEN 1 AND 100 THEN
-				RAISE EXCEPTION 'backoff_factor of % must be from 1 to 100, not %', what, v
-					USING ERRCODE = 'invalid_parameter_value';
-			ELSIF k = 'jitter' AND num NOT BETWEEN 0 AND 1 THEN
-				RAISE EXCEPTION 'jitter of % must be from 0 to 1, not %', what, v
+			IF why IS NOT NULL AND k = 'jitter' AND jsonb_typeof(v) = 'number' THEN
+				RAISE EXCEPTION '% of % must be %, not %', k, what, why, v
 					USING ERRCODE = 'invalid_parameter_value',
 						  DETAIL = 'Jitter is the fraction by which a delay may vary either way.';
+			ELSIF why IS NOT NULL THEN
+				RAISE EXCEPTION '% of % must be %, not %', k, what, why, v
+					USING ERRCODE = 'invalid_parameter_value';
 			END IF;
-			result := result || jsonb_build_object(k, num);
+			result := result || jsonb_build_object(k, CASE WHEN k = 'max_retries'
+														 THEN to_jsonb(num::integer) ELSE to_jsonb(num) END);
 		WHEN 'backoff_base', 'backoff_max' THEN
 			BEGIN
 				IF jsonb_typeof(v) = 'number' THEN
@@ -1306,37 +1309,22 @@ CREATE FUNCTION batch_internal.rerun_stage(caller regrole, batch bigint, stage t
 AS $$
 DECLARE
 	bid bigint := batch_internal.batch_id(caller, batch);
-	b record;
 	pos integer;
 	later text[];
 	n bigint;
 	skipped bigint;
 BEGIN
-	SELECT x.pipeline_id, x.cancelled_at, x.purged_at INTO b FROM batch.batches x WHERE x.id = bid;
-	IF b.cancelled_at IS NOT NULL THEN
-		RAISE EXCEPTION 'batch % is cancelled', bid
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  HINT = 'Submit its items again as a new batch.';
+	IF stage IS NULL THEN
+		RAISE EXCEPTION 'stage must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	IF b.purged_at IS NOT NULL THEN
-		RAISE EXCEPTION 'batch % was purged', bid
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  DETAIL = 'Its stage outputs were removed after pgbatch.retention, so no stage can run again on them.',
-				  HINT = 'Submit its items again as a new batch.';
-	END IF;
-	SELECT s.position INTO pos FROM batch.stages s
-	WHERE s.pipeline_id = b.pipeline_id AND s.name = rerun_stage.stage;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'stage "%" is not a stage of the pipeline of batch %', stage, bid
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF NOT pg_try_advisory_xact_lock(1346847297, bid::integer) THEN
-		RAISE NOTICE 'batch % is being re-queued by another transaction; nothing done', bid
-			USING DETAIL = format('The advisory lock (1346847297, %s) is held.', bid::integer);
+	-- the guards of every requeue, and its lock (src/requeue.c)
+	IF NOT batch_internal.requeue_begin(caller, bid, stage) THEN
 		RETURN 0;
 	END IF;
-	SELECT array_agg(s.name) INTO later FROM batch.stages s
-	WHERE s.pipeline_id = b.pipeline_id AND s.position >= pos;
+	SELECT s.position INTO pos FROM batch.stages s JOIN batch.batches x ON x.pipeline_id = s.pipeline_id
+	WHERE x.id = bid AND s.name = rerun_stage.stage;
+	SELECT array_agg(s.name) INTO later FROM batch.stages s JOIN batch.batches x ON x.pipeline_id = s.pipeline_id
+	WHERE x.id = bid AND s.position >= pos;
 
 	WITH requeued AS (
 		UPDATE batch.items i
@@ -1795,13 +1783,14 @@ CREATE FUNCTION batch_internal.item_counts(batch_id bigint,
 	LANGUAGE sql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT count(*) FILTER (WHERE i.status = 'pending' AND i.attempt = 0),
-		   count(*) FILTER (WHERE i.status = 'pending' AND i.attempt > 0),
-		   count(*) FILTER (WHERE i.status = 'running'),
-		   count(*) FILTER (WHERE i.status = 'completed'),
-		   count(*) FILTER (WHERE i.status = 'failed'),
-		   count(*) FILTER (WHERE i.status = 'cancelled')
-	FROM batch.items i WHERE i.batch_id = item_counts.batch_id
+	SELECT count(*) FILTER (WHERE k.bucket = 'pending'),
+		   count(*) FILTER (WHERE k.bucket = 'retrying'),
+		   count(*) FILTER (WHERE k.bucket = 'running'),
+		   count(*) FILTER (WHERE k.bucket = 'completed'),
+		   count(*) FILTER (WHERE k.bucket = 'failed'),
+		   count(*) FILTER (WHERE k.bucket = 'cancelled')
+	FROM batch.items i, batch_internal.item_bucket(i.status, i.attempt) AS k(bucket)
+	WHERE i.batch_id = item_counts.batch_id
 $$;
 
 /*
@@ -2455,6 +2444,36 @@ CREATE TRIGGER batches_finished BEFORE UPDATE OF counted_at ON batch.batches
 ALTER POLICY batches_see ON batch.batches USING (batch_internal.current_can_see(owner));
 ALTER POLICY schedules_see ON batch.schedules USING (batch_internal.current_can_see(owner));
 
+-- the batch status rule is the C one (batch_internal.batch_status)
+CREATE OR REPLACE VIEW batch.progress WITH (security_invoker = true) AS
+SELECT b.id, b.name, p.name AS pipeline,
+	   batch_internal.batch_status(b.cancelled_at IS NOT NULL, c.pending, c.retrying, c.running,
+								   c.completed, c.failed, c.cancelled, c.started_at IS NOT NULL) AS status,
+	   c.total,
+	   c.pending + c.retrying AS pending,
+	   c.running, c.retrying, c.completed, c.failed, c.cancelled,
+	   round(c.completed::numeric / nullif(c.total, 0), 4) AS completion_ratio,
+	   b.created_at, c.started_at,
+	   CASE WHEN c.total > 0 AND c.pending + c.retrying + c.running = 0
+			THEN greatest(c.updated_at, b.cancelled_at) END AS finished_at,
+	   b.owner
+FROM batch.batches b
+JOIN batch.pipelines p ON p.id = b.pipeline_id
+CROSS JOIN LATERAL (
+	SELECT coalesce(sum(k.pending + k.retrying + k.running + k.completed
+						+ k.failed + k.cancelled), 0)::bigint AS total,
+		   coalesce(sum(k.pending), 0)::bigint AS pending,
+		   coalesce(sum(k.retrying), 0)::bigint AS retrying,
+		   coalesce(sum(k.running), 0)::bigint AS running,
+		   coalesce(sum(k.completed), 0)::bigint AS completed,
+		   coalesce(sum(k.failed), 0)::bigint AS failed,
+		   coalesce(sum(k.cancelled), 0)::bigint AS cancelled,
+		   min(k.started_at) AS started_at,
+		   max(k.updated_at) AS updated_at
+	FROM batch.counters k
+	WHERE k.batch_id = b.id
+) c;
+
 CREATE OR REPLACE VIEW batch.endpoint_status AS
 SELECT e.id, e.name, e.base_url, e.max_concurrency, e.rate_limit, e.timeout,
 	   coalesce(s.in_flight, 0) AS in_flight,
@@ -2502,7 +2521,9 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA batch
 -- and views call for every reader
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA batch_internal FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION batch_internal.current_can_see(name), batch_internal.endpoint_state(),
-	batch_internal.workers() TO pgbatch_reader;
+	batch_internal.workers(),
+	batch_internal.batch_status(boolean, bigint, bigint, bigint, bigint, bigint, bigint, boolean)
+	TO pgbatch_reader;
 
 REVOKE ALL ON batch.usage_grants FROM PUBLIC;
 GRANT SELECT ON batch.usage_grants TO pgbatch_admin;

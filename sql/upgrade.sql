@@ -40,12 +40,12 @@ FROM pg_proc p WHERE p.pronamespace = 'batch'::regnamespace AND p.prosecdef ORDE
 SELECT has_schema_privilege(r, 'batch_internal', 'USAGE') AS usage_for_anyone
 FROM unnest(ARRAY['public', 'pgbatch_reader', 'pgbatch_operator', 'pgbatch_admin', 'pgbatch_monitor']) r
 GROUP BY 1;
--- nobody else executes an internal function but the three that the read
+-- nobody else executes an internal function but the four that the read
 -- policies and views call for whoever reads them
-SELECT p.oid::regprocedure AS internal_executable_by_others, string_agg(r, ', ') AS by_roles
+SELECT p.oid::regprocedure AS internal_executable_by_others, string_agg(r, ', ' ORDER BY r) AS by_roles
 FROM pg_proc p, unnest(ARRAY['public', 'pgbatch_reader', 'pgbatch_operator', 'pgbatch_admin', 'pgbatch_monitor']) r
 WHERE p.pronamespace = 'batch_internal'::regnamespace AND has_function_privilege(r, p.oid, 'EXECUTE')
-GROUP BY 1 ORDER BY 1::text COLLATE "C";
+GROUP BY 1 ORDER BY p.oid::regprocedure::text COLLATE "C";
 -- the public schema holds the API only: no helper (\df batch.*)
 SELECT p.oid::regprocedure AS helper_in_public_schema FROM pg_proc p
 WHERE p.pronamespace = 'batch'::regnamespace AND p.proname LIKE '\_%';
@@ -64,6 +64,14 @@ WHERE p.pronamespace = 'batch'::regnamespace AND p.proname NOT LIKE '\_%'
 SELECT c.oid::regclass AS relation_without_comment FROM pg_class c
 WHERE c.relnamespace = 'batch'::regnamespace AND c.relkind IN ('r', 'v')
   AND obj_description(c.oid, 'pg_class') IS NULL;
+SELECT c.oid::regclass AS relation, a.attname AS column_without_comment
+FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+WHERE c.relnamespace = 'batch'::regnamespace AND c.relkind IN ('r', 'v')
+  AND a.attnum > 0 AND NOT a.attisdropped AND col_description(c.oid, a.attnum) IS NULL;
+-- and every setting says what it is (SHOW ALL, pg_settings)
+LOAD 'pgbatch';
+SELECT name AS setting_without_description FROM pg_settings
+WHERE name LIKE 'pgbatch.%' AND coalesce(short_desc, '') = '';
 -- only the extension's owner writes the tables
 SELECT c.relname, r AS role, p AS privilege
 FROM pg_class c,

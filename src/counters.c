@@ -16,7 +16,6 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -24,7 +23,6 @@
 #include "storage/backendid.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
-#include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
 
 #include "events.h"
@@ -33,6 +31,8 @@
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(pgbatch_count_items);
+PG_FUNCTION_INFO_V1(pgbatch_count_items_1_4);
+PG_FUNCTION_INFO_V1(pgbatch_item_bucket);
 
 /* Counter buckets, in the column order of batch.counters. */
 enum
@@ -44,6 +44,11 @@ enum
 	BUCKET_FAILED,
 	BUCKET_CANCELLED,
 	NUM_BUCKETS
+};
+
+/* Their names, as batch_internal.item_bucket() gives them. */
+static const char *const bucket_names[NUM_BUCKETS] = {
+	"pending", "retrying", "running", "completed", "failed", "cancelled"
 };
 
 typedef struct CountDelta
@@ -137,20 +142,15 @@ set_counts(PgbBatchCounts *c, const int64 *vals)
 
 /*
  * mark_announced
- *		Notes in batch.batches.announced_at (pgbatch 1.3 on) that the end of
- *		the batch was announced.
+ *		Notes in batch.batches.announced_at that the end of the batch was
+ *		announced.
  */
 static void
 mark_announced(int64 batch_id, TimestampTz now)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			nsp = get_namespace_oid("batch", true);
-	Oid			rel = OidIsValid(nsp) ? get_relname_relid("batches", nsp) : InvalidOid;
 	Datum		args[2];
 
-	/* an older version of the extension has no such column */
-	if (!OidIsValid(rel) || get_attnum(rel, "announced_at") == InvalidAttrNumber)
-		return;
 	if (plan == NULL)
 	{
 		Oid			argtypes[2] = {INT8OID, TIMESTAMPTZOID};
@@ -174,7 +174,7 @@ mark_announced(int64 batch_id, TimestampTz now)
  *		the maintenance job announces an end that was not (announced_at).
  */
 static void
-notify_changes(HTAB *deltas, Datum batch_ids, TimestampTz now)
+notify_changes(HTAB *deltas, Datum batch_ids, TimestampTz now, bool mark_ends)
 {
 	uint64		i;
 	int64	   *ended = NULL;
@@ -235,17 +235,19 @@ notify_changes(HTAB *deltas, Datum batch_ids, TimestampTz now)
 	SPI_freetuptable(SPI_tuptable);
 
 	/* the ends announced: maintenance need not announce them again */
-	for (i = 0; i < (uint64) nended; i++)
+	for (i = 0; mark_ends && i < (uint64) nended; i++)
 		mark_announced(ended[i], now);
 }
 
 /*
- * pgbatch_count_items
+ * count_items
  *		AFTER ... FOR EACH STATEMENT trigger on batch.items with transition
- *		tables: folds the statement's changes into batch.counters.
+ *		tables: folds the statement's changes into batch.counters and tells
+ *		listeners what they mean; with mark_ends, notes the ends it
+ *		announced in batch.batches.announced_at.
  */
-Datum
-pgbatch_count_items(PG_FUNCTION_ARGS)
+static Datum
+count_items(FunctionCallInfo fcinfo, bool mark_ends)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	TupleDesc	desc;
@@ -349,9 +351,49 @@ pgbatch_count_items(PG_FUNCTION_ARGS)
 		args[i + 2] = pgb_column_array(&cols[i]);
 	if (pgb_execute(upsert_plan, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "pgbatch: updating batch.counters failed");
-	notify_changes(deltas, args[2], now);
+	notify_changes(deltas, args[2], now, mark_ends);
 	hash_destroy(deltas);
 	SPI_finish();
 
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * pgbatch_count_items_1_4
+ *		batch_internal.count_items(): the counting trigger of pgbatch 1.4.
+ */
+Datum
+pgbatch_count_items_1_4(PG_FUNCTION_ARGS)
+{
+	return count_items(fcinfo, true);
+}
+
+/*
+ * pgbatch_count_items
+ *		batch._count_items() of pgbatch 1.0 to 1.3: counts, so that items
+ *		written in the upgrade window stay counted, but notes no announced
+ *		end (batch.batches.announced_at is 1.3's); maintenance announces
+ *		those after the update.
+ */
+Datum
+pgbatch_count_items(PG_FUNCTION_ARGS)
+{
+	return count_items(fcinfo, false);
+}
+
+/*
+ * pgbatch_item_bucket
+ *		batch_internal.item_bucket(status text, attempt integer): the counter
+ *		bucket of an item state (pending, retrying, running, completed,
+ *		failed, cancelled), or NULL for an unknown state: the rule the
+ *		trigger counts by, for SQL that counts items itself.
+ */
+Datum
+pgbatch_item_bucket(PG_FUNCTION_ARGS)
+{
+	int			bucket = bucket_of(PG_GETARG_TEXT_PP(0), PG_GETARG_INT32(1));
+
+	if (bucket < 0)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(bucket_names[bucket]));
 }

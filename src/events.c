@@ -33,6 +33,8 @@
 
 #include "events.h"
 
+PG_FUNCTION_INFO_V1(pgbatch_batch_status);
+
 /* The channel every event goes to. */
 #define PGB_EVENTS_CHANNEL	"pgbatch_events"
 
@@ -173,20 +175,10 @@ pgb_batch_events(int64 batch_id, const PgbBatchCounts *before, const PgbBatchCou
 	}
 	if (finished)
 	{
-		const char *status;
-
-		if (cancelled || (after->completed == 0 && after->failed == 0))
-			status = "cancelled";
-		else if (after->failed == 0)
-			status = "completed";
-		else if (after->completed == 0)
-			status = "failed";
-		else
-			status = "partial";
 		begin_event(&buf, "batch_finished", now);
 		add_batch(&buf, batch_id);
 		appendStringInfoString(&buf, ", \"status\": ");
-		escape_json(&buf, status);
+		escape_json(&buf, pgb_batch_status(cancelled, after, true));
 		send_event(&buf);
 	}
 	return finished;
@@ -211,4 +203,54 @@ pgb_endpoint_event(int32 endpoint_id, const char *name, bool paused, const char 
 	if (until != 0)
 		add_time(&buf, "until", until);
 	send_event(&buf);
+}
+
+/*
+ * pgb_batch_status
+ *		A batch's status, the one rule for it: cancelled once cancelled;
+ *		queued until its first attempt began; running while items wait or
+ *		run; then completed, failed or partial by what its items became
+ *		(cancelled when none completed or failed).  batch.progress applies
+ *		it through batch_internal.batch_status(), batch_finished here.
+ */
+const char *
+pgb_batch_status(bool cancelled, const PgbBatchCounts *c, bool started)
+{
+	int64		waiting = c->pending + c->retrying + c->running;
+	int64		total = waiting + c->completed + c->failed + c->cancelled;
+
+	if (cancelled)
+		return "cancelled";
+	if (total == 0)
+		return "queued";
+	if (waiting > 0)
+		return started ? "running" : "queued";
+	if (c->failed == 0 && c->completed == 0)
+		return "cancelled";
+	if (c->failed == 0)
+		return "completed";
+	if (c->completed == 0)
+		return "failed";
+	return "partial";
+}
+
+/*
+ * pgbatch_batch_status
+ *		batch_internal.batch_status(cancelled, pending, retrying, running,
+ *		completed, failed, cancelled_items, started): pgb_batch_status() for
+ *		the batch.progress view.
+ */
+Datum
+pgbatch_batch_status(PG_FUNCTION_ARGS)
+{
+	PgbBatchCounts c;
+
+	c.pending = PG_GETARG_INT64(1);
+	c.retrying = PG_GETARG_INT64(2);
+	c.running = PG_GETARG_INT64(3);
+	c.completed = PG_GETARG_INT64(4);
+	c.failed = PG_GETARG_INT64(5);
+	c.cancelled = PG_GETARG_INT64(6);
+	PG_RETURN_TEXT_P(cstring_to_text(pgb_batch_status(PG_GETARG_BOOL(0), &c,
+													  PG_GETARG_BOOL(7))));
 }

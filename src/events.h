@@ -27,6 +27,7 @@ typedef struct PgbBatchCounts
 extern bool pgb_batch_events(int64 batch_id, const PgbBatchCounts *before,
 							 const PgbBatchCounts *after, int64 failed_now, bool started,
 							 bool cancelled, TimestampTz now);
+extern const char *pgb_batch_status(bool cancelled, const PgbBatchCounts *c, bool started);
 extern void pgb_endpoint_event(int32 endpoint_id, const char *name, bool paused,
 							   const char *reason, TimestampTz until);
 

@@ -67,7 +67,7 @@ pgb_define_gucs(GucStringCheckHook allowed_hosts_check,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pgbatch.claim_batch_size",
-							"How many due items an executor claims at a time.",
+							"How many due items an executor, or batch.run(), claims at a time.",
 							"Outcomes are recorded in the same chunks.",
 							&pgb_claim_batch_size,
 							100,
@@ -78,7 +78,7 @@ pgb_define_gucs(GucStringCheckHook allowed_hosts_check,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pgbatch.workers",
-							"Executor workers per database.",
+							"Executor workers per database (pgbatch must be in shared_preload_libraries).",
 							"Takes effect at reload; the launcher starts or stops executors to match.",
 							&pgb_workers,
 							2, 0, PGB_MAX_SLOTS,
@@ -86,7 +86,7 @@ pgb_define_gucs(GucStringCheckHook allowed_hosts_check,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pgbatch.max_http_in_flight",
-							"Largest number of HTTP requests one executor has in flight.",
+							"Largest number of HTTP requests one executor, or one batch.run() session, has in flight.",
 							NULL,
 							&pgb_max_http_in_flight,
 							64, 1, 10000,
@@ -103,7 +103,7 @@ pgb_define_gucs(GucStringCheckHook allowed_hosts_check,
 
 	DefineCustomIntVariable("pgbatch.lease_duration",
 							"How long an executor holds a running item before another may take it back.",
-							"The lease is at least the endpoint timeout plus a minute.",
+							"An HTTP item is held for the longer of this and its endpoint's timeout plus a minute, by an executor or by batch.run().",
 							&pgb_lease_duration_s,
 							300, 10, 86400,
 							PGC_SIGHUP, GUC_UNIT_S,
@@ -160,7 +160,7 @@ pgb_define_gucs(GucStringCheckHook allowed_hosts_check,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("pgbatch.allowed_hosts",
-							   "Hosts that HTTP stages may call (comma-separated host, *.domain, host:port patterns); empty means any host.",
+							   "Hosts that HTTP stages may call (comma-separated host, *.domain, host:port, [v6addr]:port patterns); empty means any host.",
 							   "Endpoints outside the list cannot be created or used, and redirects cannot leave it.",
 							   &pgb_allowed_hosts,
 							   "",
@@ -208,7 +208,7 @@ pgb_define_gucs(GucStringCheckHook allowed_hosts_check,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pgbatch.stage_timeout",
-							"Longest a stage function may run when its stage sets no timeout (0: no limit).",
+							"Longest a stage function, or an HTTP stage's body function, may run when its stage sets no timeout (0: no limit).",
 							"A stage that overruns it fails its attempt with the transient error timeout.",
 							&pgb_stage_timeout_ms,
 							300000, 0, INT_MAX,

@@ -3,7 +3,9 @@
  * requeue.c
  *		Re-queuing failed items (batch.retry_failed and batch.retry_item)
  *		at the stage where they failed, with their earlier stages' outputs
- *		kept.  (The backoff before an automatic retry is outcome.c's.)
+ *		kept; the guards every requeue passes (batch.rerun_stage too) and
+ *		the limits of the retry settings.  (The backoff before an automatic
+ *		retry is outcome.c's.)
  *
  * IDENTIFICATION
  *		src/requeue.c
@@ -11,6 +13,8 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <math.h>
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -25,6 +29,12 @@
 
 PG_FUNCTION_INFO_V1(pgbatch_requeue);
 PG_FUNCTION_INFO_V1(pgbatch_requeue_1_4);
+PG_FUNCTION_INFO_V1(pgbatch_requeue_begin);
+PG_FUNCTION_INFO_V1(pgbatch_retry_setting_problem);
+
+/* The largest max_retries and backoff_factor a pipeline or a requeue may set. */
+#define PGB_MAX_RETRIES_LIMIT	1000
+#define PGB_BACKOFF_FACTOR_LIMIT 100.0
 
 static SPIPlanPtr requeue_plan = NULL;
 static SPIPlanPtr batch_check_plan = NULL;
@@ -77,19 +87,111 @@ check_batch(int64 batch_id, text *stage)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("batch " INT64_FORMAT " was purged", batch_id),
-				 errdetail("Its attempt history and stage outputs were removed after pgbatch.retention, so its items cannot resume where they failed."),
-				 errhint("Submit the failed items again as a new batch.")));
+				 errdetail("Its attempt history and stage outputs were removed after pgbatch.retention, so its items cannot run a stage again."),
+				 errhint("Submit its items again as a new batch.")));
 
 	if (cancelled)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("batch " INT64_FORMAT " is cancelled", batch_id),
-				 errhint("Submit the failed items again as a new batch.")));
+				 errhint("Submit its items again as a new batch.")));
 	if (!stage_ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("stage \"%s\" is not a stage of the pipeline of batch " INT64_FORMAT,
 						text_to_cstring(stage), batch_id)));
+}
+
+/*
+ * requeue_begin
+ *		The guards every requeue of a batch passes, in one place: the role
+ *		may act on the batch; with take_lock, no other transaction is
+ *		re-queuing it (the transaction-scoped advisory lock (PGB_LOCK_CLASS,
+ *		batch id); if another holds it, a NOTICE and false); the batch is
+ *		neither cancelled nor purged; 'stage', if given, is one of its
+ *		pipeline's.  The caller is connected to SPI.
+ */
+static bool
+requeue_begin(Oid role, int64 batch_id, text *stage, bool take_lock)
+{
+	pgb_require_batch(role, batch_id);
+	if (take_lock &&
+		!DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
+										  Int32GetDatum(PGB_LOCK_CLASS),
+										  Int32GetDatum((int32) batch_id))))
+	{
+		ereport(NOTICE,
+				(errmsg("batch " INT64_FORMAT " is being re-queued by another transaction; nothing done",
+						batch_id),
+				 errdetail("The advisory lock (%d, %d) is held.",
+						   PGB_LOCK_CLASS, (int32) batch_id)));
+		return false;
+	}
+	check_batch(batch_id, stage);
+	return true;
+}
+
+/*
+ * pgbatch_requeue_begin
+ *		batch_internal.requeue_begin(role, batch_id, stage): requeue_begin()
+ *		with the lock, for batch.rerun_stage(); false if another transaction
+ *		is re-queuing the batch.
+ */
+Datum
+pgbatch_requeue_begin(PG_FUNCTION_ARGS)
+{
+	bool		ok;
+
+	SPI_connect();
+	ok = requeue_begin(PG_GETARG_OID(0), PG_GETARG_INT64(1),
+					   PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2), true);
+	SPI_finish();
+	PG_RETURN_BOOL(ok);
+}
+
+/*
+ * retry_setting_problem
+ *		NULL if 'value' is allowed for the retry setting 'key' (max_retries,
+ *		backoff_factor, jitter), else what it must be; the one rule for a
+ *		pipeline's retry policy and for a requeue's overrides.
+ */
+static const char *
+retry_setting_problem(const char *key, double value)
+{
+	if (strcmp(key, "max_retries") == 0)
+	{
+		if (!(value >= 0 && value <= PGB_MAX_RETRIES_LIMIT) || value != floor(value))
+			return psprintf("a whole number from 0 to %d", PGB_MAX_RETRIES_LIMIT);
+	}
+	else if (strcmp(key, "backoff_factor") == 0)
+	{
+		if (!(value >= 1.0 && value <= PGB_BACKOFF_FACTOR_LIMIT))
+			return psprintf("from 1 to %g", PGB_BACKOFF_FACTOR_LIMIT);
+	}
+	else if (strcmp(key, "jitter") == 0)
+	{
+		if (!(value >= 0.0 && value <= 1.0))
+			return "from 0 to 1";
+	}
+	else
+		elog(ERROR, "pgbatch: unknown retry setting \"%s\"", key);
+	return NULL;
+}
+
+/*
+ * pgbatch_retry_setting_problem
+ *		batch_internal.retry_setting_problem(key text, value float8):
+ *		retry_setting_problem() for batch_internal.retry_policy().
+ */
+Datum
+pgbatch_retry_setting_problem(PG_FUNCTION_ARGS)
+{
+	const char *problem = retry_setting_problem(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+												PG_GETARG_FLOAT8(1));
+
+	if (problem == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(problem));
 }
 
 /*
@@ -131,6 +233,7 @@ pgbatch_requeue_1_4(PG_FUNCTION_ARGS)
 	char		nulls[8];
 	uint64		count;
 	int			i;
+	const char *problem;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -138,32 +241,23 @@ pgbatch_requeue_1_4(PG_FUNCTION_ARGS)
 				 errmsg("batch must not be NULL")));
 	batch_id = PG_GETARG_INT64(1);
 
-	if (!PG_ARGISNULL(3) && (PG_GETARG_INT32(3) < 0 || PG_GETARG_INT32(3) > 1000))
+	if (!PG_ARGISNULL(3) &&
+		(problem = retry_setting_problem("max_retries", PG_GETARG_INT32(3))) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_retries must be from 0 to 1000, not %d", PG_GETARG_INT32(3))));
-	if (!PG_ARGISNULL(4) && !(PG_GETARG_FLOAT8(4) >= 1.0 && PG_GETARG_FLOAT8(4) <= 100.0))
+				 errmsg("max_retries must be %s, not %d", problem, PG_GETARG_INT32(3))));
+	if (!PG_ARGISNULL(4) &&
+		(problem = retry_setting_problem("backoff_factor", PG_GETARG_FLOAT8(4))) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("backoff_factor must be from 1 to 100, not %g", PG_GETARG_FLOAT8(4))));
+				 errmsg("backoff_factor must be %s, not %g", problem, PG_GETARG_FLOAT8(4))));
 
 	SPI_connect();
-	pgb_require_batch(role, batch_id);
-	if (take_lock &&
-		!DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
-										  Int32GetDatum(PGB_LOCK_CLASS),
-										  Int32GetDatum((int32) batch_id))))
+	if (!requeue_begin(role, batch_id, stage, take_lock))
 	{
-		ereport(NOTICE,
-				(errmsg("batch " INT64_FORMAT " is being re-queued by another transaction; nothing done",
-						batch_id),
-				 errdetail("The advisory lock (%d, %d) is held.",
-						   PGB_LOCK_CLASS, (int32) batch_id)));
 		SPI_finish();
 		PG_RETURN_INT64(0);
 	}
-
-	check_batch(batch_id, stage);
 
 	if (requeue_plan == NULL)
 	{

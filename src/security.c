@@ -40,6 +40,8 @@ PG_FUNCTION_INFO_V1(pgbatch_role_can_see);
 PG_FUNCTION_INFO_V1(pgbatch_role_can_act);
 PG_FUNCTION_INFO_V1(pgbatch_role_is_member);
 PG_FUNCTION_INFO_V1(pgbatch_header_problem);
+PG_FUNCTION_INFO_V1(pgbatch_batch_id);
+PG_FUNCTION_INFO_V1(pgbatch_batch_id_by_name);
 
 /* One pattern of pgbatch.allowed_hosts. */
 typedef struct PgbHostPattern
@@ -609,4 +611,61 @@ pgb_require_batch(Oid role, int64 batch_id)
 				 errmsg("permission denied for batch " INT64_FORMAT, batch_id),
 				 errdetail("The batch belongs to role \"%s\".", owner),
 				 errhint("Only members of the owning role and of pgbatch_admin may act on a batch.")));
+}
+
+/*
+ * pgbatch_batch_id
+ *		batch_internal.batch_id(role, batch bigint): the batch's id if the
+ *		role may act on it, by pgb_require_batch()'s rule, else an error.
+ */
+Datum
+pgbatch_batch_id(PG_FUNCTION_ARGS)
+{
+	int64		batch_id = PG_GETARG_INT64(1);
+
+	SPI_connect();
+	pgb_require_batch(PG_GETARG_OID(0), batch_id);
+	SPI_finish();
+	PG_RETURN_INT64(batch_id);
+}
+
+/*
+ * pgbatch_batch_id_by_name
+ *		batch_internal.batch_id(role, batch text): the same for a batch
+ *		named; one the role cannot see does not exist for it.
+ */
+Datum
+pgbatch_batch_id_by_name(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			role = PG_GETARG_OID(0);
+	Datum		arg = PG_GETARG_DATUM(1);
+	int64		batch_id = 0;
+	char	   *owner = NULL;
+	bool		isnull;
+
+	SPI_connect();
+	if (plan == NULL)
+	{
+		Oid			argtype = TEXTOID;
+
+		plan = pgb_prepare("SELECT b.id, b.owner::text FROM batch.batches b WHERE b.name = $1",
+						   1, &argtype);
+	}
+	if (pgb_execute(plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pgbatch: reading a batch by name failed");
+	if (SPI_processed == 1)
+	{
+		batch_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+		owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	}
+	if (owner == NULL || !pgb_may_see(role, owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("batch \"%s\" does not exist", TextDatumGetCString(arg)),
+				 errhint("See batch.progress for the batches there are.")));
+	pgb_require_batch(role, batch_id);
+	SPI_finish();
+	PG_RETURN_INT64(batch_id);
 }

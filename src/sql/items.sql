@@ -53,6 +53,32 @@ CREATE FUNCTION batch_internal.workers(OUT pid integer, OUT worker integer,
 	LANGUAGE c VOLATILE
 	AS 'MODULE_PATHNAME', 'pgbatch_workers';
 
+-- A batch's status from its counts: the one rule (src/events.c), for
+-- batch.progress and the batch_finished event.
+CREATE FUNCTION batch_internal.batch_status(cancelled boolean, pending bigint, retrying bigint,
+	running bigint, completed bigint, failed bigint, cancelled_items bigint, started boolean)
+	RETURNS text
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_batch_status';
+
+-- The counter bucket of an item state (pending, retrying, running,
+-- completed, failed, cancelled): the rule the counting trigger uses.
+CREATE FUNCTION batch_internal.item_bucket(status text, attempt integer) RETURNS text
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_item_bucket';
+
+/*
+ * The guards every requeue of a batch passes (src/requeue.c): the role may
+ * act on it, no other transaction is re-queuing it (an advisory lock; false
+ * and a NOTICE if one is), it is neither cancelled nor purged, and 'stage',
+ * if given, is one of its pipeline's.
+ */
+CREATE FUNCTION batch_internal.requeue_begin(role regrole, batch_id bigint, stage text)
+	RETURNS boolean
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'pgbatch_requeue_begin';
+
 /*
  * Statement trigger on batch.items (C): folds the status changes of a
  * statement, read from its transition tables, into this backend's shard row
@@ -61,7 +87,7 @@ CREATE FUNCTION batch_internal.workers(OUT pid integer, OUT worker integer,
 CREATE FUNCTION batch_internal.count_items() RETURNS trigger
 	LANGUAGE c
 	SET search_path = pg_catalog, pg_temp
-	AS 'MODULE_PATHNAME', 'pgbatch_count_items';
+	AS 'MODULE_PATHNAME', 'pgbatch_count_items_1_4';
 
 /*
  * batch_finished for a batch whose end no one announced: the executors
@@ -445,37 +471,22 @@ CREATE FUNCTION batch_internal.rerun_stage(caller regrole, batch bigint, stage t
 AS $$
 DECLARE
 	bid bigint := batch_internal.batch_id(caller, batch);
-	b record;
 	pos integer;
 	later text[];
 	n bigint;
 	skipped bigint;
 BEGIN
-	SELECT x.pipeline_id, x.cancelled_at, x.purged_at INTO b FROM batch.batches x WHERE x.id = bid;
-	IF b.cancelled_at IS NOT NULL THEN
-		RAISE EXCEPTION 'batch % is cancelled', bid
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  HINT = 'Submit its items again as a new batch.';
+	IF stage IS NULL THEN
+		RAISE EXCEPTION 'stage must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	IF b.purged_at IS NOT NULL THEN
-		RAISE EXCEPTION 'batch % was purged', bid
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  DETAIL = 'Its stage outputs were removed after pgbatch.retention, so no stage can run again on them.',
-				  HINT = 'Submit its items again as a new batch.';
-	END IF;
-	SELECT s.position INTO pos FROM batch.stages s
-	WHERE s.pipeline_id = b.pipeline_id AND s.name = rerun_stage.stage;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'stage "%" is not a stage of the pipeline of batch %', stage, bid
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF NOT pg_try_advisory_xact_lock(1346847297, bid::integer) THEN
-		RAISE NOTICE 'batch % is being re-queued by another transaction; nothing done', bid
-			USING DETAIL = format('The advisory lock (1346847297, %s) is held.', bid::integer);
+	-- the guards of every requeue, and its lock (src/requeue.c)
+	IF NOT batch_internal.requeue_begin(caller, bid, stage) THEN
 		RETURN 0;
 	END IF;
-	SELECT array_agg(s.name) INTO later FROM batch.stages s
-	WHERE s.pipeline_id = b.pipeline_id AND s.position >= pos;
+	SELECT s.position INTO pos FROM batch.stages s JOIN batch.batches x ON x.pipeline_id = s.pipeline_id
+	WHERE x.id = bid AND s.name = rerun_stage.stage;
+	SELECT array_agg(s.name) INTO later FROM batch.stages s JOIN batch.batches x ON x.pipeline_id = s.pipeline_id
+	WHERE x.id = bid AND s.position >= pos;
 
 	WITH requeued AS (
 		UPDATE batch.items i
@@ -518,13 +529,14 @@ CREATE FUNCTION batch_internal.item_counts(batch_id bigint,
 	LANGUAGE sql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT count(*) FILTER (WHERE i.status = 'pending' AND i.attempt = 0),
-		   count(*) FILTER (WHERE i.status = 'pending' AND i.attempt > 0),
-		   count(*) FILTER (WHERE i.status = 'running'),
-		   count(*) FILTER (WHERE i.status = 'completed'),
-		   count(*) FILTER (WHERE i.status = 'failed'),
-		   count(*) FILTER (WHERE i.status = 'cancelled')
-	FROM batch.items i WHERE i.batch_id = item_counts.batch_id
+	SELECT count(*) FILTER (WHERE k.bucket = 'pending'),
+		   count(*) FILTER (WHERE k.bucket = 'retrying'),
+		   count(*) FILTER (WHERE k.bucket = 'running'),
+		   count(*) FILTER (WHERE k.bucket = 'completed'),
+		   count(*) FILTER (WHERE k.bucket = 'failed'),
+		   count(*) FILTER (WHERE k.bucket = 'cancelled')
+	FROM batch.items i, batch_internal.item_bucket(i.status, i.attempt) AS k(bucket)
+	WHERE i.batch_id = item_counts.batch_id
 $$;
 
 /* ------------------------------------------------------------------------

@@ -50,6 +50,13 @@ BEGIN
 END
 $$;
 
+-- NULL if the value is allowed for the retry setting (max_retries,
+-- backoff_factor, jitter), else what it must be: the C rule retry_failed()
+-- applies too.
+CREATE FUNCTION batch_internal.retry_setting_problem(key text, value float8) RETURNS text
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_retry_setting_problem';
+
 /*
  * Validates a retry policy object and merges it over a base policy.
  * Intervals may be given as interval text ("2 s") or as seconds.
@@ -64,6 +71,7 @@ DECLARE
 	v jsonb;
 	result jsonb := base;
 	num float8;
+	why text;
 	iv interval;
 BEGIN
 	IF policy IS NULL OR policy = 'null'::jsonb THEN
@@ -75,28 +83,26 @@ BEGIN
 	END IF;
 	FOR k, v IN SELECT * FROM jsonb_each(policy) LOOP
 		CASE k
-		WHEN 'max_retries' THEN
-			IF jsonb_typeof(v) <> 'number' OR (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric)
-			   OR (v #>> '{}')::numeric NOT BETWEEN 0 AND 1000 THEN
-				RAISE EXCEPTION 'max_retries of % must be a whole number from 0 to 1000, not %', what, v
-					USING ERRCODE = 'invalid_parameter_value';
+		WHEN 'max_retries', 'backoff_factor', 'jitter' THEN
+			-- the limits are the C rule's, shared with retry_failed()
+			IF jsonb_typeof(v) = 'number' THEN
+				num := least(greatest((v #>> '{}')::numeric, -1e300), 1e300)::float8;
+				why := batch_internal.retry_setting_problem(k, num);
+			ELSIF k = 'max_retries' THEN
+				why := batch_internal.retry_setting_problem(k, 'NaN');
+			ELSE
+				why := 'a number';
 			END IF;
-			result := result || jsonb_build_object(k, (v #>> '{}')::integer);
-		WHEN 'backoff_factor', 'jitter' THEN
-			IF jsonb_typeof(v) <> 'number' THEN
-				RAISE EXCEPTION '% of % must be a number, not %', k, what, v
-					USING ERRCODE = 'invalid_parameter_value';
-			END IF;
-			num := (v #>> '{}')::float8;
-			IF k = 'backoff_factor' AND num NOT BETWEEN 1 AND 100 THEN
-				RAISE EXCEPTION 'backoff_factor of % must be from 1 to 100, not %', what, v
-					USING ERRCODE = 'invalid_parameter_value';
-			ELSIF k = 'jitter' AND num NOT BETWEEN 0 AND 1 THEN
-				RAISE EXCEPTION 'jitter of % must be from 0 to 1, not %', what, v
+			IF why IS NOT NULL AND k = 'jitter' AND jsonb_typeof(v) = 'number' THEN
+				RAISE EXCEPTION '% of % must be %, not %', k, what, why, v
 					USING ERRCODE = 'invalid_parameter_value',
 						  DETAIL = 'Jitter is the fraction by which a delay may vary either way.';
+			ELSIF why IS NOT NULL THEN
+				RAISE EXCEPTION '% of % must be %, not %', k, what, why, v
+					USING ERRCODE = 'invalid_parameter_value';
 			END IF;
-			result := result || jsonb_build_object(k, num);
+			result := result || jsonb_build_object(k, CASE WHEN k = 'max_retries'
+														 THEN to_jsonb(num::integer) ELSE to_jsonb(num) END);
 		WHEN 'backoff_base', 'backoff_max' THEN
 			BEGIN
 				IF jsonb_typeof(v) = 'number' THEN

@@ -5,13 +5,14 @@
  * pgbatch table: every change goes through the API.  Readers read through
  * row-level security (security.sql); operators run batches; admins also
  * manage pipelines, endpoints and maintenance.  Nobody else executes an
- * implementation in batch_internal, except the three helpers the read
+ * implementation in batch_internal, except the four helpers the read
  * policies and views call for whoever reads them.
  */
 
 -- functions
 REVOKE ALL ON ALL ROUTINES IN SCHEMA batch, batch_internal FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
+	batch_internal.batch_status(boolean,bigint,bigint,bigint,bigint,bigint,bigint,boolean),
 	batch_internal.current_can_see(name),
 	batch_internal.endpoint_state(),
 	batch_internal.workers()

@@ -29,49 +29,20 @@ CREATE FUNCTION batch_internal.header_problem(name text, value text) RETURNS tex
 	AS 'MODULE_PATHNAME', 'pgbatch_header_problem';
 
 /*
- * The id of a batch the role may act on.  A batch it cannot see does not
- * exist for it; one it sees but may not act on (a monitor's view of another
- * team's batch) is refused.
+ * The id of a batch the role may act on (src/security.c, the rule the C
+ * entry points apply too).  A batch it cannot see does not exist for it;
+ * one it sees but may not act on (a monitor's view of another team's
+ * batch) is refused.
  */
 CREATE FUNCTION batch_internal.batch_id(caller regrole, batch bigint) RETURNS bigint
-	LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+	LANGUAGE c STABLE STRICT SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	b record;
-BEGIN
-	SELECT x.id, x.owner INTO b FROM batch.batches x WHERE x.id = batch_id.batch;
-	IF NOT FOUND OR NOT batch_internal.can_see(caller, b.owner) THEN
-		RAISE EXCEPTION 'batch % does not exist', batch
-			USING ERRCODE = 'undefined_object',
-				  HINT = 'See batch.progress for the batches there are.';
-	END IF;
-	IF NOT batch_internal.can_act(caller, b.owner) THEN
-		RAISE EXCEPTION 'permission denied for batch %', b.id
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = format('The batch belongs to role %I.', b.owner),
-				  HINT = 'Only members of the owning role and of pgbatch_admin may act on a batch.';
-	END IF;
-	RETURN b.id;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'pgbatch_batch_id';
 
 CREATE FUNCTION batch_internal.batch_id(caller regrole, batch text) RETURNS bigint
-	LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+	LANGUAGE c STABLE STRICT SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	b record;
-BEGIN
-	SELECT x.id, x.owner INTO b FROM batch.batches x WHERE x.name = batch_id.batch;
-	IF NOT FOUND OR NOT batch_internal.can_see(caller, b.owner) THEN
-		RAISE EXCEPTION 'batch "%" does not exist', batch
-			USING ERRCODE = 'undefined_object',
-				  HINT = 'See batch.progress for the batches there are.';
-	END IF;
-	RETURN batch_internal.batch_id(caller, b.id);
-END
-$$;
+	AS 'MODULE_PATHNAME', 'pgbatch_batch_id_by_name';
 
 -- Raises an error, naming the task, unless the role is a member of role member_of.
 CREATE FUNCTION batch_internal.require_role(caller regrole, member_of name, task text)

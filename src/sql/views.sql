@@ -9,16 +9,8 @@
 
 CREATE VIEW batch.progress WITH (security_invoker = true) AS
 SELECT b.id, b.name, p.name AS pipeline,
-	   CASE
-		   WHEN b.cancelled_at IS NOT NULL THEN 'cancelled'
-		   WHEN c.total = 0 THEN 'queued'
-		   WHEN c.pending + c.retrying + c.running > 0 THEN
-			   CASE WHEN c.started_at IS NULL THEN 'queued' ELSE 'running' END
-		   WHEN c.failed = 0 AND c.completed = 0 THEN 'cancelled'
-		   WHEN c.failed = 0 THEN 'completed'
-		   WHEN c.completed = 0 THEN 'failed'
-		   ELSE 'partial'
-	   END AS status,
+	   batch_internal.batch_status(b.cancelled_at IS NOT NULL, c.pending, c.retrying, c.running,
+								   c.completed, c.failed, c.cancelled, c.started_at IS NOT NULL) AS status,
 	   c.total,
 	   c.pending + c.retrying AS pending,
 	   c.running, c.retrying, c.completed, c.failed, c.cancelled,
