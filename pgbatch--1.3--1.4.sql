@@ -704,6 +704,9 @@ WHERE to_regrole(e.created_by) IS NOT NULL
  * ------------------------------------------------------------------------ */
 
 ALTER TABLE batch.stages ADD COLUMN func_pin text;
+
+-- TLS per endpoint: CA certificates, a client certificate and key, pinned keys
+ALTER TABLE batch.endpoints ADD COLUMN tls jsonb NOT NULL DEFAULT '{}';
 COMMENT ON COLUMN batch.stages.func_pin IS
 	'fingerprint of the stage (or body) function as it was when the pipeline was created or last refreshed';
 
@@ -1385,9 +1388,81 @@ BEGIN
 END
 $$;
 
+/*
+ * Checks the TLS settings of an endpoint and returns them as stored: a JSON
+ * object of strings, with
+ *   ca                 the certificate authorities to trust instead of the
+ *                      system's, as PEM text, or (admins only) a file path;
+ *   client_cert, client_key
+ *                      a client certificate and its key, PEM, both or none
+ *                      (the key is secret: only admins read it back);
+ *   pinned_public_key  sha256//<base64> hashes, ;-separated: the server's key
+ *                      must be one of them.
+ * Certificate verification is always on; there is no setting to turn it off.
+ */
+CREATE FUNCTION batch_internal.check_tls(caller regrole, name text, tls jsonb) RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k text;
+	v jsonb;
+BEGIN
+	IF tls IS NULL OR tls = 'null'::jsonb THEN
+		RETURN '{}';
+	END IF;
+	IF jsonb_typeof(tls) <> 'object' THEN
+		RAISE EXCEPTION 'tls of endpoint "%" must be a JSON object', name
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Keys: ca, client_cert, client_key, pinned_public_key.';
+	END IF;
+	FOR k, v IN SELECT * FROM jsonb_each(tls) LOOP
+		IF k NOT IN ('ca', 'client_cert', 'client_key', 'pinned_public_key') THEN
+			RAISE EXCEPTION 'unknown tls key "%" for endpoint "%"', k, name
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Keys: ca, client_cert, client_key, pinned_public_key; certificate verification cannot be turned off.';
+		END IF;
+		IF jsonb_typeof(v) <> 'string' OR btrim(v #>> '{}') = '' OR length(v #>> '{}') > 65536 THEN
+			RAISE EXCEPTION 'tls.% of endpoint "%" must be a non-empty string of at most 64 kB', k, name
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+	IF tls ? 'ca' AND (tls ->> 'ca') !~ '-----BEGIN CERTIFICATE-----' THEN
+		IF (tls ->> 'ca') !~ '^/[^[:cntrl:]]*$' THEN
+			RAISE EXCEPTION 'tls.ca of endpoint "%" must be PEM certificates or an absolute file path', name
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF NOT pg_has_role(caller, 'pgbatch_admin', 'MEMBER') THEN
+			RAISE EXCEPTION 'permission denied to name a file in tls.ca of endpoint "%"', name
+				USING ERRCODE = 'insufficient_privilege',
+					  DETAIL = 'A file path reads a file of the database server.',
+					  HINT = 'Give the certificates as PEM text, or ask an admin.';
+		END IF;
+	END IF;
+	IF (tls ? 'client_cert') <> (tls ? 'client_key') THEN
+		RAISE EXCEPTION 'tls of endpoint "%" needs both client_cert and client_key, or neither', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF tls ? 'client_cert' AND (tls ->> 'client_cert') !~ '-----BEGIN CERTIFICATE-----' THEN
+		RAISE EXCEPTION 'tls.client_cert of endpoint "%" must be a PEM certificate', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF tls ? 'client_key' AND (tls ->> 'client_key') !~ '-----BEGIN ([A-Z]+ )?PRIVATE KEY-----' THEN
+		RAISE EXCEPTION 'tls.client_key of endpoint "%" must be a PEM private key', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF tls ? 'pinned_public_key'
+	   AND (tls ->> 'pinned_public_key') !~ '^sha256//[A-Za-z0-9+/]{43}=(;sha256//[A-Za-z0-9+/]{43}=)*$' THEN
+		RAISE EXCEPTION 'tls.pinned_public_key of endpoint "%" must be sha256//<base64 of the key''s SHA-256>, several separated by ;', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN tls;
+END
+$$;
+
 CREATE FUNCTION batch_internal.create_endpoint(caller regrole, name text, base_url text,
 	headers jsonb, max_concurrency integer, rate_limit integer, timeout interval,
-	follow_redirects boolean)
+	follow_redirects boolean, tls jsonb)
 	RETURNS integer
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -1398,6 +1473,7 @@ DECLARE
 	n bigint;
 BEGIN
 	PERFORM batch_internal.check_endpoint(name, base_url, headers, max_concurrency, rate_limit, timeout);
+	tls := batch_internal.check_tls(caller, name, tls);
 	IF EXISTS (SELECT FROM batch.endpoints e WHERE e.name = create_endpoint.name) THEN
 		RAISE EXCEPTION 'endpoint "%" already exists', name
 			USING ERRCODE = 'duplicate_object',
@@ -1412,9 +1488,9 @@ BEGIN
 				  HINT = 'Drop unused endpoints with batch.drop_endpoint(), or have a superuser raise pgbatch.max_endpoints_per_role.';
 	END IF;
 	INSERT INTO batch.endpoints (name, base_url, headers, max_concurrency, rate_limit,
-								 timeout, follow_redirects, created_by)
+								 timeout, follow_redirects, created_by, tls)
 	VALUES (name, rtrim(base_url, '/'), headers, max_concurrency, rate_limit, timeout,
-			coalesce(follow_redirects, false), pg_get_userbyid(caller))
+			coalesce(follow_redirects, false), pg_get_userbyid(caller), tls)
 	RETURNING id INTO eid;
 	-- an admin's endpoint is shared infrastructure; an operator's is its role's
 	IF pg_has_role(caller, 'pgbatch_admin', 'MEMBER') THEN
@@ -1427,7 +1503,7 @@ $$;
 
 CREATE FUNCTION batch_internal.alter_endpoint(caller regrole, name text, base_url text,
 	headers jsonb, max_concurrency integer, rate_limit integer, timeout interval,
-	follow_redirects boolean)
+	follow_redirects boolean, tls jsonb)
 	RETURNS void
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -1443,10 +1519,17 @@ BEGIN
 	e.headers := coalesce(headers, e.headers);
 	PERFORM batch_internal.check_endpoint(e.name, e.base_url, e.headers,
 								  e.max_concurrency, e.rate_limit, e.timeout);
+	-- the keys given replace those stored; a key given as JSON null is removed
+	IF tls IS NOT NULL THEN
+		IF jsonb_typeof(tls) <> 'object' THEN
+			PERFORM batch_internal.check_tls(caller, e.name, tls);	-- says what it must be
+		END IF;
+		e.tls := batch_internal.check_tls(caller, e.name, jsonb_strip_nulls(e.tls || tls));
+	END IF;
 	UPDATE batch.endpoints x
 	SET base_url = e.base_url, max_concurrency = e.max_concurrency,
 		rate_limit = e.rate_limit, timeout = e.timeout, follow_redirects = e.follow_redirects,
-		headers = e.headers
+		headers = e.headers, tls = e.tls
 	WHERE x.id = e.id;
 END
 $$;
@@ -2020,14 +2103,17 @@ CREATE OR REPLACE FUNCTION batch.rerun_stage(batch bigint, stage text) RETURNS b
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
 CREATE OR REPLACE FUNCTION batch.rerun_stage(batch text, stage text) RETURNS bigint
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
-CREATE OR REPLACE FUNCTION batch.create_endpoint(name text, base_url text, headers jsonb DEFAULT '{}',
+DROP FUNCTION batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean);
+CREATE FUNCTION batch.create_endpoint(name text, base_url text, headers jsonb DEFAULT '{}',
 	max_concurrency integer DEFAULT 8, rate_limit integer DEFAULT NULL,
-	timeout interval DEFAULT '1 min', follow_redirects boolean DEFAULT false) RETURNS integer
+	timeout interval DEFAULT '1 min', follow_redirects boolean DEFAULT false,
+	tls jsonb DEFAULT NULL) RETURNS integer
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
-CREATE OR REPLACE FUNCTION batch.alter_endpoint(name text, base_url text DEFAULT NULL,
+DROP FUNCTION batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean);
+CREATE FUNCTION batch.alter_endpoint(name text, base_url text DEFAULT NULL,
 	headers jsonb DEFAULT NULL, max_concurrency integer DEFAULT NULL,
 	rate_limit integer DEFAULT NULL, timeout interval DEFAULT NULL,
-	follow_redirects boolean DEFAULT NULL) RETURNS void
+	follow_redirects boolean DEFAULT NULL, tls jsonb DEFAULT NULL) RETURNS void
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
 CREATE OR REPLACE FUNCTION batch.drop_endpoint(name text) RETURNS void
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
@@ -2153,6 +2239,7 @@ COMMENT ON COLUMN batch.endpoints.timeout IS 'Longest a whole request may take, 
 COMMENT ON COLUMN batch.endpoints.follow_redirects IS 'Whether 3xx redirects are followed. When false, a 3xx answer fails the item with a permanent error such as http_302.';
 COMMENT ON COLUMN batch.endpoints.created_at IS 'When the endpoint was created.';
 COMMENT ON COLUMN batch.endpoints.created_by IS 'The role that created the endpoint: its members and admins may alter, drop and grant it.';
+COMMENT ON COLUMN batch.endpoints.tls IS 'TLS settings: ca (PEM, or a file path set by an admin), client_cert and client_key (PEM; the key is secret), pinned_public_key (sha256//...); {} for the system''s trust store. Verification is always on.';
 COMMENT ON COLUMN batch.errors.batch_id IS 'Batch id.';
 COMMENT ON COLUMN batch.errors.batch IS 'Batch name.';
 COMMENT ON COLUMN batch.errors.stage IS 'The stage the items failed at.';
@@ -2318,10 +2405,10 @@ COMMENT ON FUNCTION batch.rerun_stage(bigint, text) IS
 	're-queues a batch''s items from a stage on, dropping that stage''s and later outputs; earlier outputs kept';
 COMMENT ON FUNCTION batch.rerun_stage(text, text) IS
 	're-queues a batch''s (by name) items from a stage on, dropping that stage''s and later outputs';
-COMMENT ON FUNCTION batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean) IS
-	'creates an HTTP endpoint: base URL, secret headers, concurrency, rate limit, timeout; returns its id';
-COMMENT ON FUNCTION batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean) IS
-	'changes the settings given (NULL keeps one) of an endpoint of the caller''s role; headers are replaced, never read';
+COMMENT ON FUNCTION batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb) IS
+	'creates an HTTP endpoint: base URL, secret headers, concurrency, rate limit, timeout, TLS trust; returns its id';
+COMMENT ON FUNCTION batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb) IS
+	'changes the settings given (NULL keeps one) of an endpoint of the caller''s role; headers are replaced, never read; tls keys given replace those stored';
 COMMENT ON FUNCTION batch.drop_endpoint(text) IS
 	'drops an endpoint no pipeline uses, freeing its shared-memory slot';
 COMMENT ON FUNCTION batch.schedule_retry(text, text) IS
@@ -2537,8 +2624,17 @@ REVOKE ALL ON FUNCTION batch.refresh_pipeline(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION batch.refresh_pipeline(text) TO pgbatch_admin;
 REVOKE ALL ON FUNCTION batch.maintenance_step(text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION batch.maintenance_step(text, integer) TO pgbatch_admin;
+-- create_endpoint and alter_endpoint were made anew (their tls argument)
+REVOKE ALL ON FUNCTION
+	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb),
+	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb)
+	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean),
-	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean),
+	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb),
+	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb)
+	TO pgbatch_admin;
+GRANT EXECUTE ON FUNCTION
+	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb),
+	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb),
 	batch.drop_endpoint(text)
 	TO pgbatch_operator;

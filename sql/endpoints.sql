@@ -75,3 +75,35 @@ SELECT name FROM batch.endpoints;
 RESET ROLE;
 DROP ROLE regress_pgb_op2, regress_pgb_rd2;
 
+
+-- TLS per endpoint: checked, stored, the key never shown to non-admins
+\set pem_cert '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
+\set pem_key '-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n'
+SELECT batch.create_endpoint('tls1', 'https://api.example.com',
+	tls => jsonb_build_object('ca', :'pem_cert')) > 0 AS created;
+SELECT tls ->> 'ca' = :'pem_cert' AS ca_kept FROM batch.endpoints WHERE name = 'tls1';
+SELECT batch.create_endpoint('tls2', 'https://h', tls => '{"verify": false}');
+SELECT batch.create_endpoint('tls2', 'https://h', tls => '{"ca": "not a certificate"}');
+SELECT batch.create_endpoint('tls2', 'https://h', tls => '{"ca": ""}');
+SELECT batch.create_endpoint('tls2', 'https://h', tls => '[]');
+SELECT batch.create_endpoint('tls2', 'https://h', tls => jsonb_build_object('client_cert', :'pem_cert'));
+SELECT batch.create_endpoint('tls2', 'https://h', tls => jsonb_build_object('client_cert', :'pem_cert', 'client_key', 'secret'));
+SELECT batch.create_endpoint('tls2', 'https://h', tls => '{"pinned_public_key": "sha1//abc"}');
+SELECT batch.create_endpoint('tls2', 'https://h',
+	tls => '{"pinned_public_key": "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=;sha256//BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB="}') > 0 AS pinned;
+-- alter: the keys given replace those stored, a JSON null removes one
+SELECT batch.alter_endpoint('tls1', tls => jsonb_build_object('client_cert', :'pem_cert', 'client_key', :'pem_key'));
+SELECT array(SELECT jsonb_object_keys(tls) ORDER BY 1) FROM batch.endpoints WHERE name = 'tls1';
+SELECT batch.alter_endpoint('tls1', tls => '{"ca": null}');
+SELECT array(SELECT jsonb_object_keys(tls) ORDER BY 1) FROM batch.endpoints WHERE name = 'tls1';
+SELECT batch.alter_endpoint('tls1', tls => '{"client_key": null}');
+-- a file path reads a file of the server: admins only
+CREATE ROLE regress_pgb_op3 IN ROLE pgbatch_operator;
+SET ROLE regress_pgb_op3;
+SELECT batch.create_endpoint('tls3', 'https://h', tls => '{"ca": "/etc/ssl/certs/ca-certificates.crt"}');
+SELECT batch.create_endpoint('tls3', 'https://h', tls => jsonb_build_object('ca', :'pem_cert')) > 0 AS operator_pem;
+SELECT tls FROM batch.endpoints;
+RESET ROLE;
+SELECT batch.create_endpoint('tls4', 'https://h', tls => '{"ca": "/etc/ssl/certs/ca-certificates.crt"}') > 0 AS admin_path;
+SELECT batch.drop_endpoint(n) FROM unnest(ARRAY['tls1', 'tls2', 'tls3', 'tls4']) n;
+DROP ROLE regress_pgb_op3;

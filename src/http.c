@@ -164,47 +164,6 @@ write_callback(char *data, size_t size, size_t nmemb, void *userp)
 }
 
 /*
- * header_callback
- *		Picks the Retry-After header (seconds or an HTTP date) out of the
- *		response headers.
- */
-static size_t
-header_callback(char *data, size_t size, size_t nitems, void *userp)
-{
-	PgbHttpRequest *req = (PgbHttpRequest *) userp;
-	size_t		n = size * nitems;
-	static const char name[] = "retry-after:";
-	char		value[128];
-	size_t		vlen;
-	size_t		i;
-
-	if (n > 5 && strncmp(data, "HTTP/", 5) == 0)
-		req->retry_after_s = -1;	/* a new response (after a redirect) */
-	if (n <= sizeof(name) - 1 || pg_strncasecmp(data, name, sizeof(name) - 1) != 0)
-		return n;
-
-	i = sizeof(name) - 1;
-	while (i < n && (data[i] == ' ' || data[i] == '\t'))
-		i++;
-	vlen = 0;
-	while (i < n && data[i] != '\r' && data[i] != '\n' && vlen < sizeof(value) - 1)
-		value[vlen++] = data[i++];
-	value[vlen] = '\0';
-	if (vlen == 0)
-		return n;
-	if (strspn(value, "0123456789") == vlen)
-		req->retry_after_s = Min(atof(value), 86400.0);
-	else
-	{
-		time_t		when = curl_getdate(value, NULL);
-
-		if (when > 0)
-			req->retry_after_s = Max(0.0, Min((double) (when - time(NULL)), 86400.0));
-	}
-	return n;
-}
-
-/*
  * progress_callback
  *		CURLOPT_XFERINFOFUNCTION: abandon the transfer when the backend is
  *		told to exit.
@@ -232,6 +191,8 @@ pgb_http_init(void)
 	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_callback);
 	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_callback);
 	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) Max(pgb_max_http_in_flight, 8));
+	/* HTTP/2: many streams on a few connections */
+	curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
 }
 
 /*
@@ -254,6 +215,10 @@ pgb_http_request_free(PgbHttpRequest *req)
 	curl_slist_free_all(req->headers);
 	free(req->url);
 	free(req->body);
+	free(req->tls_ca);
+	free(req->tls_cert);
+	free(req->tls_key);
+	free(req->tls_pin);
 	free(req->resp);
 	free(req->stage);
 	free(req->next_stage);
@@ -418,6 +383,50 @@ opensocket_callback(void *clientp, curlsocktype purpose, struct curl_sockaddr *a
 }
 
 /*
+ * set_tls
+ *		The endpoint's TLS settings on an easy handle: its CA certificates
+ *		(PEM text, copied by libcurl, or a file) instead of the system's, a
+ *		client certificate and key, pinned public keys.  Verification stays
+ *		on whatever they are.
+ */
+static void
+set_tls(CURL *easy, PgbHttpRequest *req)
+{
+	struct curl_blob blob;
+
+	if (req->tls_ca)
+	{
+		/* the rule of batch_internal.check_tls: PEM text, else a path */
+		if (strstr(req->tls_ca, "-----BEGIN CERTIFICATE-----") != NULL)
+		{
+			blob.data = req->tls_ca;
+			blob.len = strlen(req->tls_ca);
+			blob.flags = CURL_BLOB_COPY;
+			curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
+		}
+		else
+			curl_easy_setopt(easy, CURLOPT_CAINFO, req->tls_ca);
+	}
+	if (req->tls_cert && req->tls_key)
+	{
+		blob.data = req->tls_cert;
+		blob.len = strlen(req->tls_cert);
+		blob.flags = CURL_BLOB_COPY;
+		curl_easy_setopt(easy, CURLOPT_SSLCERT_BLOB, &blob);
+		curl_easy_setopt(easy, CURLOPT_SSLCERTTYPE, "PEM");
+		blob.data = req->tls_key;
+		blob.len = strlen(req->tls_key);
+		blob.flags = CURL_BLOB_COPY;
+		curl_easy_setopt(easy, CURLOPT_SSLKEY_BLOB, &blob);
+		curl_easy_setopt(easy, CURLOPT_SSLKEYTYPE, "PEM");
+	}
+	if (req->tls_pin)
+		curl_easy_setopt(easy, CURLOPT_PINNEDPUBLICKEY, req->tls_pin);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+}
+
+/*
  * start_transfer
  *		Builds the easy handle of a request and adds it to the multi handle.
  *		False if libcurl refused.
@@ -451,7 +460,7 @@ start_transfer(PgbHttpRequest *req)
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_callback);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
-	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_callback);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, pgb_http_header_callback);
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
 	curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, progress_callback);
@@ -464,6 +473,11 @@ start_transfer(PgbHttpRequest *req)
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, req);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "pgbatch/" PGB_VERSION);
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* every encoding libcurl decodes; max_response_size counts decoded bytes */
+	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+	/* wait for a connection that may multiplex rather than open another */
+	curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+	set_tls(easy, req);
 	req->errbuf[0] = '\0';
 	req->started_at = GetCurrentTimestamp();
 	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
@@ -578,6 +592,9 @@ collect(void)
 		n_in_flight--;
 		finish(req, PGB_HTTP_DONE);
 		pgb_http_classify(req);
+		/* a Retry-After pauses an endpoint only with a failed answer */
+		if (req->error_code == NULL)
+			req->retry_after_s = -1;
 		req->circuit_change =
 			pgb_endpoint_release(req->endpoint_index,
 								 req->aborted ? PGB_EPR_NOT_SENT :

@@ -48,6 +48,10 @@ typedef struct PgbHttpRequest
 	int			nsecrets;		/* the first ones are the endpoint's own */
 	long		timeout_ms;
 	bool		follow_redirects;
+	char	   *tls_ca;			/* PEM, or a file path; NULL: the system's */
+	char	   *tls_cert;		/* client certificate, PEM, or NULL */
+	char	   *tls_key;		/* its key, PEM, or NULL */
+	char	   *tls_pin;		/* sha256//... public keys, or NULL */
 	void	   *easy;			/* CURL * while in flight */
 	/* what came back */
 	PgbHttpState state;

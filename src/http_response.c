@@ -1,11 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * http_response.c
- *		What a finished HTTP transfer means: its error code (http_NNN,
- *		timeout, connection, ...) and whether it is worth a retry, which
- *		the transport feeds to the endpoint's circuit breaker; and its body
- *		with the endpoint's secrets masked before anything of it is
- *		stored.  Plain C on malloc'd buffers: no palloc, no ereport.
+ *		What an HTTP response means: its Retry-After, its error code
+ *		(http_NNN, timeout, connection, ...) and whether it is worth a
+ *		retry, which the transport feeds to the endpoint's circuit breaker;
+ *		and its body with the endpoint's secrets masked before anything of
+ *		it is stored.  Plain C on malloc'd buffers: no palloc, no ereport.
  *
  * IDENTIFICATION
  *		src/http_response.c
@@ -206,6 +206,47 @@ pgb_http_redact(PgbHttpRequest *req)
 			v += len;
 		}
 	}
+}
+
+/*
+ * pgb_http_header_callback
+ *		CURLOPT_HEADERFUNCTION: picks the Retry-After header (seconds or an
+ *		HTTP date) out of the response headers.
+ */
+size_t
+pgb_http_header_callback(char *data, size_t size, size_t nitems, void *userp)
+{
+	PgbHttpRequest *req = (PgbHttpRequest *) userp;
+	size_t		n = size * nitems;
+	static const char name[] = "retry-after:";
+	char		value[128];
+	size_t		vlen;
+	size_t		i;
+
+	if (n > 5 && strncmp(data, "HTTP/", 5) == 0)
+		req->retry_after_s = -1;	/* a new response (after a redirect) */
+	if (n <= sizeof(name) - 1 || pg_strncasecmp(data, name, sizeof(name) - 1) != 0)
+		return n;
+
+	i = sizeof(name) - 1;
+	while (i < n && (data[i] == ' ' || data[i] == '\t'))
+		i++;
+	vlen = 0;
+	while (i < n && data[i] != '\r' && data[i] != '\n' && vlen < sizeof(value) - 1)
+		value[vlen++] = data[i++];
+	value[vlen] = '\0';
+	if (vlen == 0)
+		return n;
+	if (strspn(value, "0123456789") == vlen)
+		req->retry_after_s = Min(atof(value), 86400.0);
+	else
+	{
+		time_t		when = curl_getdate(value, NULL);
+
+		if (when > 0)
+			req->retry_after_s = Max(0.0, Min((double) (when - time(NULL)), 86400.0));
+	}
+	return n;
 }
 
 /*

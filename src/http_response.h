@@ -17,6 +17,7 @@
 /* the shortest word of a header value that pgb_http_redact masks */
 #define PGB_SECRET_MIN	4
 
+extern size_t pgb_http_header_callback(char *data, size_t size, size_t nitems, void *userp);
 extern void pgb_http_classify(PgbHttpRequest *req);
 extern void pgb_http_redact(PgbHttpRequest *req);
 

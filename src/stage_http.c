@@ -66,6 +66,10 @@ typedef struct PgbEndpointInfo
 	int			rate_limit;
 	bool		follow_redirects;
 	int			shm_index;
+	char	   *tls_ca;			/* tls settings (see batch_internal.check_tls) */
+	char	   *tls_cert;
+	char	   *tls_key;
+	char	   *tls_pin;
 } PgbEndpointInfo;
 
 static SPIPlanPtr endpoints_plan = NULL;
@@ -113,7 +117,9 @@ load_endpoints(PgbHttpStage *hs)
 									 "  FROM pg_catalog.jsonb_each_text(e.headers) h),"
 									 " e.name,"
 									 " ARRAY(SELECT h.value"
-									 "  FROM pg_catalog.jsonb_each_text(e.headers) h)"
+									 "  FROM pg_catalog.jsonb_each_text(e.headers) h),"
+									 " e.tls ->> 'ca', e.tls ->> 'client_cert',"
+									 " e.tls ->> 'client_key', e.tls ->> 'pinned_public_key'"
 									 " FROM batch.endpoints e",
 									 0, NULL);
 	/*
@@ -143,6 +149,10 @@ load_endpoints(PgbHttpStage *hs)
 		ep->max_concurrency = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
 		ep->rate_limit = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
 		ep->follow_redirects = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
+		ep->tls_ca = SPI_getvalue(tup, desc, 10);
+		ep->tls_cert = SPI_getvalue(tup, desc, 11);
+		ep->tls_key = SPI_getvalue(tup, desc, 12);
+		ep->tls_pin = SPI_getvalue(tup, desc, 13);
 		d = SPI_getbinval(tup, desc, 7, &isnull);
 		if (!isnull)
 		{
@@ -352,12 +362,25 @@ pgb_http_stage_prepare(PgbHttpStage *hs, PgbRecord *rec, PgbBatchInfo *info,
 	if (stage->position < info->pipeline->nstages - 1)
 		req->next_stage = strdup_or_fail(req, info->pipeline->stages[stage->position + 1].name);
 	req->url = strdup_or_fail(req, url);
-	req->body = strdup_or_fail(req, json);
+	if (ep->tls_ca)
+		req->tls_ca = strdup_or_fail(req, ep->tls_ca);
+	if (ep->tls_cert && ep->tls_key)
+	{
+		req->tls_cert = strdup_or_fail(req, ep->tls_cert);
+		req->tls_key = strdup_or_fail(req, ep->tls_key);
+	}
+	if (ep->tls_pin)
+		req->tls_pin = strdup_or_fail(req, ep->tls_pin);
 
 	for (i = 0; i < ep->nheaders; i++)
 		add_header(req, ep->header_lines[i]);
 	req->nsecrets = ep->nheaders;
-	add_header(req, "Content-Type: application/json");
+	/* a GET carries no body, so no Content-Type */
+	if (strcmp(stage->method, "GET") != 0)
+	{
+		req->body = strdup_or_fail(req, json);
+		add_header(req, "Content-Type: application/json");
+	}
 	add_header(req, "Accept: application/json");
 	add_header(req, "Expect:");
 	/* the same key on every attempt of this item's stage */
@@ -462,6 +485,46 @@ kept_body(PgbHttpRequest *req)
 }
 
 /*
+ * api_reason
+ *		The API's own reason for a failed answer, if its body is JSON that
+ *		gives one as a string (error.message, error, message, detail or
+ *		error_description, where OpenAI, Anthropic, FastAPI and OAuth put
+ *		it), cut to 200 characters; NULL otherwise.  The body is already
+ *		masked.
+ */
+static char *
+api_reason(PgbHttpRequest *req)
+{
+	static const char *const keys[][2] = {
+		{"error", "message"}, {"error", NULL}, {"message", NULL},
+		{"detail", NULL}, {"error_description", NULL}
+	};
+	Jsonb	   *body;
+	int			i;
+
+	if (req->resp_len == 0 || req->resp_len > 65536 ||
+		!pg_verifymbstr(req->resp, (int) req->resp_len, true) ||
+		(body = parse_response(req)) == NULL || !JB_ROOT_IS_OBJECT(body))
+		return NULL;
+	for (i = 0; i < lengthof(keys); i++)
+	{
+		JsonbValue	outer;
+		JsonbValue	inner;
+		JsonbValue *v = getKeyJsonValueFromContainer(&body->root, keys[i][0],
+													 strlen(keys[i][0]), &outer);
+
+		if (v != NULL && keys[i][1] != NULL)
+			v = v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data) ?
+				getKeyJsonValueFromContainer(v->val.binary.data, keys[i][1],
+											 strlen(keys[i][1]), &inner) : NULL;
+		if (v != NULL && v->type == jbvString && v->val.string.len > 0)
+			return pnstrdup(v->val.string.val,
+							pg_mbcliplen(v->val.string.val, v->val.string.len, 200));
+	}
+	return NULL;
+}
+
+/*
  * record_result
  *		Adds what a finished request means for its item to the outcome
  *		buffers.
@@ -514,7 +577,13 @@ record_result(PgbHttpStage *hs, PgbRecord *rec, PgbHttpRequest *req, bool cancel
 		}
 	}
 	else if (req->status > 0 && !req->host_denied)
-		message = psprintf("HTTP %ld from %s %s", req->status, req->method, path);
+	{
+		char	   *reason = api_reason(req);
+
+		message = reason ?
+			psprintf("HTTP %ld from %s %s: %s", req->status, req->method, path, reason) :
+			psprintf("HTTP %ld from %s %s", req->status, req->method, path);
+	}
 	else
 		message = psprintf("%s %s: %s", req->method, path,
 						   req->errbuf[0] ? req->errbuf : curl_easy_strerror((CURLcode) req->result));

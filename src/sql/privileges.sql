@@ -20,10 +20,10 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION
 	batch.add_items(bigint,jsonb),
 	batch.add_items(text,jsonb),
-	batch.alter_endpoint(text,text,jsonb,integer,integer,interval,boolean),
+	batch.alter_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb),
 	batch.cancel(bigint),
 	batch.cancel(text),
-	batch.create_endpoint(text,text,jsonb,integer,integer,interval,boolean),
+	batch.create_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb),
 	batch.drop_endpoint(text),
 	batch.grant_endpoint(text,name),
 	batch.rerun_stage(bigint,text),
@@ -49,8 +49,8 @@ GRANT EXECUTE ON FUNCTION
 	batch.update_item(bigint,jsonb)
 	TO pgbatch_operator;
 GRANT EXECUTE ON FUNCTION
-	batch.alter_endpoint(text,text,jsonb,integer,integer,interval,boolean),
-	batch.create_endpoint(text,text,jsonb,integer,integer,interval,boolean),
+	batch.alter_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb),
+	batch.create_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb),
 	batch.create_pipeline(text,jsonb,jsonb,text[]),
 	batch.drop_endpoint(text),
 	batch.drop_pipeline(text),

@@ -80,7 +80,8 @@ CREATE TABLE batch.endpoints (
 		CHECK (timeout > interval '0' AND timeout <= interval '1 hour'),
 	follow_redirects	boolean NOT NULL DEFAULT false,
 	created_at			timestamptz NOT NULL DEFAULT now(),
-	created_by			name NOT NULL DEFAULT current_user
+	created_by			name NOT NULL DEFAULT current_user,
+	tls					jsonb NOT NULL DEFAULT '{}'
 );
 
 -- One row per stage, with its effective (merged) retry policy resolved.
@@ -311,6 +312,7 @@ COMMENT ON COLUMN batch.endpoints.timeout IS 'Longest a whole request may take, 
 COMMENT ON COLUMN batch.endpoints.follow_redirects IS 'Whether 3xx redirects are followed. When false, a 3xx answer fails the item with a permanent error such as http_302.';
 COMMENT ON COLUMN batch.endpoints.created_at IS 'When the endpoint was created.';
 COMMENT ON COLUMN batch.endpoints.created_by IS 'The role that created the endpoint: its members and admins may alter, drop and grant it.';
+COMMENT ON COLUMN batch.endpoints.tls IS 'TLS settings: ca (PEM, or a file path set by an admin), client_cert and client_key (PEM; the key is secret), pinned_public_key (sha256//...); {} for the system''s trust store. Verification is always on.';
 
 COMMENT ON TABLE batch.stages IS
 	'the stages of each pipeline, with their resolved retry policy';
