@@ -159,7 +159,8 @@ CREATE FUNCTION batch_internal.wake_launcher() RETURNS void
 CREATE FUNCTION batch_internal.endpoint_state(
 	OUT endpoint_id integer, OUT in_flight integer, OUT max_concurrency integer,
 	OUT tokens float8, OUT paused_until timestamptz, OUT circuit text,
-	OUT consecutive_failures integer, OUT requests bigint, OUT failures bigint)
+	OUT consecutive_failures integer, OUT requests bigint, OUT failures bigint,
+	OUT rate_factor float8)
 	RETURNS SETOF record
 	LANGUAGE c VOLATILE
 	AS 'MODULE_PATHNAME', 'pgbatch_endpoint_state';
@@ -473,7 +474,7 @@ $$;
  * naming what is wrong, never a header's value.
  */
 CREATE FUNCTION batch_internal.check_endpoint(name text, base_url text, headers jsonb,
-	max_concurrency integer, rate_limit integer, timeout interval)
+	max_concurrency integer, rate_limit integer, timeout interval, burst integer)
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
@@ -524,6 +525,11 @@ BEGIN
 	IF timeout IS NULL OR timeout <= interval '0' OR timeout > interval '1 hour' THEN
 		RAISE EXCEPTION 'timeout of endpoint "%" must be from 1 ms to 1 hour', name
 			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF burst IS NULL OR burst NOT BETWEEN 1 AND 10000 THEN
+		RAISE EXCEPTION 'burst of endpoint "%" must be from 1 to 10000 requests', name
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The burst is how many requests may go out at once after a quiet spell; the rest are spaced evenly at rate_limit.';
 	END IF;
 	why := batch_internal.url_check(base_url);
 	IF why IS NOT NULL THEN
@@ -707,6 +713,10 @@ ALTER TABLE batch.stages ADD COLUMN func_pin text;
 
 -- TLS per endpoint: CA certificates, a client certificate and key, pinned keys
 ALTER TABLE batch.endpoints ADD COLUMN tls jsonb NOT NULL DEFAULT '{}';
+-- pacing: requests spaced evenly at rate_limit past a small burst
+ALTER TABLE batch.endpoints ADD COLUMN burst integer NOT NULL DEFAULT 1
+	CHECK (burst BETWEEN 1 AND 10000);
+GRANT SELECT (burst) ON batch.endpoints TO pgbatch_reader;
 COMMENT ON COLUMN batch.stages.func_pin IS
 	'fingerprint of the stage (or body) function as it was when the pipeline was created or last refreshed';
 
@@ -1462,7 +1472,7 @@ $$;
 
 CREATE FUNCTION batch_internal.create_endpoint(caller regrole, name text, base_url text,
 	headers jsonb, max_concurrency integer, rate_limit integer, timeout interval,
-	follow_redirects boolean, tls jsonb)
+	follow_redirects boolean, tls jsonb, burst integer)
 	RETURNS integer
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -1472,7 +1482,8 @@ DECLARE
 	lim integer := current_setting('pgbatch.max_endpoints_per_role')::integer;
 	n bigint;
 BEGIN
-	PERFORM batch_internal.check_endpoint(name, base_url, headers, max_concurrency, rate_limit, timeout);
+	PERFORM batch_internal.check_endpoint(name, base_url, headers, max_concurrency, rate_limit,
+										  timeout, burst);
 	tls := batch_internal.check_tls(caller, name, tls);
 	IF EXISTS (SELECT FROM batch.endpoints e WHERE e.name = create_endpoint.name) THEN
 		RAISE EXCEPTION 'endpoint "%" already exists', name
@@ -1488,9 +1499,9 @@ BEGIN
 				  HINT = 'Drop unused endpoints with batch.drop_endpoint(), or have a superuser raise pgbatch.max_endpoints_per_role.';
 	END IF;
 	INSERT INTO batch.endpoints (name, base_url, headers, max_concurrency, rate_limit,
-								 timeout, follow_redirects, created_by, tls)
+								 timeout, follow_redirects, created_by, tls, burst)
 	VALUES (name, rtrim(base_url, '/'), headers, max_concurrency, rate_limit, timeout,
-			coalesce(follow_redirects, false), pg_get_userbyid(caller), tls)
+			coalesce(follow_redirects, false), pg_get_userbyid(caller), tls, burst)
 	RETURNING id INTO eid;
 	-- an admin's endpoint is shared infrastructure; an operator's is its role's
 	IF pg_has_role(caller, 'pgbatch_admin', 'MEMBER') THEN
@@ -1503,7 +1514,7 @@ $$;
 
 CREATE FUNCTION batch_internal.alter_endpoint(caller regrole, name text, base_url text,
 	headers jsonb, max_concurrency integer, rate_limit integer, timeout interval,
-	follow_redirects boolean, tls jsonb)
+	follow_redirects boolean, tls jsonb, burst integer)
 	RETURNS void
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -1517,8 +1528,9 @@ BEGIN
 	e.timeout := coalesce(timeout, e.timeout);
 	e.follow_redirects := coalesce(follow_redirects, e.follow_redirects);
 	e.headers := coalesce(headers, e.headers);
+	e.burst := coalesce(burst, e.burst);
 	PERFORM batch_internal.check_endpoint(e.name, e.base_url, e.headers,
-								  e.max_concurrency, e.rate_limit, e.timeout);
+								  e.max_concurrency, e.rate_limit, e.timeout, e.burst);
 	-- the keys given replace those stored; a key given as JSON null is removed
 	IF tls IS NOT NULL THEN
 		IF jsonb_typeof(tls) <> 'object' THEN
@@ -1529,7 +1541,7 @@ BEGIN
 	UPDATE batch.endpoints x
 	SET base_url = e.base_url, max_concurrency = e.max_concurrency,
 		rate_limit = e.rate_limit, timeout = e.timeout, follow_redirects = e.follow_redirects,
-		headers = e.headers, tls = e.tls
+		headers = e.headers, tls = e.tls, burst = e.burst
 	WHERE x.id = e.id;
 END
 $$;
@@ -2107,13 +2119,14 @@ DROP FUNCTION batch.create_endpoint(text, text, jsonb, integer, integer, interva
 CREATE FUNCTION batch.create_endpoint(name text, base_url text, headers jsonb DEFAULT '{}',
 	max_concurrency integer DEFAULT 8, rate_limit integer DEFAULT NULL,
 	timeout interval DEFAULT '1 min', follow_redirects boolean DEFAULT false,
-	tls jsonb DEFAULT NULL) RETURNS integer
+	tls jsonb DEFAULT NULL, burst integer DEFAULT 1) RETURNS integer
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
 DROP FUNCTION batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean);
 CREATE FUNCTION batch.alter_endpoint(name text, base_url text DEFAULT NULL,
 	headers jsonb DEFAULT NULL, max_concurrency integer DEFAULT NULL,
 	rate_limit integer DEFAULT NULL, timeout interval DEFAULT NULL,
-	follow_redirects boolean DEFAULT NULL, tls jsonb DEFAULT NULL) RETURNS void
+	follow_redirects boolean DEFAULT NULL, tls jsonb DEFAULT NULL,
+	burst integer DEFAULT NULL) RETURNS void
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
 CREATE OR REPLACE FUNCTION batch.drop_endpoint(name text) RETURNS void
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
@@ -2240,6 +2253,7 @@ COMMENT ON COLUMN batch.endpoints.follow_redirects IS 'Whether 3xx redirects are
 COMMENT ON COLUMN batch.endpoints.created_at IS 'When the endpoint was created.';
 COMMENT ON COLUMN batch.endpoints.created_by IS 'The role that created the endpoint: its members and admins may alter, drop and grant it.';
 COMMENT ON COLUMN batch.endpoints.tls IS 'TLS settings: ca (PEM, or a file path set by an admin), client_cert and client_key (PEM; the key is secret), pinned_public_key (sha256//...); {} for the system''s trust store. Verification is always on.';
+COMMENT ON COLUMN batch.endpoints.burst IS 'Requests that may go out at once after a quiet spell; past it they are spaced evenly at rate_limit (1: strictly even).';
 COMMENT ON COLUMN batch.errors.batch_id IS 'Batch id.';
 COMMENT ON COLUMN batch.errors.batch IS 'Batch name.';
 COMMENT ON COLUMN batch.errors.stage IS 'The stage the items failed at.';
@@ -2405,9 +2419,9 @@ COMMENT ON FUNCTION batch.rerun_stage(bigint, text) IS
 	're-queues a batch''s items from a stage on, dropping that stage''s and later outputs; earlier outputs kept';
 COMMENT ON FUNCTION batch.rerun_stage(text, text) IS
 	're-queues a batch''s (by name) items from a stage on, dropping that stage''s and later outputs';
-COMMENT ON FUNCTION batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb) IS
-	'creates an HTTP endpoint: base URL, secret headers, concurrency, rate limit, timeout, TLS trust; returns its id';
-COMMENT ON FUNCTION batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb) IS
+COMMENT ON FUNCTION batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer) IS
+	'creates an HTTP endpoint: base URL, secret headers, concurrency, rate limit and burst, timeout, TLS trust; returns its id';
+COMMENT ON FUNCTION batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer) IS
 	'changes the settings given (NULL keeps one) of an endpoint of the caller''s role; headers are replaced, never read; tls keys given replace those stored';
 COMMENT ON FUNCTION batch.drop_endpoint(text) IS
 	'drops an endpoint no pipeline uses, freeing its shared-memory slot';
@@ -2568,9 +2582,13 @@ SELECT e.id, e.name, e.base_url, e.max_concurrency, e.rate_limit, e.timeout,
 	   coalesce(s.circuit, 'closed') AS circuit,
 	   coalesce(s.consecutive_failures, 0) AS consecutive_failures,
 	   coalesce(s.requests, 0) AS requests,
-	   coalesce(s.failures, 0) AS failures
+	   coalesce(s.failures, 0) AS failures,
+	   e.burst,
+	   coalesce(s.rate_factor, 1) AS rate_factor
 FROM batch.endpoints e
 LEFT JOIN batch_internal.endpoint_state() s ON s.endpoint_id = e.id;
+COMMENT ON COLUMN batch.endpoint_status.burst IS 'Requests that may go out at once after a quiet spell; past it they are spaced evenly at rate_limit.';
+COMMENT ON COLUMN batch.endpoint_status.rate_factor IS 'The share of rate_limit and max_concurrency in use now: a 429 halves it (down to 1/64), each success gives 1/64 back, up to 1.';
 
 CREATE OR REPLACE VIEW batch.workers AS
 SELECT w.pid, w.worker, w.started_at, w.in_flight, w.requests
@@ -2626,15 +2644,15 @@ REVOKE ALL ON FUNCTION batch.maintenance_step(text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION batch.maintenance_step(text, integer) TO pgbatch_admin;
 -- create_endpoint and alter_endpoint were made anew (their tls argument)
 REVOKE ALL ON FUNCTION
-	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb),
-	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb)
+	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer),
+	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer)
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb),
-	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb)
+	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer),
+	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer)
 	TO pgbatch_admin;
 GRANT EXECUTE ON FUNCTION
-	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb),
-	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb),
+	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer),
+	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer),
 	batch.drop_endpoint(text)
 	TO pgbatch_operator;

@@ -107,3 +107,11 @@ RESET ROLE;
 SELECT batch.create_endpoint('tls4', 'https://h', tls => '{"ca": "/etc/ssl/certs/ca-certificates.crt"}') > 0 AS admin_path;
 SELECT batch.drop_endpoint(n) FROM unnest(ARRAY['tls1', 'tls2', 'tls3', 'tls4']) n;
 DROP ROLE regress_pgb_op3;
+
+-- pacing: burst 1..10000 (1 by default), shown with the rate factor in use
+SELECT batch.create_endpoint('paced', 'https://h', rate_limit => 600, burst => 0);
+SELECT batch.create_endpoint('paced', 'https://h', rate_limit => 600) > 0 AS created;
+SELECT batch.alter_endpoint('paced', burst => 5);
+SELECT name, rate_limit, burst, rate_factor FROM batch.endpoint_status WHERE name = 'paced';
+SELECT batch.alter_endpoint('paced', burst => 10001);
+SELECT batch.drop_endpoint('paced');

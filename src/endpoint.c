@@ -3,7 +3,10 @@
  * endpoint.c
  *		Per-endpoint limits held in shared memory and so shared by every
  *		executor of a database: requests in flight (max_concurrency), a
- *		token bucket for the rate limit (requests per minute), the pause a
+ *		token bucket for the rate limit (requests per minute) that holds
+ *		'burst' tokens, so that past a small burst requests are spaced
+ *		evenly, a rate factor that a 429 halves and successes restore
+ *		(additive increase, multiplicative decrease), the pause a
  *		Retry-After header asks for, and a circuit breaker that stops
  *		sending after a run of transient failures and probes before it
  *		resumes.  Each executor also counts what it holds, so that an exit
@@ -82,10 +85,14 @@ unlock_endpoints(void)
 		LWLockRelease(pgb_shared->lock);
 }
 
+/* AIMD: the least rate factor, and what a success gives back */
+#define PGB_RATE_FACTOR_MIN		(1.0 / 64)
+#define PGB_RATE_FACTOR_STEP	(1.0 / 64)
+
 /*
  * refill
- *		Adds the tokens earned since the last refill; the bucket holds at
- *		most one second of the rate (and at least one token).
+ *		Adds the tokens earned since the last refill at the rate in use
+ *		(rate_limit times rate_factor); the bucket holds 'burst' tokens.
  */
 static void
 refill(PgbEndpointState *ep, TimestampTz now)
@@ -95,8 +102,8 @@ refill(PgbEndpointState *ep, TimestampTz now)
 
 	if (ep->rate_limit <= 0)
 		return;
-	per_ms = ep->rate_limit / 60000.0;
-	cap = Max(1.0, ep->rate_limit / 60.0);
+	per_ms = ep->rate_limit * ep->rate_factor / 60000.0;
+	cap = Max(1, ep->burst);
 	if (ep->refilled_at == 0)
 		ep->tokens = cap;
 	else if (now > ep->refilled_at)
@@ -110,7 +117,8 @@ refill(PgbEndpointState *ep, TimestampTz now)
  *		with its limits brought up to date.  -1 if the table is full.
  */
 int
-pgb_endpoint_index(Oid dboid, int32 endpoint_id, int max_concurrency, int rate_limit)
+pgb_endpoint_index(Oid dboid, int32 endpoint_id, int max_concurrency, int rate_limit,
+				   int burst)
 {
 	int			i;
 	int			found = -1;
@@ -142,15 +150,17 @@ pgb_endpoint_index(Oid dboid, int32 endpoint_id, int max_concurrency, int rate_l
 		ep->dboid = dboid;
 		ep->endpoint_id = endpoint_id;
 		ep->circuit = PGB_CIRCUIT_CLOSED;
+		ep->rate_factor = 1.0;
 	}
 	if (found >= 0)
 	{
 		PgbEndpointState *ep = &table[found];
 
 		ep->max_concurrency = max_concurrency;
-		if (ep->rate_limit != rate_limit)
+		if (ep->rate_limit != rate_limit || ep->burst != burst)
 		{
 			ep->rate_limit = rate_limit;
+			ep->burst = burst;
 			ep->refilled_at = 0;
 		}
 	}
@@ -225,7 +235,7 @@ pgb_endpoint_acquire(int index, TimestampTz now, TimestampTz *until)
 		verdict = PGB_EP_PAUSED;
 		*until = Max(ep->open_until, TimestampTzPlusMilliseconds(now, 1000));
 	}
-	else if (ep->in_flight >= ep->max_concurrency)
+	else if (ep->in_flight >= Max(1, (int) (ep->max_concurrency * ep->rate_factor)))
 	{
 		verdict = PGB_EP_WAIT;
 		ep->waiters = true;
@@ -235,7 +245,8 @@ pgb_endpoint_acquire(int index, TimestampTz now, TimestampTz *until)
 		refill(ep, now);
 		if (ep->rate_limit > 0 && ep->tokens < 1.0)
 		{
-			double		wait_ms = (1.0 - ep->tokens) * 60000.0 / ep->rate_limit;
+			double		wait_ms = (1.0 - ep->tokens) * 60000.0 /
+				(ep->rate_limit * ep->rate_factor);
 
 			verdict = PGB_EP_WAIT;
 			*until = TimestampTzPlusMilliseconds(now, (int64) ceil(wait_ms));
@@ -294,7 +305,24 @@ pgb_endpoint_release(int index, PgbEndpointResult result, double retry_after_s,
 			ep->circuit = PGB_CIRCUIT_CLOSED;
 			if (result == PGB_EPR_PERMANENT)
 				ep->failures++;
+			else
+				ep->rate_factor = Min(1.0, ep->rate_factor + PGB_RATE_FACTOR_STEP);
 			break;
+		case PGB_EPR_RATE_LIMITED:
+
+			/*
+			 * Too fast: halve the share of the limits in use, once per
+			 * second at most (the 429s of requests already out say nothing
+			 * new), and spend the tokens in hand.
+			 */
+			if (ep->decreased_at == 0 ||
+				TimestampDifferenceExceeds(ep->decreased_at, now, 1000))
+			{
+				ep->rate_factor = Max(PGB_RATE_FACTOR_MIN, ep->rate_factor / 2);
+				ep->decreased_at = now;
+				ep->tokens = Min(ep->tokens, 0.0);
+			}
+			/* FALLTHROUGH */
 		case PGB_EPR_TRANSIENT:
 			ep->failures++;
 			ep->consecutive_failures++;
@@ -370,8 +398,8 @@ pgbatch_endpoint_state(PG_FUNCTION_ARGS)
 	for (i = 0; i < pgb_shared->nendpoints; i++)
 	{
 		PgbEndpointState *ep = &pgb_shared->endpoints[i];
-		Datum		values[9];
-		bool		nulls[9] = {false, false, false, false, false, false, false, false, false};
+		Datum		values[10];
+		bool		nulls[10] = {false, false, false, false, false, false, false, false, false, false};
 		const char *circuit;
 
 		if (ep->dboid != MyDatabaseId)
@@ -388,6 +416,8 @@ pgbatch_endpoint_state(PG_FUNCTION_ARGS)
 		values[6] = Int32GetDatum(ep->consecutive_failures);
 		values[7] = Int64GetDatum(ep->requests);
 		values[8] = Int64GetDatum(ep->failures);
+		/* rate_factor is 1.4's; 1.1 to 1.3 declare nine columns */
+		values[9] = Float8GetDatum(ep->rate_factor);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(pgb_shared->lock);

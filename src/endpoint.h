@@ -25,6 +25,7 @@ typedef enum PgbEndpointResult
 {
 	PGB_EPR_SUCCESS,
 	PGB_EPR_TRANSIENT,
+	PGB_EPR_RATE_LIMITED,		/* a 429: transient, and slows the endpoint */
 	PGB_EPR_PERMANENT,
 	PGB_EPR_NOT_SENT
 } PgbEndpointResult;
@@ -37,7 +38,7 @@ typedef enum PgbCircuitChange
 } PgbCircuitChange;
 
 extern int	pgb_endpoint_index(Oid dboid, int32 endpoint_id, int max_concurrency,
-							   int rate_limit);
+							   int rate_limit, int burst);
 extern PgbEndpointVerdict pgb_endpoint_acquire(int index, TimestampTz now,
 											   TimestampTz *until);
 extern PgbCircuitChange pgb_endpoint_release(int index, PgbEndpointResult result,

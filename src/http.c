@@ -599,6 +599,7 @@ collect(void)
 			pgb_endpoint_release(req->endpoint_index,
 								 req->aborted ? PGB_EPR_NOT_SENT :
 								 req->error_code == NULL ? PGB_EPR_SUCCESS :
+								 req->status == 429 ? PGB_EPR_RATE_LIMITED :
 								 req->transient ? PGB_EPR_TRANSIENT : PGB_EPR_PERMANENT,
 								 req->retry_after_s, req->finished_at);
 	}

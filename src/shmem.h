@@ -56,6 +56,9 @@ typedef struct PgbEndpointState
 	int32		endpoint_id;
 	int32		max_concurrency;
 	int32		rate_limit;		/* per minute; 0 = none */
+	int32		burst;			/* the most tokens the bucket holds */
+	double		rate_factor;	/* share of the limits in use (AIMD on 429s) */
+	TimestampTz decreased_at;	/* when a 429 last lowered it */
 	int32		in_flight;
 	double		tokens;
 	TimestampTz refilled_at;

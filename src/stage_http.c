@@ -64,6 +64,7 @@ typedef struct PgbEndpointInfo
 	long		timeout_ms;
 	int			max_concurrency;
 	int			rate_limit;
+	int			burst;
 	bool		follow_redirects;
 	int			shm_index;
 	char	   *tls_ca;			/* tls settings (see batch_internal.check_tls) */
@@ -119,7 +120,8 @@ load_endpoints(PgbHttpStage *hs)
 									 " ARRAY(SELECT h.value"
 									 "  FROM pg_catalog.jsonb_each_text(e.headers) h),"
 									 " e.tls ->> 'ca', e.tls ->> 'client_cert',"
-									 " e.tls ->> 'client_key', e.tls ->> 'pinned_public_key'"
+									 " e.tls ->> 'client_key', e.tls ->> 'pinned_public_key',"
+									 " e.burst"
 									 " FROM batch.endpoints e",
 									 0, NULL);
 	/*
@@ -153,6 +155,7 @@ load_endpoints(PgbHttpStage *hs)
 		ep->tls_cert = SPI_getvalue(tup, desc, 11);
 		ep->tls_key = SPI_getvalue(tup, desc, 12);
 		ep->tls_pin = SPI_getvalue(tup, desc, 13);
+		ep->burst = DatumGetInt32(SPI_getbinval(tup, desc, 14, &isnull));
 		d = SPI_getbinval(tup, desc, 7, &isnull);
 		if (!isnull)
 		{
@@ -186,7 +189,7 @@ load_endpoints(PgbHttpStage *hs)
 		}
 		ep->name = SPI_getvalue(tup, desc, 8);
 		ep->shm_index = pgb_endpoint_index(MyDatabaseId, ep->id, ep->max_concurrency,
-										   ep->rate_limit);
+										   ep->rate_limit, ep->burst);
 	}
 	SPI_freetuptable(SPI_tuptable);
 	MemoryContextSwitchTo(oldcxt);

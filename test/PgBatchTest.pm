@@ -23,6 +23,12 @@
 #                            a control or stats request; returns the body
 #   fake_api_json($api, $path)
 #                            fake_api_get, decoded (JSON::PP)
+#   spawn_server($out, @cmd) starts a server process (output to $out), stopped
+#                            by its own pid at exit at the latest; its pid
+#   start_nginx($http)       Debian's nginx on loopback, one worker, with its own
+#                            config in a temporary directory and $http inside
+#                            its http block; returns that directory (relative
+#                            paths in $http, e.g. an access_log, land there)
 #   wait_for($node, $sql, $expected, $timeout, $db)
 #                            polls $sql until its output is $expected or
 #                            $timeout seconds have passed; returns the last
@@ -48,7 +54,8 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT_OK = qw(new_node run_together new_worker_node start_fake_api
-  stop_fake_api fake_api_get fake_api_post fake_api_json wait_for sql);
+  stop_fake_api fake_api_get fake_api_post fake_api_json wait_for sql
+  spawn_server start_nginx);
 our $TIMEOUT = 60;
 
 # the fake API script, next to this module
@@ -170,10 +177,65 @@ sub stop_fake_api
 	return;
 }
 
+# other servers started by spawn_server()
+my @servers;
+
 END
 {
 	local $?;
 	stop_fake_api($_) for @fake_apis;
+	for my $pid (@servers)
+	{
+		kill('TERM', $pid);
+		waitpid($pid, 0);
+	}
+}
+
+# spawn_server($out, @cmd): starts a server in the background, its stdout
+# and stderr to $out; it is stopped by its own pid at exit at the latest.
+# Returns its pid.
+sub spawn_server
+{
+	my ($out, @cmd) = @_;
+	my $pid = fork();
+	die "fork failed: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDIN, '<', '/dev/null');
+		open(STDOUT, '>', $out);
+		open(STDERR, '>&', \*STDOUT);
+		exec(@cmd) or POSIX::_exit(127);
+	}
+	push @servers, $pid;
+	return $pid;
+}
+
+# start_nginx($http): starts nginx in the foreground of a child process with a
+# config of its own in a new temporary directory (one worker, its pid file,
+# logs and temporary files there), with $http inside the http block; the
+# caller's server blocks listen on 127.0.0.1.  Returns the directory.
+sub start_nginx
+{
+	my ($http) = @_;
+	my $dir = PostgreSQL::Test::Utils::tempdir('nginx');
+	PostgreSQL::Test::Utils::append_to_file("$dir/nginx.conf", <<"CONF");
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+http {
+	client_body_temp_path $dir/body;
+	proxy_temp_path $dir/proxy;
+	fastcgi_temp_path $dir/fastcgi;
+	uwsgi_temp_path $dir/uwsgi;
+	scgi_temp_path $dir/scgi;
+	default_type application/json;
+$http
+}
+CONF
+	spawn_server("$dir/stdout", 'nginx', '-e', "$dir/error.log", '-p', "$dir/", '-c', "$dir/nginx.conf");
+	return $dir;
 }
 
 # fake_api_get($api, $path): a GET (e.g. '/_stats?keys=0'); returns the body.

@@ -14,7 +14,8 @@ CREATE FUNCTION batch_internal.forget_endpoint(endpoint_id integer) RETURNS void
 CREATE FUNCTION batch_internal.endpoint_state(
 	OUT endpoint_id integer, OUT in_flight integer, OUT max_concurrency integer,
 	OUT tokens float8, OUT paused_until timestamptz, OUT circuit text,
-	OUT consecutive_failures integer, OUT requests bigint, OUT failures bigint)
+	OUT consecutive_failures integer, OUT requests bigint, OUT failures bigint,
+	OUT rate_factor float8)
 	RETURNS SETOF record
 	LANGUAGE c VOLATILE
 	AS 'MODULE_PATHNAME', 'pgbatch_endpoint_state';
@@ -26,7 +27,7 @@ CREATE FUNCTION batch_internal.endpoint_state(
  * naming what is wrong, never a header's value.
  */
 CREATE FUNCTION batch_internal.check_endpoint(name text, base_url text, headers jsonb,
-	max_concurrency integer, rate_limit integer, timeout interval)
+	max_concurrency integer, rate_limit integer, timeout interval, burst integer)
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
@@ -77,6 +78,11 @@ BEGIN
 	IF timeout IS NULL OR timeout <= interval '0' OR timeout > interval '1 hour' THEN
 		RAISE EXCEPTION 'timeout of endpoint "%" must be from 1 ms to 1 hour', name
 			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF burst IS NULL OR burst NOT BETWEEN 1 AND 10000 THEN
+		RAISE EXCEPTION 'burst of endpoint "%" must be from 1 to 10000 requests', name
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The burst is how many requests may go out at once after a quiet spell; the rest are spaced evenly at rate_limit.';
 	END IF;
 	why := batch_internal.url_check(base_url);
 	IF why IS NOT NULL THEN
@@ -195,7 +201,7 @@ $$;
 
 CREATE FUNCTION batch_internal.create_endpoint(caller regrole, name text, base_url text,
 	headers jsonb, max_concurrency integer, rate_limit integer, timeout interval,
-	follow_redirects boolean, tls jsonb)
+	follow_redirects boolean, tls jsonb, burst integer)
 	RETURNS integer
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -205,7 +211,8 @@ DECLARE
 	lim integer := current_setting('pgbatch.max_endpoints_per_role')::integer;
 	n bigint;
 BEGIN
-	PERFORM batch_internal.check_endpoint(name, base_url, headers, max_concurrency, rate_limit, timeout);
+	PERFORM batch_internal.check_endpoint(name, base_url, headers, max_concurrency, rate_limit,
+										  timeout, burst);
 	tls := batch_internal.check_tls(caller, name, tls);
 	IF EXISTS (SELECT FROM batch.endpoints e WHERE e.name = create_endpoint.name) THEN
 		RAISE EXCEPTION 'endpoint "%" already exists', name
@@ -221,9 +228,9 @@ BEGIN
 				  HINT = 'Drop unused endpoints with batch.drop_endpoint(), or have a superuser raise pgbatch.max_endpoints_per_role.';
 	END IF;
 	INSERT INTO batch.endpoints (name, base_url, headers, max_concurrency, rate_limit,
-								 timeout, follow_redirects, created_by, tls)
+								 timeout, follow_redirects, created_by, tls, burst)
 	VALUES (name, rtrim(base_url, '/'), headers, max_concurrency, rate_limit, timeout,
-			coalesce(follow_redirects, false), pg_get_userbyid(caller), tls)
+			coalesce(follow_redirects, false), pg_get_userbyid(caller), tls, burst)
 	RETURNING id INTO eid;
 	-- an admin's endpoint is shared infrastructure; an operator's is its role's
 	IF pg_has_role(caller, 'pgbatch_admin', 'MEMBER') THEN
@@ -236,7 +243,7 @@ $$;
 
 CREATE FUNCTION batch_internal.alter_endpoint(caller regrole, name text, base_url text,
 	headers jsonb, max_concurrency integer, rate_limit integer, timeout interval,
-	follow_redirects boolean, tls jsonb)
+	follow_redirects boolean, tls jsonb, burst integer)
 	RETURNS void
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -250,8 +257,9 @@ BEGIN
 	e.timeout := coalesce(timeout, e.timeout);
 	e.follow_redirects := coalesce(follow_redirects, e.follow_redirects);
 	e.headers := coalesce(headers, e.headers);
+	e.burst := coalesce(burst, e.burst);
 	PERFORM batch_internal.check_endpoint(e.name, e.base_url, e.headers,
-								  e.max_concurrency, e.rate_limit, e.timeout);
+								  e.max_concurrency, e.rate_limit, e.timeout, e.burst);
 	-- the keys given replace those stored; a key given as JSON null is removed
 	IF tls IS NOT NULL THEN
 		IF jsonb_typeof(tls) <> 'object' THEN
@@ -262,7 +270,7 @@ BEGIN
 	UPDATE batch.endpoints x
 	SET base_url = e.base_url, max_concurrency = e.max_concurrency,
 		rate_limit = e.rate_limit, timeout = e.timeout, follow_redirects = e.follow_redirects,
-		headers = e.headers, tls = e.tls
+		headers = e.headers, tls = e.tls, burst = e.burst
 	WHERE x.id = e.id;
 END
 $$;
@@ -302,17 +310,18 @@ COMMENT ON FUNCTION batch.revoke_endpoint(text,name) IS
 CREATE FUNCTION batch.create_endpoint(name text, base_url text, headers jsonb DEFAULT '{}',
 	max_concurrency integer DEFAULT 8, rate_limit integer DEFAULT NULL,
 	timeout interval DEFAULT '1 min', follow_redirects boolean DEFAULT false,
-	tls jsonb DEFAULT NULL) RETURNS integer
+	tls jsonb DEFAULT NULL, burst integer DEFAULT 1) RETURNS integer
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
-COMMENT ON FUNCTION batch.create_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb) IS
-	'creates an HTTP endpoint: base URL, secret headers, concurrency, rate limit, timeout, TLS trust; returns its id';
+COMMENT ON FUNCTION batch.create_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb,integer) IS
+	'creates an HTTP endpoint: base URL, secret headers, concurrency, rate limit and burst, timeout, TLS trust; returns its id';
 
 CREATE FUNCTION batch.alter_endpoint(name text, base_url text DEFAULT NULL,
 	headers jsonb DEFAULT NULL, max_concurrency integer DEFAULT NULL,
 	rate_limit integer DEFAULT NULL, timeout interval DEFAULT NULL,
-	follow_redirects boolean DEFAULT NULL, tls jsonb DEFAULT NULL) RETURNS void
+	follow_redirects boolean DEFAULT NULL, tls jsonb DEFAULT NULL,
+	burst integer DEFAULT NULL) RETURNS void
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
-COMMENT ON FUNCTION batch.alter_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb) IS
+COMMENT ON FUNCTION batch.alter_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb,integer) IS
 	'changes the settings given (NULL keeps one) of an endpoint of the caller''s role; headers are replaced, never read; tls keys given replace those stored';
 
 CREATE FUNCTION batch.drop_endpoint(name text) RETURNS void

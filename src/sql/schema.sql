@@ -81,7 +81,8 @@ CREATE TABLE batch.endpoints (
 	follow_redirects	boolean NOT NULL DEFAULT false,
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	created_by			name NOT NULL DEFAULT current_user,
-	tls					jsonb NOT NULL DEFAULT '{}'
+	tls					jsonb NOT NULL DEFAULT '{}',
+	burst				integer NOT NULL DEFAULT 1 CHECK (burst BETWEEN 1 AND 10000)
 );
 
 -- One row per stage, with its effective (merged) retry policy resolved.
@@ -313,6 +314,7 @@ COMMENT ON COLUMN batch.endpoints.follow_redirects IS 'Whether 3xx redirects are
 COMMENT ON COLUMN batch.endpoints.created_at IS 'When the endpoint was created.';
 COMMENT ON COLUMN batch.endpoints.created_by IS 'The role that created the endpoint: its members and admins may alter, drop and grant it.';
 COMMENT ON COLUMN batch.endpoints.tls IS 'TLS settings: ca (PEM, or a file path set by an admin), client_cert and client_key (PEM; the key is secret), pinned_public_key (sha256//...); {} for the system''s trust store. Verification is always on.';
+COMMENT ON COLUMN batch.endpoints.burst IS 'Requests that may go out at once after a quiet spell; past it they are spaced evenly at rate_limit (1: strictly even).';
 
 COMMENT ON TABLE batch.stages IS
 	'the stages of each pipeline, with their resolved retry policy';

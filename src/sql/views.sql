@@ -128,7 +128,9 @@ SELECT e.id, e.name, e.base_url, e.max_concurrency, e.rate_limit, e.timeout,
 	   coalesce(s.circuit, 'closed') AS circuit,
 	   coalesce(s.consecutive_failures, 0) AS consecutive_failures,
 	   coalesce(s.requests, 0) AS requests,
-	   coalesce(s.failures, 0) AS failures
+	   coalesce(s.failures, 0) AS failures,
+	   e.burst,
+	   coalesce(s.rate_factor, 1) AS rate_factor
 FROM batch.endpoints e
 LEFT JOIN batch_internal.endpoint_state() s ON s.endpoint_id = e.id;
 COMMENT ON VIEW batch.endpoint_status IS
@@ -145,6 +147,8 @@ COMMENT ON COLUMN batch.endpoint_status.circuit IS 'State of the circuit breaker
 COMMENT ON COLUMN batch.endpoint_status.consecutive_failures IS 'Transient failures in a row; any answer that is not a transient error resets it to 0.';
 COMMENT ON COLUMN batch.endpoint_status.requests IS 'Requests sent to the endpoint since the server started.';
 COMMENT ON COLUMN batch.endpoint_status.failures IS 'How many of those requests failed, transient and permanent failures alike.';
+COMMENT ON COLUMN batch.endpoint_status.burst IS 'Requests that may go out at once after a quiet spell; past it they are spaced evenly at rate_limit.';
+COMMENT ON COLUMN batch.endpoint_status.rate_factor IS 'The share of rate_limit and max_concurrency in use now: a 429 halves it (down to 1/64), each success gives 1/64 back, up to 1.';
 
 CREATE VIEW batch.workers AS
 SELECT w.pid, w.worker, w.started_at, w.in_flight, w.requests

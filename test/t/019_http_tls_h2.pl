@@ -27,11 +27,10 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::RealBin/..";
-use PgBatchTest qw(new_worker_node sql wait_for);
+use PgBatchTest qw(new_worker_node sql wait_for spawn_server start_nginx);
 use PostgreSQL::Test::Utils;
 use PostgreSQL::Test::Cluster;
 use Test::More;
-use POSIX qw(WNOHANG);
 use Time::HiRes qw(usleep);
 
 my $dir = PostgreSQL::Test::Utils::tempdir('tls');
@@ -64,24 +63,11 @@ chomp $other_pin;
 my $port = PostgreSQL::Test::Cluster::get_free_port();
 my $mtls_port = PostgreSQL::Test::Cluster::get_free_port();
 my $backend_port = PostgreSQL::Test::Cluster::get_free_port();
-mkdir "$dir/nginx";
-PostgreSQL::Test::Utils::append_to_file("$dir/nginx/nginx.conf", <<"EOF");
-worker_processes 1;
-daemon off;
-pid $dir/nginx/nginx.pid;
-error_log $dir/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
+my $ngx = start_nginx(<<"CONF");
 	log_format keys '\$http_idempotency_key \$connection \$server_protocol \$request_method \$uri \$status "\$content_type" \$sent_http_content_encoding';
-	access_log $dir/nginx/access.log keys;
-	client_body_temp_path $dir/nginx/body;
-	proxy_temp_path $dir/nginx/proxy;
-	fastcgi_temp_path $dir/nginx/fastcgi;
-	uwsgi_temp_path $dir/nginx/uwsgi;
-	scgi_temp_path $dir/nginx/scgi;
+	access_log access.log keys;
 	ssl_certificate $dir/server.crt;
 	ssl_certificate_key $dir/server.key;
-	default_type application/json;
 	server {
 		listen 127.0.0.1:$port ssl http2;
 		# like an API behind a load balancer: the request is read whole,
@@ -105,40 +91,7 @@ http {
 		ssl_client_certificate $dir/ca.crt;
 		location / { return 200 '{"client":"\$ssl_client_s_dn"}'; }
 	}
-}
-EOF
-# spawn($out, @cmd): starts a server in the background, its output to $out;
-# each is stopped by its own pid when the test ends
-my @servers;
-
-sub spawn
-{
-	my ($out, @cmd) = @_;
-	my $pid = fork();
-	die "fork failed: $!" unless defined $pid;
-	if ($pid == 0)
-	{
-		open(STDIN, '<', '/dev/null');
-		open(STDOUT, '>', $out);
-		open(STDERR, '>&', \*STDOUT);
-		exec(@cmd) or POSIX::_exit(127);
-	}
-	push @servers, $pid;
-	return $pid;
-}
-
-END
-{
-	local $?;
-	for my $pid (@servers)
-	{
-		kill('TERM', $pid);
-		waitpid($pid, 0);
-	}
-}
-
-spawn("$dir/nginx/stdout", 'nginx', '-e', "$dir/nginx/error.log", '-p', "$dir/nginx/",
-	'-c', "$dir/nginx/nginx.conf");
+CONF
 my $up = 0;
 for (1 .. 100)
 {
@@ -147,11 +100,11 @@ for (1 .. 100)
 	usleep(100_000);
 }
 ok($up, 'nginx answers over TLS')
-  or diag(PostgreSQL::Test::Utils::slurp_file("$dir/nginx/stdout"));
+  or diag(PostgreSQL::Test::Utils::slurp_file("$ngx/stdout"));
 
 # the HTTP/2 server that resets each stream after the whole answer
 my $python = -x '/usr/bin/python3' ? '/usr/bin/python3' : 'python3';
-spawn("$dir/fake_h2.out", $python, "$FindBin::RealBin/../fake_h2.py", '--port', '0',
+spawn_server("$dir/fake_h2.out", $python, "$FindBin::RealBin/../fake_h2.py", '--port', '0',
 	'--portfile', "$dir/h2.port", '--pidfile', "$dir/h2.pid", '--cert', "$dir/server.crt",
 	'--key', "$dir/server.key", '--log', "$dir/h2.log");
 for (1 .. 100)
@@ -219,7 +172,7 @@ is(sql(q{SELECT count(*) FROM batch.attempts a JOIN batch.batches b ON b.id = a.
 	'no attempt failed: a stream reset after the whole answer is not an error')
   or diag(sql(q{SELECT string_agg(concat_ws(' ', a.error_code, a.http_status, a.response_size, a.message), E'\n')
 	FROM batch.attempts a JOIN batch.batches b ON b.id = a.batch_id WHERE b.name = 'ok' AND a.outcome <> 'completed'}));
-my @log = grep { m{ /ok } && m{ POST } } split /\n/, PostgreSQL::Test::Utils::slurp_file("$dir/nginx/access.log");
+my @log = grep { m{ /ok } && m{ POST } } split /\n/, PostgreSQL::Test::Utils::slurp_file("$ngx/access.log");
 my %keys;
 my %conns;
 my %protocols;
@@ -276,7 +229,7 @@ is(wait_for($node, q{SELECT status FROM batch.progress WHERE name = 'gz'}, 'comp
 	'the gzip answer completed');
 like(sql(q{SELECT o.output ->> 'zipped' FROM batch.outputs o JOIN batch.items i ON i.id = o.item_id
 	JOIN batch.batches b ON b.id = i.batch_id WHERE b.name = 'gz'}), qr/^\Q$dir\E/, 'its output is the decoded JSON');
-ok((grep { m{ /gz 200 .* gzip$} } split /\n/, PostgreSQL::Test::Utils::slurp_file("$dir/nginx/access.log")),
+ok((grep { m{ /gz 200 .* gzip$} } split /\n/, PostgreSQL::Test::Utils::slurp_file("$ngx/access.log")),
 	'nginx sent it gzip-encoded');
 
 # 4. a Retry-After on a success pauses nothing
@@ -290,7 +243,7 @@ is(sql(q{SELECT count(*) FROM batch.endpoint_status WHERE paused_until IS NOT NU
 sql(q{SELECT batch.submit('get', '[{"n": 1}]', name => 'get')});
 is(wait_for($node, q{SELECT status FROM batch.progress WHERE name = 'get'}, 'completed', 60), 'completed',
 	'the GET completed');
-ok((grep { m{ GET /ok 200 "-" } } split /\n/, PostgreSQL::Test::Utils::slurp_file("$dir/nginx/access.log")),
+ok((grep { m{ GET /ok 200 "-" } } split /\n/, PostgreSQL::Test::Utils::slurp_file("$ngx/access.log")),
 	'the GET carried no Content-Type');
 
 # 6. a failed answer names the API's own reason
