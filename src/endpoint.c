@@ -318,6 +318,7 @@ pgb_endpoint_release(int index, PgbEndpointResult result, double retry_after_s,
 			if (ep->decreased_at == 0 ||
 				TimestampDifferenceExceeds(ep->decreased_at, now, 1000))
 			{
+				refill(ep, now);
 				ep->rate_factor = Max(PGB_RATE_FACTOR_MIN, ep->rate_factor / 2);
 				ep->decreased_at = now;
 				ep->tokens = Min(ep->tokens, 0.0);
