@@ -385,9 +385,11 @@ opensocket_callback(void *clientp, curlsocktype purpose, struct curl_sockaddr *a
 /*
  * set_tls
  *		The endpoint's TLS settings on an easy handle: its CA certificates
- *		(PEM text, copied by libcurl, or a file) instead of the system's, a
- *		client certificate and key, pinned public keys.  Verification stays
- *		on whatever they are.
+ *		(PEM text or a file) instead of the system's, a client certificate
+ *		and key, pinned public keys.  Verification stays on whatever they
+ *		are.  The PEM texts are the request's own copies, freed only after
+ *		the easy handle (pgb_http_request_free), so libcurl need not copy
+ *		them again.
  */
 static void
 set_tls(CURL *easy, PgbHttpRequest *req)
@@ -401,7 +403,7 @@ set_tls(CURL *easy, PgbHttpRequest *req)
 		{
 			blob.data = req->tls_ca;
 			blob.len = strlen(req->tls_ca);
-			blob.flags = CURL_BLOB_COPY;
+			blob.flags = CURL_BLOB_NOCOPY;
 			curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
 		}
 		else
@@ -411,12 +413,12 @@ set_tls(CURL *easy, PgbHttpRequest *req)
 	{
 		blob.data = req->tls_cert;
 		blob.len = strlen(req->tls_cert);
-		blob.flags = CURL_BLOB_COPY;
+		blob.flags = CURL_BLOB_NOCOPY;
 		curl_easy_setopt(easy, CURLOPT_SSLCERT_BLOB, &blob);
 		curl_easy_setopt(easy, CURLOPT_SSLCERTTYPE, "PEM");
 		blob.data = req->tls_key;
 		blob.len = strlen(req->tls_key);
-		blob.flags = CURL_BLOB_COPY;
+		blob.flags = CURL_BLOB_NOCOPY;
 		curl_easy_setopt(easy, CURLOPT_SSLKEY_BLOB, &blob);
 		curl_easy_setopt(easy, CURLOPT_SSLKEYTYPE, "PEM");
 	}
@@ -592,8 +594,12 @@ collect(void)
 		n_in_flight--;
 		finish(req, PGB_HTTP_DONE);
 		pgb_http_classify(req);
-		/* a Retry-After pauses an endpoint only with a failed answer */
-		if (req->error_code == NULL)
+		/*
+		 * A Retry-After counts only on an answer that failed (a 429, a 503):
+		 * on a success, or on a success whose transfer failed after it, it
+		 * pauses nothing.
+		 */
+		if (req->error_code == NULL || req->status < 400)
 			req->retry_after_s = -1;
 		req->circuit_change =
 			pgb_endpoint_release(req->endpoint_index,

@@ -71,19 +71,22 @@ my $ngx = start_nginx(<<"CONF");
 	server {
 		listen 127.0.0.1:$port ssl http2;
 		# like an API behind a load balancer: the request is read whole,
-		# then answered
-		location /ok { proxy_pass http://127.0.0.1:$backend_port; }
+		# then answered (nginx answering a POST itself, with 'return',
+		# would reset the stream before the body was sent: see below)
+		location / { proxy_pass http://127.0.0.1:$backend_port; }
 		location /gz {
 			gzip on; gzip_types application/json; gzip_min_length 0;
-			return 200 '{"zipped":"$dir $dir $dir $dir $dir $dir"}';
+			proxy_pass http://127.0.0.1:$backend_port;
 		}
-		location /ra { add_header Retry-After 30 always; return 200 '{"ra":true}'; }
-		location /bad { return 422 '{"error":{"message":"max_tokens is too large: 99999","type":"invalid_request_error"}}'; }
+		location /ra { add_header Retry-After 30 always; proxy_pass http://127.0.0.1:$backend_port; }
 	}
 	server {
 		listen 127.0.0.1:$backend_port;
 		access_log off;
 		location / { return 200 '{"ok":true}'; }
+		location /gz { return 200 '{"zipped":"$dir $dir $dir $dir $dir $dir"}'; }
+		location /ra { return 200 '{"ra":true}'; }
+		location /bad { return 422 '{"error":{"message":"max_tokens is too large: 99999","type":"invalid_request_error"}}'; }
 	}
 	server {
 		listen 127.0.0.1:$mtls_port ssl;
