@@ -10,7 +10,9 @@
 #   1. HTTP completions/s through one HTTP stage against a local nginx
 #      ($PGB_HTTP_ITEMS items), next to the loopback ceiling measured with wrk
 #      against the same nginx; pgbatch.workers 1 and 2 by claim_batch_size
-#      100 and 500;
+#      100 and 500; then the same over HTTPS + HTTP/2 (nginx's TLS server, a
+#      CA made here with openssl, proxying to the plain one), with the
+#      connections the executors used;
 #   2. the same against a server that answers after 100 ms (test/fake_api.py
 #      --latency-ms), as a share of the ideal in_flight / latency;
 #   3. a 3-stage no-op SQL pipeline: stage executions/s;
@@ -48,6 +50,7 @@ set -euo pipefail
 bench_dir="$PGB_TOP/bench"
 port=${PGB_HTTP_PORT:-54340}
 nginx_port=${PGB_HTTP_NGINX_PORT:-18090}
+nginx_tls_port=${PGB_HTTP_NGINX_TLS_PORT:-18091}
 items=${PGB_HTTP_ITEMS:-100000}
 slow_items=${PGB_HTTP_SLOW_ITEMS:-25000}
 slow_ms=${PGB_HTTP_SLOW_MS:-100}
@@ -112,14 +115,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if ! { pgb_install_deps && pgb_apt_install nginx-light wrk curl python3 && pgb_build_install; } >"$work/setup.log" 2>&1; then
+if ! { pgb_install_deps && pgb_apt_install nginx-light wrk curl python3 openssl && pgb_build_install; } >"$work/setup.log" 2>&1; then
 	echo "setup failed; the end of $work/setup.log:" >&2
 	tail -n 40 "$work/setup.log" >&2
 	exit 1
 fi
 
 port_free() { ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
-for p in "$port" "$nginx_port"; do
+for p in "$port" "$nginx_port" "$nginx_tls_port"; do
 	if ! port_free "$p"; then
 		echo "port $p on this machine is taken; set PGB_HTTP_PORT / PGB_HTTP_NGINX_PORT" >&2
 		exit 1
@@ -127,7 +130,15 @@ for p in "$port" "$nginx_port"; do
 done
 
 # ---------------------------------------------------------------- servers
-mkdir -p "$work/nginx"
+mkdir -p "$work/nginx" "$work/tls"
+# a CA and a certificate for 127.0.0.1 that it signed, for the HTTPS row
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=pgbatch bench CA' \
+	-keyout "$work/tls/ca.key" -out "$work/tls/ca.crt" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj '/CN=127.0.0.1' -keyout "$work/tls/server.key" \
+	-out "$work/tls/server.csr" 2>/dev/null
+printf 'subjectAltName = IP:127.0.0.1\n' >"$work/tls/server.ext"
+openssl x509 -req -in "$work/tls/server.csr" -CA "$work/tls/ca.crt" -CAkey "$work/tls/ca.key" \
+	-CAcreateserial -days 2 -extfile "$work/tls/server.ext" -out "$work/tls/server.crt" 2>/dev/null
 cat >"$work/nginx/nginx.conf" <<EOF
 # the benchmark's nginx: loopback only, one worker, answers every request
 worker_processes 1;
@@ -147,6 +158,22 @@ http {
 	server {
 		listen 127.0.0.1:$nginx_port;
 		location / { default_type application/json; return 200 '{"ok":true}'; }
+	}
+	# HTTPS + HTTP/2, each request read whole and answered by the server
+	# above (as an API behind a load balancer); the log keeps the connection
+	upstream plain { server 127.0.0.1:$nginx_port; keepalive 64; }
+	log_format conn '\$connection';
+	server {
+		listen 127.0.0.1:$nginx_tls_port ssl http2;
+		ssl_certificate $work/tls/server.crt;
+		ssl_certificate_key $work/tls/server.key;
+		http2_max_requests 100000000;
+		access_log $work/nginx/tls_access.log conn;
+		location / {
+			proxy_pass http://plain;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+		}
 	}
 }
 EOF
@@ -331,6 +358,7 @@ q -c "SELECT 1" >/dev/null
 set_gucs pgbatch.workers 2 pgbatch.max_http_in_flight "$in_flight_per_worker" pgbatch.claim_batch_size 100 \
 	pg_stat_statements.track none
 qf http_setup.sql -v nginx_url="$nginx_url" -v nginx_conc="$nginx_conc" -v slow_url="$api_url" \
+	-v tls_url="https://127.0.0.1:$nginx_tls_port" -v ca="$(cat "$work/tls/ca.crt")" \
 	-v slow_conc="$slow_conc" -v items="$items" -v slow_items="$slow_items" -v rss_chunk="$rss_chunk" \
 	-v warmup="$warmup" -v diag="$diag_items" >/dev/null || {
 	echo "bench/http_setup.sql failed: $(cat "$work/last.err")" >&2
@@ -420,6 +448,16 @@ section_1() {
 		"$(num "$default_rate")" "$(num "$best_rate")" "${best_cfg:-none}"
 	[ -n "$wrk_rps" ] && printf '   best as a share of the loopback ceiling: %s%%\n' "$(pct "$best_rate" "$wrk_rps")"
 	echo "   target: >= 10,000 HTTP stage completions/s, every result durably recorded"
+	echo
+	echo "   the same over HTTPS + HTTP/2 (nginx TLS, proxying to the server above), workers 2, claim 100:"
+	: >"$work/nginx/tls_access.log"
+	row_header
+	run_batch http_nginx_tls "$items" nginx_tls || true
+	row 2 100 "$items"
+	printf '   %s completions/s on %s connections (nginx: %s requests)\n' \
+		"$(num "$(rate "$R_DONE" "$R_WALL")")" \
+		"$(sort -u "$work/nginx/tls_access.log" | grep -c .)" \
+		"$(num "$(grep -c . "$work/nginx/tls_access.log")")"
 }
 
 # ---------------------------------------------------------------- 2. slow server

@@ -7,7 +7,8 @@
  * measures anything by itself.
  *
  * psql variables: nginx_url, nginx_conc (max_concurrency of the nginx
- * endpoint), slow_url, slow_conc, and the sizes of the arrays to build:
+ * endpoint), tls_url and ca (nginx over HTTPS, and the PEM of its CA),
+ * slow_url, slow_conc, and the sizes of the arrays to build:
  * items, slow_items, rss_chunk, warmup, diag.
  */
 \set ON_ERROR_STOP 1
@@ -23,9 +24,13 @@ CREATE FUNCTION bench.noop(p jsonb, o jsonb) RETURNS jsonb
 
 SELECT batch.create_endpoint('nginx', :'nginx_url', max_concurrency => :nginx_conc);
 SELECT batch.create_endpoint('slow', :'slow_url', max_concurrency => :slow_conc);
+SELECT batch.create_endpoint('nginx_tls', :'tls_url', max_concurrency => :nginx_conc,
+	tls => jsonb_build_object('ca', :'ca'));
 
 SELECT batch.create_pipeline('http_nginx',
 	'[{"name": "call", "http": {"endpoint": "nginx", "method": "POST", "path": "/x"}}]');
+SELECT batch.create_pipeline('http_nginx_tls',
+	'[{"name": "call", "http": {"endpoint": "nginx_tls", "method": "POST", "path": "/x"}}]');
 SELECT batch.create_pipeline('http_slow',
 	'[{"name": "call", "http": {"endpoint": "slow", "method": "POST", "path": "/v1/slow"}}]');
 SELECT batch.create_pipeline('sql_3', '[{"name": "s1", "sql": "bench.noop"},
