@@ -17,7 +17,10 @@ OBJS = \
 	src/outcome.o \
 	src/stage_sql.o \
 	src/http.o \
+	src/http_connect.o \
 	src/http_response.o \
+	src/rate_headers.o \
+	src/llm_tokens.o \
 	src/stage_http.o \
 	src/item_exec.o \
 	src/session_run.o \

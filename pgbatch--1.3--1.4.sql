@@ -150,6 +150,11 @@ CREATE FUNCTION batch_internal.url_check(url text) RETURNS text
 	LANGUAGE c STABLE STRICT PARALLEL SAFE
 	AS 'MODULE_PATHNAME', 'pgbatch_url_check';
 
+-- NULL if endpoints may send through the proxy (pgbatch.allowed_hosts), else why not.
+CREATE FUNCTION batch_internal.proxy_check(url text) RETURNS text
+	LANGUAGE c STABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_proxy_check';
+
 -- Wakes the launcher at commit, so that the executors of this database start.
 CREATE FUNCTION batch_internal.wake_launcher() RETURNS void
 	LANGUAGE c VOLATILE
@@ -160,7 +165,8 @@ CREATE FUNCTION batch_internal.endpoint_state(
 	OUT endpoint_id integer, OUT in_flight integer, OUT max_concurrency integer,
 	OUT tokens float8, OUT paused_until timestamptz, OUT circuit text,
 	OUT consecutive_failures integer, OUT requests bigint, OUT failures bigint,
-	OUT rate_factor float8)
+	OUT rate_factor float8, OUT tokens_used bigint, OUT requests_left bigint,
+	OUT tokens_left bigint)
 	RETURNS SETOF record
 	LANGUAGE c VOLATILE
 	AS 'MODULE_PATHNAME', 'pgbatch_endpoint_state';
@@ -474,7 +480,8 @@ $$;
  * naming what is wrong, never a header's value.
  */
 CREATE FUNCTION batch_internal.check_endpoint(name text, base_url text, headers jsonb,
-	max_concurrency integer, rate_limit integer, timeout interval, burst integer)
+	max_concurrency integer, rate_limit integer, timeout interval, burst integer,
+	tokens_per_minute integer, proxy text)
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
@@ -530,6 +537,24 @@ BEGIN
 		RAISE EXCEPTION 'burst of endpoint "%" must be from 1 to 10000 requests', name
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'The burst is how many requests may go out at once after a quiet spell; the rest are spaced evenly at rate_limit.';
+	END IF;
+	IF tokens_per_minute IS NOT NULL AND tokens_per_minute NOT BETWEEN 1 AND 1000000000 THEN
+		RAISE EXCEPTION 'tokens_per_minute of endpoint "%" must be from 1 to 1000000000, or NULL for none', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- never the proxy's text in a message: it may hold a password
+	IF proxy IS NOT NULL THEN
+		IF proxy !~* '^(https?|socks5h?)://([^/?#@[:space:][:cntrl:]]+@)?[^/?#@[:space:][:cntrl:]]+:[0-9]+/?$' THEN
+			RAISE EXCEPTION 'proxy of endpoint "%" must be a URL such as http://host:port, https://host:port, socks5://host:port or socks5h://host:port', name
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'A user name and password may come before the host: http://user:password@host:port.';
+		END IF;
+		why := batch_internal.proxy_check(proxy);
+		IF why IS NOT NULL THEN
+			RAISE EXCEPTION 'proxy of endpoint "%" is not allowed: %', name, why
+				USING ERRCODE = 'insufficient_privilege',
+					  HINT = 'A superuser decides which hosts HTTP stages may reach, proxies included, with pgbatch.allowed_hosts.';
+		END IF;
 	END IF;
 	why := batch_internal.url_check(base_url);
 	IF why IS NOT NULL THEN
@@ -717,6 +742,11 @@ ALTER TABLE batch.endpoints ADD COLUMN tls jsonb NOT NULL DEFAULT '{}';
 ALTER TABLE batch.endpoints ADD COLUMN burst integer NOT NULL DEFAULT 1
 	CHECK (burst BETWEEN 1 AND 10000);
 GRANT SELECT (burst) ON batch.endpoints TO pgbatch_reader;
+-- LLM tokens per minute, and a proxy per endpoint
+ALTER TABLE batch.endpoints ADD COLUMN tokens_per_minute integer
+	CHECK (tokens_per_minute BETWEEN 1 AND 1000000000);
+ALTER TABLE batch.endpoints ADD COLUMN proxy text;
+GRANT SELECT (tokens_per_minute) ON batch.endpoints TO pgbatch_reader;
 COMMENT ON COLUMN batch.stages.func_pin IS
 	'fingerprint of the stage (or body) function as it was when the pipeline was created or last refreshed';
 
@@ -1407,7 +1437,9 @@ $$;
  *                      a client certificate and its key, PEM, both or none
  *                      (the key is secret: only admins read it back);
  *   pinned_public_key  sha256//<base64> hashes, ;-separated: the server's key
- *                      must be one of them.
+ *                      must be one of them;
+ *   proxy_ca           the certificate authorities of an https:// proxy, as
+ *                      ca.
  * Certificate verification is always on; there is no setting to turn it off.
  */
 CREATE FUNCTION batch_internal.check_tls(caller regrole, name text, tls jsonb) RETURNS jsonb
@@ -1424,31 +1456,33 @@ BEGIN
 	IF jsonb_typeof(tls) <> 'object' THEN
 		RAISE EXCEPTION 'tls of endpoint "%" must be a JSON object', name
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Keys: ca, client_cert, client_key, pinned_public_key.';
+				  HINT = 'Keys: ca, client_cert, client_key, pinned_public_key, proxy_ca.';
 	END IF;
 	FOR k, v IN SELECT * FROM jsonb_each(tls) LOOP
-		IF k NOT IN ('ca', 'client_cert', 'client_key', 'pinned_public_key') THEN
+		IF k NOT IN ('ca', 'client_cert', 'client_key', 'pinned_public_key', 'proxy_ca') THEN
 			RAISE EXCEPTION 'unknown tls key "%" for endpoint "%"', k, name
 				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'Keys: ca, client_cert, client_key, pinned_public_key; certificate verification cannot be turned off.';
+					  HINT = 'Keys: ca, client_cert, client_key, pinned_public_key, proxy_ca; certificate verification cannot be turned off.';
 		END IF;
 		IF jsonb_typeof(v) <> 'string' OR btrim(v #>> '{}') = '' OR length(v #>> '{}') > 65536 THEN
 			RAISE EXCEPTION 'tls.% of endpoint "%" must be a non-empty string of at most 64 kB', k, name
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
 	END LOOP;
-	IF tls ? 'ca' AND (tls ->> 'ca') !~ '-----BEGIN CERTIFICATE-----' THEN
-		IF (tls ->> 'ca') !~ '^/[^[:cntrl:]]*$' THEN
-			RAISE EXCEPTION 'tls.ca of endpoint "%" must be PEM certificates or an absolute file path', name
-				USING ERRCODE = 'invalid_parameter_value';
+	FOREACH k IN ARRAY ARRAY['ca', 'proxy_ca'] LOOP
+		IF tls ? k AND (tls ->> k) !~ '-----BEGIN CERTIFICATE-----' THEN
+			IF (tls ->> k) !~ '^/[^[:cntrl:]]*$' THEN
+				RAISE EXCEPTION 'tls.% of endpoint "%" must be PEM certificates or an absolute file path', k, name
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF NOT pg_has_role(caller, 'pgbatch_admin', 'MEMBER') THEN
+				RAISE EXCEPTION 'permission denied to name a file in tls.% of endpoint "%"', k, name
+					USING ERRCODE = 'insufficient_privilege',
+						  DETAIL = 'A file path reads a file of the database server.',
+						  HINT = 'Give the certificates as PEM text, or ask an admin.';
+			END IF;
 		END IF;
-		IF NOT pg_has_role(caller, 'pgbatch_admin', 'MEMBER') THEN
-			RAISE EXCEPTION 'permission denied to name a file in tls.ca of endpoint "%"', name
-				USING ERRCODE = 'insufficient_privilege',
-					  DETAIL = 'A file path reads a file of the database server.',
-					  HINT = 'Give the certificates as PEM text, or ask an admin.';
-		END IF;
-	END IF;
+	END LOOP;
 	IF (tls ? 'client_cert') <> (tls ? 'client_key') THEN
 		RAISE EXCEPTION 'tls of endpoint "%" needs both client_cert and client_key, or neither', name
 			USING ERRCODE = 'invalid_parameter_value';
@@ -1472,7 +1506,7 @@ $$;
 
 CREATE FUNCTION batch_internal.create_endpoint(caller regrole, name text, base_url text,
 	headers jsonb, max_concurrency integer, rate_limit integer, timeout interval,
-	follow_redirects boolean, tls jsonb, burst integer)
+	follow_redirects boolean, tls jsonb, burst integer, tokens_per_minute integer, proxy text)
 	RETURNS integer
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -1483,7 +1517,7 @@ DECLARE
 	n bigint;
 BEGIN
 	PERFORM batch_internal.check_endpoint(name, base_url, headers, max_concurrency, rate_limit,
-										  timeout, burst);
+										  timeout, burst, tokens_per_minute, proxy);
 	tls := batch_internal.check_tls(caller, name, tls);
 	IF EXISTS (SELECT FROM batch.endpoints e WHERE e.name = create_endpoint.name) THEN
 		RAISE EXCEPTION 'endpoint "%" already exists', name
@@ -1499,9 +1533,11 @@ BEGIN
 				  HINT = 'Drop unused endpoints with batch.drop_endpoint(), or have a superuser raise pgbatch.max_endpoints_per_role.';
 	END IF;
 	INSERT INTO batch.endpoints (name, base_url, headers, max_concurrency, rate_limit,
-								 timeout, follow_redirects, created_by, tls, burst)
+								 timeout, follow_redirects, created_by, tls, burst,
+								 tokens_per_minute, proxy)
 	VALUES (name, rtrim(base_url, '/'), headers, max_concurrency, rate_limit, timeout,
-			coalesce(follow_redirects, false), pg_get_userbyid(caller), tls, burst)
+			coalesce(follow_redirects, false), pg_get_userbyid(caller), tls, burst,
+			tokens_per_minute, proxy)
 	RETURNING id INTO eid;
 	-- an admin's endpoint is shared infrastructure; an operator's is its role's
 	IF pg_has_role(caller, 'pgbatch_admin', 'MEMBER') THEN
@@ -1514,7 +1550,7 @@ $$;
 
 CREATE FUNCTION batch_internal.alter_endpoint(caller regrole, name text, base_url text,
 	headers jsonb, max_concurrency integer, rate_limit integer, timeout interval,
-	follow_redirects boolean, tls jsonb, burst integer)
+	follow_redirects boolean, tls jsonb, burst integer, tokens_per_minute integer, proxy text)
 	RETURNS void
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -1529,8 +1565,12 @@ BEGIN
 	e.follow_redirects := coalesce(follow_redirects, e.follow_redirects);
 	e.headers := coalesce(headers, e.headers);
 	e.burst := coalesce(burst, e.burst);
+	e.tokens_per_minute := coalesce(tokens_per_minute, e.tokens_per_minute);
+	-- '' removes the proxy
+	e.proxy := CASE WHEN proxy IS NULL THEN e.proxy ELSE nullif(proxy, '') END;
 	PERFORM batch_internal.check_endpoint(e.name, e.base_url, e.headers,
-								  e.max_concurrency, e.rate_limit, e.timeout, e.burst);
+								  e.max_concurrency, e.rate_limit, e.timeout, e.burst,
+								  e.tokens_per_minute, e.proxy);
 	-- the keys given replace those stored; a key given as JSON null is removed
 	IF tls IS NOT NULL THEN
 		IF jsonb_typeof(tls) <> 'object' THEN
@@ -1541,7 +1581,8 @@ BEGIN
 	UPDATE batch.endpoints x
 	SET base_url = e.base_url, max_concurrency = e.max_concurrency,
 		rate_limit = e.rate_limit, timeout = e.timeout, follow_redirects = e.follow_redirects,
-		headers = e.headers, tls = e.tls, burst = e.burst
+		headers = e.headers, tls = e.tls, burst = e.burst,
+		tokens_per_minute = e.tokens_per_minute, proxy = e.proxy
 	WHERE x.id = e.id;
 END
 $$;
@@ -2119,14 +2160,16 @@ DROP FUNCTION batch.create_endpoint(text, text, jsonb, integer, integer, interva
 CREATE FUNCTION batch.create_endpoint(name text, base_url text, headers jsonb DEFAULT '{}',
 	max_concurrency integer DEFAULT 8, rate_limit integer DEFAULT NULL,
 	timeout interval DEFAULT '1 min', follow_redirects boolean DEFAULT false,
-	tls jsonb DEFAULT NULL, burst integer DEFAULT 1) RETURNS integer
+	tls jsonb DEFAULT NULL, burst integer DEFAULT 1, tokens_per_minute integer DEFAULT NULL,
+	proxy text DEFAULT NULL) RETURNS integer
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
 DROP FUNCTION batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean);
 CREATE FUNCTION batch.alter_endpoint(name text, base_url text DEFAULT NULL,
 	headers jsonb DEFAULT NULL, max_concurrency integer DEFAULT NULL,
 	rate_limit integer DEFAULT NULL, timeout interval DEFAULT NULL,
 	follow_redirects boolean DEFAULT NULL, tls jsonb DEFAULT NULL,
-	burst integer DEFAULT NULL) RETURNS void
+	burst integer DEFAULT NULL, tokens_per_minute integer DEFAULT NULL,
+	proxy text DEFAULT NULL) RETURNS void
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
 CREATE OR REPLACE FUNCTION batch.drop_endpoint(name text) RETURNS void
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
@@ -2252,7 +2295,9 @@ COMMENT ON COLUMN batch.endpoints.timeout IS 'Longest a whole request may take, 
 COMMENT ON COLUMN batch.endpoints.follow_redirects IS 'Whether 3xx redirects are followed. When false, a 3xx answer fails the item with a permanent error such as http_302.';
 COMMENT ON COLUMN batch.endpoints.created_at IS 'When the endpoint was created.';
 COMMENT ON COLUMN batch.endpoints.created_by IS 'The role that created the endpoint: its members and admins may alter, drop and grant it.';
-COMMENT ON COLUMN batch.endpoints.tls IS 'TLS settings: ca (PEM, or a file path set by an admin), client_cert and client_key (PEM; the key is secret), pinned_public_key (sha256//...); {} for the system''s trust store. Verification is always on.';
+COMMENT ON COLUMN batch.endpoints.tls IS 'TLS settings: ca (PEM, or a file path set by an admin), client_cert and client_key (PEM; the key is secret), pinned_public_key (sha256//...), proxy_ca (the CAs of an https:// proxy, as ca); {} for the system''s trust store. Verification is always on.';
+COMMENT ON COLUMN batch.endpoints.tokens_per_minute IS 'Most LLM tokens per minute, all executors together: each request reserves an estimate (body bytes / 4 plus its max_tokens) and its response''s reported usage replaces it; NULL for no limit.';
+COMMENT ON COLUMN batch.endpoints.proxy IS 'The proxy requests go through (http://, https://, socks5:// or socks5h://host:port, with an optional user:password@, which only admins read back); NULL for none. Proxy settings of the server''s environment are never used.';
 COMMENT ON COLUMN batch.endpoints.burst IS 'Requests that may go out at once after a quiet spell; past it they are spaced evenly at rate_limit (1: strictly even).';
 COMMENT ON COLUMN batch.errors.batch_id IS 'Batch id.';
 COMMENT ON COLUMN batch.errors.batch IS 'Batch name.';
@@ -2419,10 +2464,10 @@ COMMENT ON FUNCTION batch.rerun_stage(bigint, text) IS
 	're-queues a batch''s items from a stage on, dropping that stage''s and later outputs; earlier outputs kept';
 COMMENT ON FUNCTION batch.rerun_stage(text, text) IS
 	're-queues a batch''s (by name) items from a stage on, dropping that stage''s and later outputs';
-COMMENT ON FUNCTION batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer) IS
-	'creates an HTTP endpoint: base URL, secret headers, concurrency, rate limit and burst, timeout, TLS trust; returns its id';
-COMMENT ON FUNCTION batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer) IS
-	'changes the settings given (NULL keeps one) of an endpoint of the caller''s role; headers are replaced, never read; tls keys given replace those stored';
+COMMENT ON FUNCTION batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer, integer, text) IS
+	'creates an HTTP endpoint: base URL, secret headers, concurrency, rate limit and burst, timeout, TLS trust, tokens per minute, proxy; returns its id';
+COMMENT ON FUNCTION batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer, integer, text) IS
+	'changes the settings given (NULL keeps one) of an endpoint of the caller''s role; headers are replaced, never read; tls keys given replace those stored; proxy '''' removes the proxy';
 COMMENT ON FUNCTION batch.drop_endpoint(text) IS
 	'drops an endpoint no pipeline uses, freeing its shared-memory slot';
 COMMENT ON FUNCTION batch.schedule_retry(text, text) IS
@@ -2584,11 +2629,21 @@ SELECT e.id, e.name, e.base_url, e.max_concurrency, e.rate_limit, e.timeout,
 	   coalesce(s.requests, 0) AS requests,
 	   coalesce(s.failures, 0) AS failures,
 	   e.burst,
-	   coalesce(s.rate_factor, 1) AS rate_factor
+	   coalesce(s.rate_factor, 1) AS rate_factor,
+	   e.tokens_per_minute,
+	   coalesce(s.tokens_used, 0) AS tokens_used,
+	   s.requests_left AS provider_requests_left,
+	   s.tokens_left AS provider_tokens_left,
+	   regexp_replace(e.proxy, '^([a-zA-Z0-9]+://)[^/@]*@', '\1') AS proxy
 FROM batch.endpoints e
 LEFT JOIN batch_internal.endpoint_state() s ON s.endpoint_id = e.id;
 COMMENT ON COLUMN batch.endpoint_status.burst IS 'Requests that may go out at once after a quiet spell; past it they are spaced evenly at rate_limit.';
-COMMENT ON COLUMN batch.endpoint_status.rate_factor IS 'The share of rate_limit and max_concurrency in use now: a 429 halves it (down to 1/64), each success gives 1/64 back, up to 1.';
+COMMENT ON COLUMN batch.endpoint_status.rate_factor IS 'The share of rate_limit, tokens_per_minute and max_concurrency in use now: a 429 halves it (down to 1/64), each success gives 1/64 back, up to 1.';
+COMMENT ON COLUMN batch.endpoint_status.tokens_per_minute IS 'Most LLM tokens per minute, all executors together; NULL for no limit.';
+COMMENT ON COLUMN batch.endpoint_status.tokens_used IS 'LLM tokens the endpoint''s responses reported (usage.total_tokens and the like) since the server started.';
+COMMENT ON COLUMN batch.endpoint_status.provider_requests_left IS 'Requests the provider''s rate-limit headers last said were left, less those sent since; NULL when it did not say or its window has ended.';
+COMMENT ON COLUMN batch.endpoint_status.provider_tokens_left IS 'Tokens the provider''s rate-limit headers last said were left, less the estimates of requests sent since; NULL when it did not say or its window has ended.';
+COMMENT ON COLUMN batch.endpoint_status.proxy IS 'The proxy requests go through, without its user name and password; NULL for none.';
 
 CREATE OR REPLACE VIEW batch.workers AS
 SELECT w.pid, w.worker, w.started_at, w.in_flight, w.requests
@@ -2644,15 +2699,15 @@ REVOKE ALL ON FUNCTION batch.maintenance_step(text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION batch.maintenance_step(text, integer) TO pgbatch_admin;
 -- create_endpoint and alter_endpoint were made anew (their tls argument)
 REVOKE ALL ON FUNCTION
-	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer),
-	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer)
+	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer, integer, text),
+	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer, integer, text)
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer),
-	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer)
+	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer, integer, text),
+	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer, integer, text)
 	TO pgbatch_admin;
 GRANT EXECUTE ON FUNCTION
-	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer),
-	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer),
+	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer, integer, text),
+	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer, integer, text),
 	batch.drop_endpoint(text)
 	TO pgbatch_operator;

@@ -18,7 +18,12 @@
 #   3. a 3-stage no-op SQL pipeline: stage executions/s;
 #   4. executor memory (VmRSS, RssAnon, palloc'd) from fresh start through
 #      1,000,000 HTTP requests;
-#   5. where the executors spend their time (pg_stat_statements).
+#   5. where the executors spend their time (pg_stat_statements);
+#   6. pacing against a provider's limit of 20 requests a second: nginx's
+#      limit_req (rate=20r/s burst=5, 429 beyond) with rate_limit 1200, and
+#      the fake API's OpenAI-style limit of 20 per second window, announced
+#      in its x-ratelimit-* headers, with no rate_limit set: wall time next
+#      to the ideal, and the 429s.
 #
 # How: installs the dependencies (test/lib.sh, plus nginx-light, wrk, curl and
 # python3), builds and installs the extension (output in the work dir's
@@ -39,7 +44,8 @@
 # (100000) and PGB_HTTP_RSS_CHUNKS (10), PGB_HTTP_WARMUP (20000),
 # PGB_HTTP_WRK_SECONDS (10), PGB_HTTP_WAIT (180: seconds to wait for one
 # batch), PGB_HTTP_CONFIGS (the section 1 grid, "workers:claim ..."),
-# PGB_HTTP_SECTIONS (which sections to run: "1 2 3 4 5"), PGB_HTTP_SETTINGS
+# PGB_HTTP_PACED_ITEMS (500), PGB_HTTP_SECTIONS (which sections to run:
+# "1 2 3 4 5 6"), PGB_HTTP_SETTINGS
 # (more server settings, "name=value ...", e.g. to load auto_explain),
 # PGB_BENCH_STATEMENT_TIMEOUT (300s), PGB_BENCH_MEM_LIMIT_GB (8), PGB_KEEP=1 to
 # keep the work dir.
@@ -61,7 +67,9 @@ wrk_s=${PGB_HTTP_WRK_SECONDS:-10}
 wait_s=${PGB_HTTP_WAIT:-180}
 configs=${PGB_HTTP_CONFIGS:-"2:100 1:100 2:500 1:500"}
 warmup=${PGB_HTTP_WARMUP:-20000}
-sections=${PGB_HTTP_SECTIONS:-"1 2 3 4 5"}
+sections=${PGB_HTTP_SECTIONS:-"1 2 3 4 5 6"}
+paced_items=${PGB_HTTP_PACED_ITEMS:-500}
+nginx_limit_port=${PGB_HTTP_NGINX_LIMIT_PORT:-18092}
 mem_limit_gb=${PGB_BENCH_MEM_LIMIT_GB:-8}
 diag_items=$((items / 2))
 nginx_conc=256 # above workers x max_http_in_flight: nginx's endpoint never limits
@@ -122,7 +130,7 @@ if ! { pgb_install_deps && pgb_apt_install nginx-light wrk curl python3 openssl 
 fi
 
 port_free() { ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
-for p in "$port" "$nginx_port" "$nginx_tls_port"; do
+for p in "$port" "$nginx_port" "$nginx_tls_port" "$nginx_limit_port"; do
 	if ! port_free "$p"; then
 		echo "port $p on this machine is taken; set PGB_HTTP_PORT / PGB_HTTP_NGINX_PORT" >&2
 		exit 1
@@ -169,6 +177,21 @@ http {
 		ssl_certificate_key $work/tls/server.key;
 		http2_max_requests 100000000;
 		access_log $work/nginx/tls_access.log conn;
+		location / {
+			proxy_pass http://plain;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+		}
+	}
+	# a provider's limit: 20 requests a second, a burst of 5, 429 beyond; the
+	# answers come from the server above (limit_req runs before them)
+	limit_req_zone \$server_port zone=api:1m rate=20r/s;
+	log_format status '\$status';
+	server {
+		listen 127.0.0.1:$nginx_limit_port;
+		limit_req zone=api burst=5 nodelay;
+		limit_req_status 429;
+		access_log $work/nginx/limit_access.log status;
 		location / {
 			proxy_pass http://plain;
 			proxy_http_version 1.1;
@@ -359,6 +382,7 @@ set_gucs pgbatch.workers 2 pgbatch.max_http_in_flight "$in_flight_per_worker" pg
 	pg_stat_statements.track none
 qf http_setup.sql -v nginx_url="$nginx_url" -v nginx_conc="$nginx_conc" -v slow_url="$api_url" \
 	-v tls_url="https://127.0.0.1:$nginx_tls_port" -v ca="$(cat "$work/tls/ca.crt")" \
+	-v limit_url="http://127.0.0.1:$nginx_limit_port" -v paced_items="$paced_items" \
 	-v slow_conc="$slow_conc" -v items="$items" -v slow_items="$slow_items" -v rss_chunk="$rss_chunk" \
 	-v warmup="$warmup" -v diag="$diag_items" >/dev/null || {
 	echo "bench/http_setup.sql failed: $(cat "$work/last.err")" >&2
@@ -590,6 +614,32 @@ section_5() {
 	else
 		echo "   $R_ERR"
 	fi
+}
+
+# ---------------------------------------------------------------- 6. pacing
+section_6() {
+	local ideal n429 before
+	ideal=$(awk -v n="$paced_items" 'BEGIN { printf "%.1f", n / 20 }')
+	echo
+	echo "6. Pacing against a provider's limit of 20 requests a second: $(num "$paced_items") items, one POST each,"
+	echo "   max_concurrency 16; ideal = items / 20 = $ideal s"
+	echo
+	printf '   %-52s %7s %7s %9s %7s %9s
+' "" "wall s" "/ideal" "completed" "429s" "attempts"
+	settle
+	: >"$work/nginx/limit_access.log"
+	run_batch http_paced "$paced_items" paced || true
+	n429=$(grep -c '^429$' "$work/nginx/limit_access.log" || true)
+	printf '   %-52s %7.2f %7.2f %9s %7s %9s\n' "nginx limit_req 20r/s burst=5, rate_limit => 1200" \
+		"${R_WALL:-0}" "$(awk -v w="${R_WALL:-0}" -v i="$ideal" 'BEGIN { printf "%.2f", w / i }')" \
+		"$R_DONE" "$n429" "$R_ATT"
+	before=$(curl -s "$api_url/_stats?keys=0" | python3 -c 'import json, sys; print(json.load(sys.stdin)["rate_limited"])')
+	run_batch http_headers "$paced_items" headers || true
+	n429=$(($(curl -s "$api_url/_stats?keys=0" | python3 -c 'import json, sys; print(json.load(sys.stdin)["rate_limited"])') - before))
+	printf '   %-52s %7.2f %7.2f %9s %7s %9s\n' "fake API, x-ratelimit-* headers, no rate_limit" \
+		"${R_WALL:-0}" "$(awk -v w="${R_WALL:-0}" -v i="$ideal" 'BEGIN { printf "%.2f", w / i }')" \
+		"$R_DONE" "$n429" "$R_ATT"
+	echo "   (the fake API answers after ${slow_ms} ms; a 429 is retried after a backoff of 200 ms and up)"
 }
 
 # warm-up, not reported: the executors plan their statements on a filled

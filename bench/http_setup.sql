@@ -8,8 +8,9 @@
  *
  * psql variables: nginx_url, nginx_conc (max_concurrency of the nginx
  * endpoint), tls_url and ca (nginx over HTTPS, and the PEM of its CA),
- * slow_url, slow_conc, and the sizes of the arrays to build:
- * items, slow_items, rss_chunk, warmup, diag.
+ * slow_url, slow_conc, limit_url (nginx with limit_req), and the sizes of
+ * the arrays to build: items, slow_items, rss_chunk, warmup, diag,
+ * paced_items.
  */
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
@@ -27,6 +28,17 @@ SELECT batch.create_endpoint('slow', :'slow_url', max_concurrency => :slow_conc)
 SELECT batch.create_endpoint('nginx_tls', :'tls_url', max_concurrency => :nginx_conc,
 	tls => jsonb_build_object('ca', :'ca'));
 
+-- pacing (section 6): nginx's limit_req, and the fake API's x-ratelimit-* headers
+SELECT batch.create_endpoint('paced', :'limit_url', max_concurrency => 16, rate_limit => 1200);
+SELECT batch.create_endpoint('headers', :'slow_url', max_concurrency => 16);
+SELECT batch.create_pipeline('http_paced',
+	'[{"name": "call", "http": {"endpoint": "paced", "method": "POST", "path": "/x"}}]',
+	retry => '{"max_retries": 20, "backoff_base": "200 ms", "backoff_max": "2 s"}');
+SELECT batch.create_pipeline('http_headers',
+	'[{"name": "call", "http": {"endpoint": "headers", "method": "POST",
+	   "path": "/v1/limited?rl_requests=20&rl_window=1&rl_style=openai"}}]',
+	retry => '{"max_retries": 20, "backoff_base": "200 ms", "backoff_max": "2 s"}');
+
 SELECT batch.create_pipeline('http_nginx',
 	'[{"name": "call", "http": {"endpoint": "nginx", "method": "POST", "path": "/x"}}]');
 SELECT batch.create_pipeline('http_nginx_tls',
@@ -41,7 +53,7 @@ SELECT batch.create_pipeline('sql_3', '[{"name": "s1", "sql": "bench.noop"},
 CREATE TABLE bench.arrays (n integer PRIMARY KEY, a jsonb NOT NULL);
 INSERT INTO bench.arrays
 SELECT s.n, (SELECT jsonb_agg(jsonb_build_object('n', g)) FROM generate_series(1, s.n) g)
-FROM (SELECT DISTINCT unnest(ARRAY[:items, :slow_items, :rss_chunk, :warmup, :diag]::integer[]) AS n) s;
+FROM (SELECT DISTINCT unnest(ARRAY[:items, :slow_items, :rss_chunk, :warmup, :diag, :paced_items]::integer[]) AS n) s;
 
 /*
  * Waits until batch bid has finished (completed, partial, failed or

@@ -115,3 +115,27 @@ SELECT batch.alter_endpoint('paced', burst => 5);
 SELECT name, rate_limit, burst, rate_factor FROM batch.endpoint_status WHERE name = 'paced';
 SELECT batch.alter_endpoint('paced', burst => 10001);
 SELECT batch.drop_endpoint('paced');
+
+-- LLM tokens per minute: 1..1000000000 or NULL (none); tokens_used starts at 0
+SELECT batch.create_endpoint('llm_t', 'https://h', tokens_per_minute => 0);
+SELECT batch.create_endpoint('llm_t', 'https://h', tokens_per_minute => 90000) > 0 AS created;
+SELECT batch.alter_endpoint('llm_t', tokens_per_minute => 1000000001);
+SELECT batch.alter_endpoint('llm_t', tokens_per_minute => 30000);
+SELECT name, tokens_per_minute, tokens_used, provider_requests_left, provider_tokens_left
+FROM batch.endpoint_status WHERE name = 'llm_t';
+
+-- a proxy per endpoint: http, https, socks5 or socks5h with a port; its
+-- password is never shown, nor echoed in an error
+SELECT batch.alter_endpoint('llm_t', proxy => 'ftp://proxy.corp:21');
+SELECT batch.alter_endpoint('llm_t', proxy => 'http://proxy.corp');
+SELECT batch.alter_endpoint('llm_t', proxy => 'http://u:s3cret@proxy.corp:3128/path?x');
+SELECT batch.alter_endpoint('llm_t', proxy => 'socks5h://proxy.corp:1080');
+SELECT name, proxy FROM batch.endpoint_status WHERE name = 'llm_t';
+SELECT batch.alter_endpoint('llm_t', proxy => 'http://u:s3cret@proxy.corp:3128');
+SELECT name, proxy FROM batch.endpoint_status WHERE name = 'llm_t';
+SELECT proxy = 'http://u:s3cret@proxy.corp:3128' AS admin_reads_it FROM batch.endpoints WHERE name = 'llm_t';
+SELECT batch.alter_endpoint('llm_t', tls => '{"proxy_ca": "not a certificate"}');
+SELECT batch.alter_endpoint('llm_t', tls => jsonb_build_object('proxy_ca', :'pem_cert'));
+SELECT batch.alter_endpoint('llm_t', proxy => '');
+SELECT name, proxy, tokens_per_minute FROM batch.endpoint_status WHERE name = 'llm_t';
+SELECT batch.drop_endpoint('llm_t');

@@ -47,6 +47,20 @@ SELECT batch.create_endpoint('meta', 'http://169.254.169.254');
 SELECT batch.create_endpoint('ok', 'https://api.example.com') > 0 AS created;
 SELECT batch.alter_endpoint('ok', base_url => 'https://internal.corp');
 SELECT name, base_url FROM batch.endpoints ORDER BY id;
+
+-- the guard applies to an endpoint's proxy as to its base URL
+SELECT u, batch_internal.proxy_check(u) AS refused FROM (VALUES
+	('http://127.0.0.1:18080'),
+	('socks5h://[::1]:1080'),
+	('http://user:pw@api.example.com:443'),
+	('http://127.0.0.1:3128'),
+	('socks5://10.0.0.1:1080'),
+	('file:///tmp/x')) v(u);
+SELECT batch.create_endpoint('via', 'https://api.example.com', proxy => 'socks5://10.0.0.1:1080');
+SELECT batch.alter_endpoint('ok', proxy => 'http://u:pw@internal.corp:3128');
+SELECT batch.alter_endpoint('ok', proxy => 'http://127.0.0.1:18080');
+SELECT name, proxy FROM batch.endpoint_status ORDER BY id;
+SELECT batch.alter_endpoint('ok', proxy => '');
 RESET pgbatch.allowed_hosts;
 
 -- endpoint headers: write-only for everyone but admins, never in errors or views

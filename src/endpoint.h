@@ -2,7 +2,8 @@
  *
  * endpoint.h
  *		Per-endpoint limits shared by all executors of a database
- *		(endpoint.c): concurrency, rate, Retry-After pause, circuit breaker.
+ *		(endpoint.c): concurrency, rate, tokens per minute, what the
+ *		provider's rate-limit headers say, Retry-After pause, circuit breaker.
  *
  * IDENTIFICATION
  *		src/endpoint.h
@@ -30,6 +31,19 @@ typedef enum PgbEndpointResult
 	PGB_EPR_NOT_SENT
 } PgbEndpointResult;
 
+/*
+ * What a provider's rate-limit headers said about its limits after a
+ * response (rate_headers.c): how many requests and tokens are left and in
+ * how many seconds they are whole again.  -1: not said.
+ */
+typedef struct PgbRateHints
+{
+	int64		requests_remaining;
+	double		requests_reset_s;
+	int64		tokens_remaining;
+	double		tokens_reset_s;
+} PgbRateHints;
+
 typedef enum PgbCircuitChange
 {
 	PGB_CIRCUIT_UNCHANGED,
@@ -38,11 +52,13 @@ typedef enum PgbCircuitChange
 } PgbCircuitChange;
 
 extern int	pgb_endpoint_index(Oid dboid, int32 endpoint_id, int max_concurrency,
-							   int rate_limit, int burst);
+							   int rate_limit, int burst, int tokens_per_minute);
 extern PgbEndpointVerdict pgb_endpoint_acquire(int index, TimestampTz now,
-											   TimestampTz *until);
+											   int64 token_estimate, TimestampTz *until);
 extern PgbCircuitChange pgb_endpoint_release(int index, PgbEndpointResult result,
-											 double retry_after_s, TimestampTz now);
+											 double retry_after_s,
+											 const PgbRateHints *hints, TimestampTz now);
+extern void pgb_endpoint_tokens_used(int index, int64 estimate, int64 used);
 extern void pgb_endpoint_release_all(void);
 
 #endif							/* PGB_ENDPOINT_H */

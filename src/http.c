@@ -5,9 +5,10 @@
  *		many requests in flight at once, their sockets waited on in one
  *		WaitEventSet together with the process latch, so that new work and
  *		shutdown are seen at once.  Requests wait in a queue until their
- *		endpoint's shared limits (concurrency, rate, Retry-After pause,
- *		circuit breaker; endpoint.c) let them go, and the SSRF guard
- *		(security.c) checks every connection.  What a request is for and
+ *		endpoint's shared limits (concurrency, rate, tokens, what the
+ *		provider's headers said, Retry-After pause, circuit breaker;
+ *		endpoint.c) let them go; how each connects (the SSRF guard, the
+ *		proxy, TLS) is http_connect.c's.  What a request is for and
  *		what its response means are the HTTP stage's (stage_http.c).
  *
  *		Everything libcurl touches is malloc'd and freed here on every
@@ -32,7 +33,9 @@
 #include "endpoint.h"
 #include "guc.h"
 #include "http.h"
+#include "http_connect.h"
 #include "http_response.h"
+#include "rate_headers.h"
 #include "security.h"
 
 /* a socket libcurl asked us to watch */
@@ -219,6 +222,8 @@ pgb_http_request_free(PgbHttpRequest *req)
 	free(req->tls_cert);
 	free(req->tls_key);
 	free(req->tls_pin);
+	free(req->proxy);
+	free(req->tls_proxy_ca);
 	free(req->resp);
 	free(req->stage);
 	free(req->next_stage);
@@ -347,88 +352,6 @@ pgb_http_release_waiting(void)
 }
 
 /*
- * opensocket_callback
- *		Opens the socket of a connection, unless the URL being fetched (the
- *		endpoint's, or a redirect's target) is outside pgbatch.allowed_hosts:
- *		then no connection is made and the transfer fails with
- *		host_not_allowed.
- */
-static curl_socket_t
-opensocket_callback(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
-{
-	PgbHttpRequest *req = (PgbHttpRequest *) clientp;
-	char	   *url = NULL;
-
-	if (curl_easy_getinfo((CURL *) req->easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK ||
-		url == NULL ||
-		pgb_url_verdict(url, req->denied_host, sizeof(req->denied_host),
-						&req->denied_port) != PGB_URL_ALLOWED)
-	{
-		req->host_denied = true;
-		return CURL_SOCKET_BAD;
-	}
-
-	/*
-	 * The endpoint's headers are secrets, and libcurl would send them along
-	 * a redirect to any host: they go to the endpoint's own origin only.
-	 */
-	if (req->nsecrets > 0 &&
-		(strcmp(req->denied_host, req->origin_host) != 0 ||
-		 req->denied_port != req->origin_port))
-	{
-		req->cross_origin = true;
-		return CURL_SOCKET_BAD;
-	}
-	return socket(address->family, address->socktype, address->protocol);
-}
-
-/*
- * set_tls
- *		The endpoint's TLS settings on an easy handle: its CA certificates
- *		(PEM text or a file) instead of the system's, a client certificate
- *		and key, pinned public keys.  Verification stays on whatever they
- *		are.  The PEM texts are the request's own copies, freed only after
- *		the easy handle (pgb_http_request_free), so libcurl need not copy
- *		them again.
- */
-static void
-set_tls(CURL *easy, PgbHttpRequest *req)
-{
-	struct curl_blob blob;
-
-	if (req->tls_ca)
-	{
-		/* the rule of batch_internal.check_tls: PEM text, else a path */
-		if (strstr(req->tls_ca, "-----BEGIN CERTIFICATE-----") != NULL)
-		{
-			blob.data = req->tls_ca;
-			blob.len = strlen(req->tls_ca);
-			blob.flags = CURL_BLOB_NOCOPY;
-			curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
-		}
-		else
-			curl_easy_setopt(easy, CURLOPT_CAINFO, req->tls_ca);
-	}
-	if (req->tls_cert && req->tls_key)
-	{
-		blob.data = req->tls_cert;
-		blob.len = strlen(req->tls_cert);
-		blob.flags = CURL_BLOB_NOCOPY;
-		curl_easy_setopt(easy, CURLOPT_SSLCERT_BLOB, &blob);
-		curl_easy_setopt(easy, CURLOPT_SSLCERTTYPE, "PEM");
-		blob.data = req->tls_key;
-		blob.len = strlen(req->tls_key);
-		blob.flags = CURL_BLOB_NOCOPY;
-		curl_easy_setopt(easy, CURLOPT_SSLKEY_BLOB, &blob);
-		curl_easy_setopt(easy, CURLOPT_SSLKEYTYPE, "PEM");
-	}
-	if (req->tls_pin)
-		curl_easy_setopt(easy, CURLOPT_PINNEDPUBLICKEY, req->tls_pin);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
-}
-
-/*
  * start_transfer
  *		Builds the easy handle of a request and adds it to the multi handle.
  *		False if libcurl refused.
@@ -442,6 +365,7 @@ start_transfer(PgbHttpRequest *req)
 		return false;
 	req->easy = easy;
 	req->retry_after_s = -1;
+	pgb_rate_hints_reset(&req->hints);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *) req);
 	curl_easy_setopt(easy, CURLOPT_URL, req->url);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -467,19 +391,13 @@ start_transfer(PgbHttpRequest *req)
 	curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, progress_callback);
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
-	req->host_denied = false;
-	req->cross_origin = false;
-	(void) pgb_url_verdict(req->url, req->origin_host, sizeof(req->origin_host),
-						   &req->origin_port);
-	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_callback);
-	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, req);
+	pgb_http_connect_setup(easy, req);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "pgbatch/" PGB_VERSION);
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	/* every encoding libcurl decodes; max_response_size counts decoded bytes */
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
 	/* wait for a connection that may multiplex rather than open another */
 	curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
-	set_tls(easy, req);
 	req->errbuf[0] = '\0';
 	req->started_at = GetCurrentTimestamp();
 	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
@@ -512,7 +430,8 @@ pgb_http_dispatch(void)
 	{
 		PgbHttpRequest *next = req->next;
 		TimestampTz until;
-		PgbEndpointVerdict verdict = pgb_endpoint_acquire(req->endpoint_index, now, &until);
+		PgbEndpointVerdict verdict = pgb_endpoint_acquire(req->endpoint_index, now,
+																	 req->token_estimate, &until);
 
 		if (verdict == PGB_EP_WAIT)
 		{
@@ -538,10 +457,14 @@ pgb_http_dispatch(void)
 			finish(req, PGB_HTTP_RELEASED);
 		}
 		else if (pgb_url_verdict(req->url, req->denied_host, sizeof(req->denied_host),
-								 &req->denied_port) != PGB_URL_ALLOWED)
+								 &req->denied_port) != PGB_URL_ALLOWED ||
+				 (req->proxy &&
+				  pgb_proxy_verdict(req->proxy, req->denied_host, sizeof(req->denied_host),
+									&req->denied_port) != PGB_URL_ALLOWED))
 		{
 			/* outside pgbatch.allowed_hosts: not even looked up */
-			pgb_endpoint_release(req->endpoint_index, PGB_EPR_NOT_SENT, -1, now);
+			pgb_endpoint_tokens_used(req->endpoint_index, req->token_estimate, 0);
+			pgb_endpoint_release(req->endpoint_index, PGB_EPR_NOT_SENT, -1, NULL, now);
 			req->host_denied = true;
 			req->result = CURLE_COULDNT_CONNECT;
 			pgb_http_classify(req);
@@ -549,7 +472,8 @@ pgb_http_dispatch(void)
 		}
 		else if (!start_transfer(req))
 		{
-			pgb_endpoint_release(req->endpoint_index, PGB_EPR_NOT_SENT, -1, now);
+			pgb_endpoint_tokens_used(req->endpoint_index, req->token_estimate, 0);
+			pgb_endpoint_release(req->endpoint_index, PGB_EPR_NOT_SENT, -1, NULL, now);
 			req->result = CURLE_OUT_OF_MEMORY;
 			pgb_http_classify(req);
 			finish(req, PGB_HTTP_DONE);
@@ -607,7 +531,8 @@ collect(void)
 								 req->error_code == NULL ? PGB_EPR_SUCCESS :
 								 req->status == 429 ? PGB_EPR_RATE_LIMITED :
 								 req->transient ? PGB_EPR_TRANSIENT : PGB_EPR_PERMANENT,
-								 req->retry_after_s, req->finished_at);
+								 req->retry_after_s, req->aborted ? NULL : &req->hints,
+								 req->finished_at);
 	}
 }
 

@@ -52,6 +52,9 @@ typedef struct PgbHttpRequest
 	char	   *tls_cert;		/* client certificate, PEM, or NULL */
 	char	   *tls_key;		/* its key, PEM, or NULL */
 	char	   *tls_pin;		/* sha256//... public keys, or NULL */
+	char	   *proxy;			/* the endpoint's proxy URL, or NULL */
+	char	   *tls_proxy_ca;	/* the CAs of an https proxy, or NULL */
+	int64		token_estimate; /* LLM tokens it may use, reserved */
 	void	   *easy;			/* CURL * while in flight */
 	/* what came back */
 	PgbHttpState state;
@@ -62,6 +65,7 @@ typedef struct PgbHttpRequest
 	size_t		resp_cap;
 	bool		too_large;
 	double		retry_after_s;	/* < 0: no Retry-After */
+	PgbRateHints hints;			/* the provider's rate-limit headers */
 	char		errbuf[256];
 	char	   *error_code;		/* NULL: success; else points to error_buf */
 	char		error_buf[32];

@@ -20,6 +20,7 @@
 
 #include "http.h"
 #include "http_response.h"
+#include "rate_headers.h"
 
 /*
  * set_error
@@ -211,7 +212,8 @@ pgb_http_redact(PgbHttpRequest *req)
 /*
  * pgb_http_header_callback
  *		CURLOPT_HEADERFUNCTION: picks the Retry-After header (seconds or an
- *		HTTP date) out of the response headers.
+ *		HTTP date) and the provider's rate-limit headers (rate_headers.c)
+ *		out of the response headers.
  */
 size_t
 pgb_http_header_callback(char *data, size_t size, size_t nitems, void *userp)
@@ -224,7 +226,12 @@ pgb_http_header_callback(char *data, size_t size, size_t nitems, void *userp)
 	size_t		i;
 
 	if (n > 5 && strncmp(data, "HTTP/", 5) == 0)
-		req->retry_after_s = -1;	/* a new response (after a redirect) */
+	{
+		/* a new response (after a redirect) */
+		req->retry_after_s = -1;
+		pgb_rate_hints_reset(&req->hints);
+	}
+	pgb_rate_header(&req->hints, data, n);
 	if (n <= sizeof(name) - 1 || pg_strncasecmp(data, name, sizeof(name) - 1) != 0)
 		return n;
 

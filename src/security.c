@@ -35,6 +35,7 @@ PG_FUNCTION_INFO_V1(pgbatch_can_act);
 PG_FUNCTION_INFO_V1(pgbatch_caller);
 PG_FUNCTION_INFO_V1(pgbatch_caller_can_act);
 PG_FUNCTION_INFO_V1(pgbatch_url_check);
+PG_FUNCTION_INFO_V1(pgbatch_proxy_check);
 PG_FUNCTION_INFO_V1(pgbatch_is_member);
 PG_FUNCTION_INFO_V1(pgbatch_role_can_see);
 PG_FUNCTION_INFO_V1(pgbatch_role_can_act);
@@ -487,14 +488,15 @@ host_matches(const PgbHostPattern *p, const char *host, int port)
 }
 
 /*
- * pgb_url_verdict
+ * url_verdict
  *		Checks a URL against the SSRF guard: it must be an http or https
- *		URL with a host, and that host and port must match a pattern of
+ *		URL with a host (for a proxy: http, https, socks5 or socks5h, with
+ *		a host and a port), and that host and port must match a pattern of
  *		pgbatch.allowed_hosts (when it is set).  Writes the lower-case host
  *		(at most hostsize bytes) and the port.  Safe in libcurl callbacks.
  */
-PgbUrlVerdict
-pgb_url_verdict(const char *url, char *hostbuf, size_t hostsize, int *port)
+static PgbUrlVerdict
+url_verdict(const char *url, bool proxy, char *hostbuf, size_t hostsize, int *port)
 {
 	CURLU	   *u = curl_url();
 	char	   *scheme = NULL;
@@ -508,12 +510,13 @@ pgb_url_verdict(const char *url, char *hostbuf, size_t hostsize, int *port)
 	*port = 0;
 	if (u == NULL)
 		return PGB_URL_INVALID;
-	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	if (curl_url_set(u, CURLUPART_URL, url, proxy ? CURLU_NON_SUPPORT_SCHEME : 0) != CURLUE_OK ||
 		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 		curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-		curl_url_get(u, CURLUPART_PORT, &portstr, CURLU_DEFAULT_PORT) != CURLUE_OK)
+		curl_url_get(u, CURLUPART_PORT, &portstr, proxy ? 0 : CURLU_DEFAULT_PORT) != CURLUE_OK)
 		goto done;
-	if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)
+	if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0 &&
+		!(proxy && (strcmp(scheme, "socks5") == 0 || strcmp(scheme, "socks5h") == 0)))
 		goto done;
 
 	/* lower case, without IPv6 brackets or a trailing dot */
@@ -551,9 +554,65 @@ done:
 }
 
 /*
+ * pgb_url_verdict
+ *		The SSRF guard's verdict on a URL that HTTP stages call.
+ */
+PgbUrlVerdict
+pgb_url_verdict(const char *url, char *hostbuf, size_t hostsize, int *port)
+{
+	return url_verdict(url, false, hostbuf, hostsize, port);
+}
+
+/*
+ * pgb_proxy_verdict
+ *		The SSRF guard's verdict on the proxy of an endpoint: the guard
+ *		applies to it as to the hosts called through it.
+ */
+PgbUrlVerdict
+pgb_proxy_verdict(const char *url, char *hostbuf, size_t hostsize, int *port)
+{
+	return url_verdict(url, true, hostbuf, hostsize, port);
+}
+
+/*
+ * verdict_problem
+ *		An SSRF verdict in words for an error message: NULL if allowed.
+ */
+static text *
+verdict_problem(PgbUrlVerdict verdict, const char *host, int port, const char *invalid)
+{
+	if (verdict == PGB_URL_ALLOWED)
+		return NULL;
+	if (verdict == PGB_URL_DENIED)
+		return cstring_to_text(psprintf("host \"%s\" (port %d) is not in pgbatch.allowed_hosts",
+										host, port));
+	return cstring_to_text(invalid);
+}
+
+/*
+ * pgbatch_proxy_check
+ *		batch_internal.proxy_check(url text): NULL if endpoints may send
+ *		through this proxy, else why not.
+ */
+Datum
+pgbatch_proxy_check(PG_FUNCTION_ARGS)
+{
+	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char		host[256];
+	int			port;
+	PgbUrlVerdict verdict = pgb_proxy_verdict(url, host, sizeof(host), &port);
+	text	   *why = verdict_problem(verdict, host, port,
+									  "it is not an http://, https://, socks5:// or socks5h:// URL with a host and a port");
+
+	if (why == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(why);
+}
+
+/*
  * pgbatch_url_check
- *		batch._url_check(url text): NULL if HTTP stages may call the URL,
- *		else why not, in words that go into an error message.
+ *		batch_internal.url_check(url text): NULL if HTTP stages may call the
+ *		URL, else why not, in words that go into an error message.
  */
 Datum
 pgbatch_url_check(PG_FUNCTION_ARGS)
@@ -561,18 +620,13 @@ pgbatch_url_check(PG_FUNCTION_ARGS)
 	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char		host[256];
 	int			port;
+	PgbUrlVerdict verdict = pgb_url_verdict(url, host, sizeof(host), &port);
+	text	   *why = verdict_problem(verdict, host, port,
+									  "it is not an http:// or https:// URL with a host");
 
-	switch (pgb_url_verdict(url, host, sizeof(host), &port))
-	{
-		case PGB_URL_ALLOWED:
-			PG_RETURN_NULL();
-		case PGB_URL_DENIED:
-			PG_RETURN_TEXT_P(cstring_to_text(psprintf("host \"%s\" (port %d) is not in pgbatch.allowed_hosts",
-													  host, port)));
-		case PGB_URL_INVALID:
-			break;
-	}
-	PG_RETURN_TEXT_P(cstring_to_text("it is not an http:// or https:// URL with a host"));
+	if (why == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(why);
 }
 
 /*

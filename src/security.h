@@ -31,5 +31,7 @@ extern bool pgb_check_allowed_hosts(char **newval, void **extra, GucSource sourc
 extern void pgb_assign_allowed_hosts(const char *newval, void *extra);
 extern PgbUrlVerdict pgb_url_verdict(const char *url, char *hostbuf, size_t hostsize,
 									 int *port);
+extern PgbUrlVerdict pgb_proxy_verdict(const char *url, char *hostbuf, size_t hostsize,
+									   int *port);
 
 #endif							/* PGB_SECURITY_H */

@@ -58,10 +58,24 @@ typedef struct PgbEndpointState
 	int32		rate_limit;		/* per minute; 0 = none */
 	int32		burst;			/* the most tokens the bucket holds */
 	double		rate_factor;	/* share of the limits in use (AIMD on 429s) */
+	double		implied_rate;	/* per minute: without a rate_limit, the rate
+								 * it was sent at when it first answered 429 */
+	TimestampTz sent_window_at; /* the second being counted ... */
+	int32		sent_in_window; /* ... and the requests sent in it */
+	double		sent_rate;		/* per minute, over the last whole second */
 	TimestampTz decreased_at;	/* when a 429 last lowered it */
 	int32		in_flight;
 	double		tokens;
 	TimestampTz refilled_at;
+	int32		tokens_per_minute;	/* LLM tokens per minute; 0 = none */
+	double		llm_tokens;		/* its bucket: what may be spent now */
+	TimestampTz llm_refilled_at;
+	int64		tokens_used;	/* LLM tokens the responses reported */
+	int64		hint_requests;	/* the provider's remaining requests ... */
+	TimestampTz hint_requests_until;	/* ... until then (0: not known) */
+	int64		hint_tokens;	/* the provider's remaining tokens ... */
+	TimestampTz hint_tokens_until;	/* ... until then (0: not known) */
+	TimestampTz hint_next_at;	/* no request before (spacing the rest) */
 	TimestampTz paused_until;	/* Retry-After */
 	PgbCircuit	circuit;
 	TimestampTz open_until;

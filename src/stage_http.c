@@ -44,6 +44,7 @@
 #include "guc.h"
 #include "http.h"
 #include "http_response.h"
+#include "llm_tokens.h"
 #include "outcome.h"
 #include "pgbatch.h"
 #include "pipeline.h"
@@ -65,12 +66,15 @@ typedef struct PgbEndpointInfo
 	int			max_concurrency;
 	int			rate_limit;
 	int			burst;
+	int			tokens_per_minute;
 	bool		follow_redirects;
 	int			shm_index;
 	char	   *tls_ca;			/* tls settings (see batch_internal.check_tls) */
 	char	   *tls_cert;
 	char	   *tls_key;
 	char	   *tls_pin;
+	char	   *tls_proxy_ca;
+	char	   *proxy;
 } PgbEndpointInfo;
 
 static SPIPlanPtr endpoints_plan = NULL;
@@ -121,7 +125,8 @@ load_endpoints(PgbHttpStage *hs)
 									 "  FROM pg_catalog.jsonb_each_text(e.headers) h),"
 									 " e.tls ->> 'ca', e.tls ->> 'client_cert',"
 									 " e.tls ->> 'client_key', e.tls ->> 'pinned_public_key',"
-									 " e.burst"
+									 " e.burst, coalesce(e.tokens_per_minute, 0),"
+									 " e.proxy, e.tls ->> 'proxy_ca'"
 									 " FROM batch.endpoints e",
 									 0, NULL);
 	/*
@@ -156,6 +161,9 @@ load_endpoints(PgbHttpStage *hs)
 		ep->tls_key = SPI_getvalue(tup, desc, 12);
 		ep->tls_pin = SPI_getvalue(tup, desc, 13);
 		ep->burst = DatumGetInt32(SPI_getbinval(tup, desc, 14, &isnull));
+		ep->tokens_per_minute = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
+		ep->proxy = SPI_getvalue(tup, desc, 16);
+		ep->tls_proxy_ca = SPI_getvalue(tup, desc, 17);
 		d = SPI_getbinval(tup, desc, 7, &isnull);
 		if (!isnull)
 		{
@@ -189,7 +197,8 @@ load_endpoints(PgbHttpStage *hs)
 		}
 		ep->name = SPI_getvalue(tup, desc, 8);
 		ep->shm_index = pgb_endpoint_index(MyDatabaseId, ep->id, ep->max_concurrency,
-										   ep->rate_limit, ep->burst);
+										   ep->rate_limit, ep->burst,
+										   ep->tokens_per_minute);
 	}
 	SPI_freetuptable(SPI_tuptable);
 	MemoryContextSwitchTo(oldcxt);
@@ -374,6 +383,10 @@ pgb_http_stage_prepare(PgbHttpStage *hs, PgbRecord *rec, PgbBatchInfo *info,
 	}
 	if (ep->tls_pin)
 		req->tls_pin = strdup_or_fail(req, ep->tls_pin);
+	if (ep->proxy)
+		req->proxy = strdup_or_fail(req, ep->proxy);
+	if (ep->tls_proxy_ca)
+		req->tls_proxy_ca = strdup_or_fail(req, ep->tls_proxy_ca);
 
 	for (i = 0; i < ep->nheaders; i++)
 		add_header(req, ep->header_lines[i]);
@@ -382,6 +395,7 @@ pgb_http_stage_prepare(PgbHttpStage *hs, PgbRecord *rec, PgbBatchInfo *info,
 	if (strcmp(stage->method, "GET") != 0)
 	{
 		req->body = strdup_or_fail(req, json);
+		req->token_estimate = pgb_estimate_tokens(req->body);
 		add_header(req, "Content-Type: application/json");
 	}
 	add_header(req, "Accept: application/json");
@@ -594,6 +608,9 @@ record_result(PgbHttpStage *hs, PgbRecord *rec, PgbHttpRequest *req, bool cancel
 	/* the item's new state */
 	if (output != NULL)
 	{
+		/* the tokens it used, for the endpoint's tokens_per_minute */
+		pgb_endpoint_tokens_used(req->endpoint_index, req->token_estimate,
+								 pgb_reported_tokens(output));
 		pgb_outcome_output(rec, req->item_id, req->stage, output);
 		outcome = PGB_COMPLETED;
 		if (cancelled)

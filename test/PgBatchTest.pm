@@ -55,7 +55,7 @@ use Time::HiRes qw(time usleep);
 
 our @EXPORT_OK = qw(new_node run_together new_worker_node start_fake_api
   stop_fake_api fake_api_get fake_api_post fake_api_json wait_for sql
-  spawn_server start_nginx);
+  spawn_server start_nginx start_fake_proxy wait_batch_done);
 our $TIMEOUT = 60;
 
 # the fake API script, next to this module
@@ -238,6 +238,25 @@ CONF
 	return $dir;
 }
 
+# start_fake_proxy(@args): starts test/fake_proxy.py on 127.0.0.1 with a port
+# of its choosing and the arguments given (--mode, --auth, --log, --tls-cert,
+# --tls-key), waits until it listens, and returns its port.  It is stopped by
+# its own pid at exit.
+sub start_fake_proxy
+{
+	my (@args) = @_;
+	my $dir = PostgreSQL::Test::Utils::tempdir('fake_proxy');
+	spawn_server("$dir/stdout", 'python3', dirname(abs_path(__FILE__)) . '/fake_proxy.py',
+		'--port', '0', '--portfile', "$dir/port", '--pidfile', "$dir/pid", @args);
+	my $deadline = time() + 15;
+	usleep(50_000) while time() < $deadline && !-s "$dir/port";
+	die "fake_proxy did not start listening within 15 s: "
+	  . PostgreSQL::Test::Utils::slurp_file("$dir/stdout")
+	  unless -s "$dir/port";
+	chomp(my $port = PostgreSQL::Test::Utils::slurp_file("$dir/port"));
+	return $port;
+}
+
 # fake_api_get($api, $path): a GET (e.g. '/_stats?keys=0'); returns the body.
 sub fake_api_get
 {
@@ -286,6 +305,23 @@ sub wait_for
 		usleep(200_000);
 	}
 	return $last;
+}
+
+# wait_batch_done($name, $timeout): waits ($timeout seconds, default
+# $TIMEOUT) until batch $name of the current node has finished (completed,
+# partial or failed); returns 'status completed failed'.
+sub wait_batch_done
+{
+	my ($name, $timeout) = @_;
+	my $deadline = time() + ($timeout // $TIMEOUT);
+	my $r = '';
+	while (time() < $deadline)
+	{
+		$r = sql(qq{SELECT status || ' ' || completed || ' ' || failed FROM batch.progress WHERE name = '$name'});
+		last if $r =~ /^(completed|failed|partial) /;
+		usleep(200_000);
+	}
+	return $r;
 }
 
 # run_together($node, $gate, @scripts): starts one background psql session

@@ -18,6 +18,7 @@ import hashlib
 import http
 import itertools
 import json
+import math
 import os
 import re
 import signal
@@ -234,6 +235,8 @@ class State:
         self.log_base = 0       # seq of log[0]
         self.keys = {}          # idempotency key -> [n, [[t, status, t_done], ...], dropped]
         self.body_counts = {}   # (path, sha1(body)) -> n, for requests without a key
+        self.limits = {}        # path -> the state of its emulated rate limit
+        self.rate_limited = 0   # answers that limit refused with 429
         self.reset_at = time.time()
 
     def new_log_entry(self, t, method, path, key, auth):
@@ -258,6 +261,7 @@ class State:
             "outcomes": dict(self.outcome_counts),
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
+            "rate_limited": self.rate_limited,
             "paths": dict(self.path_counts),
             "methods": dict(self.method_counts),
             "connections_opened": self.connections_opened,
@@ -305,6 +309,22 @@ def parse_query(qs):
 
 
 _date_cache = [0, ""]
+
+
+def go_duration(seconds):
+    """A duration as OpenAI writes it: 20ms, 1.5s, 1m5.25s."""
+    ms = math.ceil(seconds * 1000)     # never earlier than the truth
+    if ms < 1000:
+        return "%dms" % ms
+    minutes = ms // 60000
+    rest = ("%.3f" % ((ms - 60000 * minutes) / 1000.0)).rstrip("0").rstrip(".") + "s"
+    return ("%dm" % minutes if minutes else "") + rest
+
+
+def rfc3339(t):
+    """An RFC 3339 UTC time with milliseconds, as Anthropic writes it."""
+    ms = math.ceil(t * 1000)            # never earlier than the truth
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + ".%03dZ" % (ms % 1000)
 
 
 def http_date():
@@ -731,6 +751,11 @@ class Conn:
             if query.get("echo_escape") in ("slash", "unicode", "percent"):
                 self.echo = (dict(headers), query["echo_escape"])
 
+        if fault is None and self.limiter(path, query, extra):
+            err = {"error": {"message": "Rate limit reached for %s" % path,
+                             "type": "rate_limit_error", "code": 429}}
+            await self.send(429, jdump(err), keep, head_only, extra=extra)
+            return 429, "rate_limited", None
         if fault is None:
             return await self.normal(method, path, qs, req, key, n, keep, head_only, extra)
         kind = fault.kind
@@ -801,11 +826,78 @@ class Conn:
         w.write(suffix)
         await w.drain()
 
+    def limiter(self, path, query, extra):
+        """Emulates a provider's rate limit on the path, as the query asks
+        (see fake_api.md): adds its headers to extra; True if the request is
+        over the limit and gets a 429."""
+        if "rl_requests" not in query and "rl_tpm" not in query:
+            return False
+        st = self.st
+        now = time.time()
+        lim = st.limits.setdefault(path, {"start": now, "count": 0, "tokens": None, "at": now})
+        over = False
+        req = tok = None
+        if "rl_requests" in query:
+            limit = int(query["rl_requests"])
+            window = float(query.get("rl_window", "1"))
+            if now >= lim["start"] + window:
+                lim["start"] += window * math.floor((now - lim["start"]) / window)
+                lim["count"] = 0
+            lim["count"] += 1
+            over = lim["count"] > limit
+            req = (limit, max(0, limit - lim["count"]), lim["start"] + window - now)
+        if "rl_tpm" in query:
+            tpm = float(query["rl_tpm"])
+            use = int(query.get("usage", "0"))
+            if lim["tokens"] is None:
+                lim["tokens"] = tpm
+            lim["tokens"] = min(tpm, lim["tokens"] + tpm / 60.0 * (now - lim["at"]))
+            lim["at"] = now
+            if not over:
+                if lim["tokens"] < use:
+                    over = True
+                else:
+                    lim["tokens"] -= use
+            tok = (int(tpm), int(lim["tokens"]), (tpm - lim["tokens"]) * 60.0 / tpm)
+        st.rate_limited += over
+        style = query.get("rl_style", "openai")
+        for kind, v in (("requests", req), ("tokens", tok)):
+            if v is None:
+                continue
+            limit, left, reset = v
+            if style == "openai":
+                extra += [("x-ratelimit-limit-" + kind, str(limit)),
+                          ("x-ratelimit-remaining-" + kind, str(left)),
+                          ("x-ratelimit-reset-" + kind, go_duration(reset))]
+            elif style == "anthropic":
+                extra += [("anthropic-ratelimit-%s-limit" % kind, str(limit)),
+                          ("anthropic-ratelimit-%s-remaining" % kind, str(left)),
+                          ("anthropic-ratelimit-%s-reset" % kind, rfc3339(now + reset))]
+            elif kind == "tokens":
+                continue        # the other styles speak of requests only
+            elif style == "ietf":
+                window = math.ceil(float(query.get("rl_window", "1")))
+                extra += [("RateLimit-Policy", '"burst";q=%d;w=%d' % (limit, window)),
+                          ("RateLimit", '"burst";r=%d;t=%d' % (left, math.ceil(reset)))]
+            elif style == "ietf7":
+                extra.append(("RateLimit", "limit=%d, remaining=%d, reset=%d"
+                              % (limit, left, math.ceil(reset))))
+            elif style == "legacy":
+                extra += [("RateLimit-Limit", str(limit)), ("RateLimit-Remaining", str(left)),
+                          ("RateLimit-Reset", str(math.ceil(reset)))]
+            elif style == "epoch":
+                extra += [("X-RateLimit-Limit", str(limit)), ("X-RateLimit-Remaining", str(left)),
+                          ("X-RateLimit-Reset", str(math.ceil(now + reset)))]
+        return over
+
     async def normal(self, method, path, qs, req, key, n, keep, head_only, extra):
         if method == "POST" and path == "/v1/chat/completions":
             return await self.chat(req, n, keep, head_only, extra)
         out = {"ok": True, "path": path, "method": method, "request": req, "n": n,
                "query": qs or None, "idempotency_key": key}
+        usage = {k: v[0] for k, v in parse_query(qs).items()}.get("usage") if qs else None
+        if usage is not None and usage.isdigit():
+            out["usage"] = {"total_tokens": int(usage)}
         await self.send(200, jdump(out), keep, head_only, extra=extra)
         return 200, "ok", None
 

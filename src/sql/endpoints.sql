@@ -15,7 +15,8 @@ CREATE FUNCTION batch_internal.endpoint_state(
 	OUT endpoint_id integer, OUT in_flight integer, OUT max_concurrency integer,
 	OUT tokens float8, OUT paused_until timestamptz, OUT circuit text,
 	OUT consecutive_failures integer, OUT requests bigint, OUT failures bigint,
-	OUT rate_factor float8)
+	OUT rate_factor float8, OUT tokens_used bigint, OUT requests_left bigint,
+	OUT tokens_left bigint)
 	RETURNS SETOF record
 	LANGUAGE c VOLATILE
 	AS 'MODULE_PATHNAME', 'pgbatch_endpoint_state';
@@ -27,7 +28,8 @@ CREATE FUNCTION batch_internal.endpoint_state(
  * naming what is wrong, never a header's value.
  */
 CREATE FUNCTION batch_internal.check_endpoint(name text, base_url text, headers jsonb,
-	max_concurrency integer, rate_limit integer, timeout interval, burst integer)
+	max_concurrency integer, rate_limit integer, timeout interval, burst integer,
+	tokens_per_minute integer, proxy text)
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
@@ -84,6 +86,24 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'The burst is how many requests may go out at once after a quiet spell; the rest are spaced evenly at rate_limit.';
 	END IF;
+	IF tokens_per_minute IS NOT NULL AND tokens_per_minute NOT BETWEEN 1 AND 1000000000 THEN
+		RAISE EXCEPTION 'tokens_per_minute of endpoint "%" must be from 1 to 1000000000, or NULL for none', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- never the proxy's text in a message: it may hold a password
+	IF proxy IS NOT NULL THEN
+		IF proxy !~* '^(https?|socks5h?)://([^/?#@[:space:][:cntrl:]]+@)?[^/?#@[:space:][:cntrl:]]+:[0-9]+/?$' THEN
+			RAISE EXCEPTION 'proxy of endpoint "%" must be a URL such as http://host:port, https://host:port, socks5://host:port or socks5h://host:port', name
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'A user name and password may come before the host: http://user:password@host:port.';
+		END IF;
+		why := batch_internal.proxy_check(proxy);
+		IF why IS NOT NULL THEN
+			RAISE EXCEPTION 'proxy of endpoint "%" is not allowed: %', name, why
+				USING ERRCODE = 'insufficient_privilege',
+					  HINT = 'A superuser decides which hosts HTTP stages may reach, proxies included, with pgbatch.allowed_hosts.';
+		END IF;
+	END IF;
 	why := batch_internal.url_check(base_url);
 	IF why IS NOT NULL THEN
 		RAISE EXCEPTION 'base_url of endpoint "%" is not allowed: %', name, why
@@ -136,7 +156,9 @@ $$;
  *                      a client certificate and its key, PEM, both or none
  *                      (the key is secret: only admins read it back);
  *   pinned_public_key  sha256//<base64> hashes, ;-separated: the server's key
- *                      must be one of them.
+ *                      must be one of them;
+ *   proxy_ca           the certificate authorities of an https:// proxy, as
+ *                      ca.
  * Certificate verification is always on; there is no setting to turn it off.
  */
 CREATE FUNCTION batch_internal.check_tls(caller regrole, name text, tls jsonb) RETURNS jsonb
@@ -153,31 +175,33 @@ BEGIN
 	IF jsonb_typeof(tls) <> 'object' THEN
 		RAISE EXCEPTION 'tls of endpoint "%" must be a JSON object', name
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Keys: ca, client_cert, client_key, pinned_public_key.';
+				  HINT = 'Keys: ca, client_cert, client_key, pinned_public_key, proxy_ca.';
 	END IF;
 	FOR k, v IN SELECT * FROM jsonb_each(tls) LOOP
-		IF k NOT IN ('ca', 'client_cert', 'client_key', 'pinned_public_key') THEN
+		IF k NOT IN ('ca', 'client_cert', 'client_key', 'pinned_public_key', 'proxy_ca') THEN
 			RAISE EXCEPTION 'unknown tls key "%" for endpoint "%"', k, name
 				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'Keys: ca, client_cert, client_key, pinned_public_key; certificate verification cannot be turned off.';
+					  HINT = 'Keys: ca, client_cert, client_key, pinned_public_key, proxy_ca; certificate verification cannot be turned off.';
 		END IF;
 		IF jsonb_typeof(v) <> 'string' OR btrim(v #>> '{}') = '' OR length(v #>> '{}') > 65536 THEN
 			RAISE EXCEPTION 'tls.% of endpoint "%" must be a non-empty string of at most 64 kB', k, name
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
 	END LOOP;
-	IF tls ? 'ca' AND (tls ->> 'ca') !~ '-----BEGIN CERTIFICATE-----' THEN
-		IF (tls ->> 'ca') !~ '^/[^[:cntrl:]]*$' THEN
-			RAISE EXCEPTION 'tls.ca of endpoint "%" must be PEM certificates or an absolute file path', name
-				USING ERRCODE = 'invalid_parameter_value';
+	FOREACH k IN ARRAY ARRAY['ca', 'proxy_ca'] LOOP
+		IF tls ? k AND (tls ->> k) !~ '-----BEGIN CERTIFICATE-----' THEN
+			IF (tls ->> k) !~ '^/[^[:cntrl:]]*$' THEN
+				RAISE EXCEPTION 'tls.% of endpoint "%" must be PEM certificates or an absolute file path', k, name
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF NOT pg_has_role(caller, 'pgbatch_admin', 'MEMBER') THEN
+				RAISE EXCEPTION 'permission denied to name a file in tls.% of endpoint "%"', k, name
+					USING ERRCODE = 'insufficient_privilege',
+						  DETAIL = 'A file path reads a file of the database server.',
+						  HINT = 'Give the certificates as PEM text, or ask an admin.';
+			END IF;
 		END IF;
-		IF NOT pg_has_role(caller, 'pgbatch_admin', 'MEMBER') THEN
-			RAISE EXCEPTION 'permission denied to name a file in tls.ca of endpoint "%"', name
-				USING ERRCODE = 'insufficient_privilege',
-					  DETAIL = 'A file path reads a file of the database server.',
-					  HINT = 'Give the certificates as PEM text, or ask an admin.';
-		END IF;
-	END IF;
+	END LOOP;
 	IF (tls ? 'client_cert') <> (tls ? 'client_key') THEN
 		RAISE EXCEPTION 'tls of endpoint "%" needs both client_cert and client_key, or neither', name
 			USING ERRCODE = 'invalid_parameter_value';
@@ -201,7 +225,7 @@ $$;
 
 CREATE FUNCTION batch_internal.create_endpoint(caller regrole, name text, base_url text,
 	headers jsonb, max_concurrency integer, rate_limit integer, timeout interval,
-	follow_redirects boolean, tls jsonb, burst integer)
+	follow_redirects boolean, tls jsonb, burst integer, tokens_per_minute integer, proxy text)
 	RETURNS integer
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -212,7 +236,7 @@ DECLARE
 	n bigint;
 BEGIN
 	PERFORM batch_internal.check_endpoint(name, base_url, headers, max_concurrency, rate_limit,
-										  timeout, burst);
+										  timeout, burst, tokens_per_minute, proxy);
 	tls := batch_internal.check_tls(caller, name, tls);
 	IF EXISTS (SELECT FROM batch.endpoints e WHERE e.name = create_endpoint.name) THEN
 		RAISE EXCEPTION 'endpoint "%" already exists', name
@@ -228,9 +252,11 @@ BEGIN
 				  HINT = 'Drop unused endpoints with batch.drop_endpoint(), or have a superuser raise pgbatch.max_endpoints_per_role.';
 	END IF;
 	INSERT INTO batch.endpoints (name, base_url, headers, max_concurrency, rate_limit,
-								 timeout, follow_redirects, created_by, tls, burst)
+								 timeout, follow_redirects, created_by, tls, burst,
+								 tokens_per_minute, proxy)
 	VALUES (name, rtrim(base_url, '/'), headers, max_concurrency, rate_limit, timeout,
-			coalesce(follow_redirects, false), pg_get_userbyid(caller), tls, burst)
+			coalesce(follow_redirects, false), pg_get_userbyid(caller), tls, burst,
+			tokens_per_minute, proxy)
 	RETURNING id INTO eid;
 	-- an admin's endpoint is shared infrastructure; an operator's is its role's
 	IF pg_has_role(caller, 'pgbatch_admin', 'MEMBER') THEN
@@ -243,7 +269,7 @@ $$;
 
 CREATE FUNCTION batch_internal.alter_endpoint(caller regrole, name text, base_url text,
 	headers jsonb, max_concurrency integer, rate_limit integer, timeout interval,
-	follow_redirects boolean, tls jsonb, burst integer)
+	follow_redirects boolean, tls jsonb, burst integer, tokens_per_minute integer, proxy text)
 	RETURNS void
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -258,8 +284,12 @@ BEGIN
 	e.follow_redirects := coalesce(follow_redirects, e.follow_redirects);
 	e.headers := coalesce(headers, e.headers);
 	e.burst := coalesce(burst, e.burst);
+	e.tokens_per_minute := coalesce(tokens_per_minute, e.tokens_per_minute);
+	-- '' removes the proxy
+	e.proxy := CASE WHEN proxy IS NULL THEN e.proxy ELSE nullif(proxy, '') END;
 	PERFORM batch_internal.check_endpoint(e.name, e.base_url, e.headers,
-								  e.max_concurrency, e.rate_limit, e.timeout, e.burst);
+								  e.max_concurrency, e.rate_limit, e.timeout, e.burst,
+								  e.tokens_per_minute, e.proxy);
 	-- the keys given replace those stored; a key given as JSON null is removed
 	IF tls IS NOT NULL THEN
 		IF jsonb_typeof(tls) <> 'object' THEN
@@ -270,7 +300,8 @@ BEGIN
 	UPDATE batch.endpoints x
 	SET base_url = e.base_url, max_concurrency = e.max_concurrency,
 		rate_limit = e.rate_limit, timeout = e.timeout, follow_redirects = e.follow_redirects,
-		headers = e.headers, tls = e.tls, burst = e.burst
+		headers = e.headers, tls = e.tls, burst = e.burst,
+		tokens_per_minute = e.tokens_per_minute, proxy = e.proxy
 	WHERE x.id = e.id;
 END
 $$;
@@ -310,19 +341,21 @@ COMMENT ON FUNCTION batch.revoke_endpoint(text,name) IS
 CREATE FUNCTION batch.create_endpoint(name text, base_url text, headers jsonb DEFAULT '{}',
 	max_concurrency integer DEFAULT 8, rate_limit integer DEFAULT NULL,
 	timeout interval DEFAULT '1 min', follow_redirects boolean DEFAULT false,
-	tls jsonb DEFAULT NULL, burst integer DEFAULT 1) RETURNS integer
+	tls jsonb DEFAULT NULL, burst integer DEFAULT 1, tokens_per_minute integer DEFAULT NULL,
+	proxy text DEFAULT NULL) RETURNS integer
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
-COMMENT ON FUNCTION batch.create_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb,integer) IS
-	'creates an HTTP endpoint: base URL, secret headers, concurrency, rate limit and burst, timeout, TLS trust; returns its id';
+COMMENT ON FUNCTION batch.create_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb,integer,integer,text) IS
+	'creates an HTTP endpoint: base URL, secret headers, concurrency, rate limit and burst, timeout, TLS trust, tokens per minute, proxy; returns its id';
 
 CREATE FUNCTION batch.alter_endpoint(name text, base_url text DEFAULT NULL,
 	headers jsonb DEFAULT NULL, max_concurrency integer DEFAULT NULL,
 	rate_limit integer DEFAULT NULL, timeout interval DEFAULT NULL,
 	follow_redirects boolean DEFAULT NULL, tls jsonb DEFAULT NULL,
-	burst integer DEFAULT NULL) RETURNS void
+	burst integer DEFAULT NULL, tokens_per_minute integer DEFAULT NULL,
+	proxy text DEFAULT NULL) RETURNS void
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
-COMMENT ON FUNCTION batch.alter_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb,integer) IS
-	'changes the settings given (NULL keeps one) of an endpoint of the caller''s role; headers are replaced, never read; tls keys given replace those stored';
+COMMENT ON FUNCTION batch.alter_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb,integer,integer,text) IS
+	'changes the settings given (NULL keeps one) of an endpoint of the caller''s role; headers are replaced, never read; tls keys given replace those stored; proxy '''' removes the proxy';
 
 CREATE FUNCTION batch.drop_endpoint(name text) RETURNS void
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';

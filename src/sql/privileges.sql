@@ -20,10 +20,10 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION
 	batch.add_items(bigint,jsonb),
 	batch.add_items(text,jsonb),
-	batch.alter_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb,integer),
+	batch.alter_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb,integer,integer,text),
 	batch.cancel(bigint),
 	batch.cancel(text),
-	batch.create_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb,integer),
+	batch.create_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb,integer,integer,text),
 	batch.drop_endpoint(text),
 	batch.grant_endpoint(text,name),
 	batch.rerun_stage(bigint,text),
@@ -49,8 +49,8 @@ GRANT EXECUTE ON FUNCTION
 	batch.update_item(bigint,jsonb)
 	TO pgbatch_operator;
 GRANT EXECUTE ON FUNCTION
-	batch.alter_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb,integer),
-	batch.create_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb,integer),
+	batch.alter_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb,integer,integer,text),
+	batch.create_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb,integer,integer,text),
 	batch.create_pipeline(text,jsonb,jsonb,text[]),
 	batch.drop_endpoint(text),
 	batch.drop_pipeline(text),
@@ -71,7 +71,7 @@ GRANT SELECT ON batch.batches, batch.counters, batch.endpoint_status, batch.erro
 
 -- the columns readers see: an endpoint's headers and a schedule's query are not among them
 GRANT SELECT (id, batch_id, item_id, stage, attempt, outcome, error_code, message, started_at, finished_at, http_status, response_size, response_sha256) ON batch.attempts TO pgbatch_reader;
-GRANT SELECT (id, name, base_url, max_concurrency, rate_limit, timeout, follow_redirects, created_at, created_by, burst) ON batch.endpoints TO pgbatch_reader;
+GRANT SELECT (id, name, base_url, max_concurrency, rate_limit, timeout, follow_redirects, created_at, created_by, burst, tokens_per_minute) ON batch.endpoints TO pgbatch_reader;
 GRANT SELECT (id, batch_id, item_id, level, event, message, actor, created_at) ON batch.events TO pgbatch_reader;
 GRANT SELECT (id, batch_id, key, status, stage, attempt, next_due, error_code, error_message, created_at, updated_at, finished_at) ON batch.items TO pgbatch_reader;
 GRANT SELECT (id, name) ON batch.pipelines TO pgbatch_reader;

@@ -82,7 +82,9 @@ CREATE TABLE batch.endpoints (
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	created_by			name NOT NULL DEFAULT current_user,
 	tls					jsonb NOT NULL DEFAULT '{}',
-	burst				integer NOT NULL DEFAULT 1 CHECK (burst BETWEEN 1 AND 10000)
+	burst				integer NOT NULL DEFAULT 1 CHECK (burst BETWEEN 1 AND 10000),
+	tokens_per_minute	integer CHECK (tokens_per_minute BETWEEN 1 AND 1000000000),
+	proxy				text
 );
 
 -- One row per stage, with its effective (merged) retry policy resolved.
@@ -313,7 +315,9 @@ COMMENT ON COLUMN batch.endpoints.timeout IS 'Longest a whole request may take, 
 COMMENT ON COLUMN batch.endpoints.follow_redirects IS 'Whether 3xx redirects are followed. When false, a 3xx answer fails the item with a permanent error such as http_302.';
 COMMENT ON COLUMN batch.endpoints.created_at IS 'When the endpoint was created.';
 COMMENT ON COLUMN batch.endpoints.created_by IS 'The role that created the endpoint: its members and admins may alter, drop and grant it.';
-COMMENT ON COLUMN batch.endpoints.tls IS 'TLS settings: ca (PEM, or a file path set by an admin), client_cert and client_key (PEM; the key is secret), pinned_public_key (sha256//...); {} for the system''s trust store. Verification is always on.';
+COMMENT ON COLUMN batch.endpoints.tls IS 'TLS settings: ca (PEM, or a file path set by an admin), client_cert and client_key (PEM; the key is secret), pinned_public_key (sha256//...), proxy_ca (the CAs of an https:// proxy, as ca); {} for the system''s trust store. Verification is always on.';
+COMMENT ON COLUMN batch.endpoints.tokens_per_minute IS 'Most LLM tokens per minute, all executors together: each request reserves an estimate (body bytes / 4 plus its max_tokens) and its response''s reported usage replaces it; NULL for no limit.';
+COMMENT ON COLUMN batch.endpoints.proxy IS 'The proxy requests go through (http://, https://, socks5:// or socks5h://host:port, with an optional user:password@, which only admins read back); NULL for none. Proxy settings of the server''s environment are never used.';
 COMMENT ON COLUMN batch.endpoints.burst IS 'Requests that may go out at once after a quiet spell; past it they are spaced evenly at rate_limit (1: strictly even).';
 
 COMMENT ON TABLE batch.stages IS

@@ -69,6 +69,11 @@ CREATE FUNCTION batch_internal.url_check(url text) RETURNS text
 	LANGUAGE c STABLE STRICT PARALLEL SAFE
 	AS 'MODULE_PATHNAME', 'pgbatch_url_check';
 
+-- NULL if endpoints may send through the proxy (pgbatch.allowed_hosts), else why not.
+CREATE FUNCTION batch_internal.proxy_check(url text) RETURNS text
+	LANGUAGE c STABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'pgbatch_proxy_check';
+
 /*
  * May the role use the endpoint or pipeline: send requests with the
  * endpoint's headers, or submit to the pipeline?  Members of its creator's

@@ -130,7 +130,12 @@ SELECT e.id, e.name, e.base_url, e.max_concurrency, e.rate_limit, e.timeout,
 	   coalesce(s.requests, 0) AS requests,
 	   coalesce(s.failures, 0) AS failures,
 	   e.burst,
-	   coalesce(s.rate_factor, 1) AS rate_factor
+	   coalesce(s.rate_factor, 1) AS rate_factor,
+	   e.tokens_per_minute,
+	   coalesce(s.tokens_used, 0) AS tokens_used,
+	   s.requests_left AS provider_requests_left,
+	   s.tokens_left AS provider_tokens_left,
+	   regexp_replace(e.proxy, '^([a-zA-Z0-9]+://)[^/@]*@', '\1') AS proxy
 FROM batch.endpoints e
 LEFT JOIN batch_internal.endpoint_state() s ON s.endpoint_id = e.id;
 COMMENT ON VIEW batch.endpoint_status IS
@@ -148,7 +153,12 @@ COMMENT ON COLUMN batch.endpoint_status.consecutive_failures IS 'Transient failu
 COMMENT ON COLUMN batch.endpoint_status.requests IS 'Requests sent to the endpoint since the server started.';
 COMMENT ON COLUMN batch.endpoint_status.failures IS 'How many of those requests failed, transient and permanent failures alike.';
 COMMENT ON COLUMN batch.endpoint_status.burst IS 'Requests that may go out at once after a quiet spell; past it they are spaced evenly at rate_limit.';
-COMMENT ON COLUMN batch.endpoint_status.rate_factor IS 'The share of rate_limit and max_concurrency in use now: a 429 halves it (down to 1/64), each success gives 1/64 back, up to 1.';
+COMMENT ON COLUMN batch.endpoint_status.rate_factor IS 'The share of rate_limit, tokens_per_minute and max_concurrency in use now: a 429 halves it (down to 1/64), each success gives 1/64 back, up to 1.';
+COMMENT ON COLUMN batch.endpoint_status.tokens_per_minute IS 'Most LLM tokens per minute, all executors together; NULL for no limit.';
+COMMENT ON COLUMN batch.endpoint_status.tokens_used IS 'LLM tokens the endpoint''s responses reported (usage.total_tokens and the like) since the server started.';
+COMMENT ON COLUMN batch.endpoint_status.provider_requests_left IS 'Requests the provider''s rate-limit headers last said were left, less those sent since; NULL when it did not say or its window has ended.';
+COMMENT ON COLUMN batch.endpoint_status.provider_tokens_left IS 'Tokens the provider''s rate-limit headers last said were left, less the estimates of requests sent since; NULL when it did not say or its window has ended.';
+COMMENT ON COLUMN batch.endpoint_status.proxy IS 'The proxy requests go through, without its user name and password; NULL for none.';
 
 CREATE VIEW batch.workers AS
 SELECT w.pid, w.worker, w.started_at, w.in_flight, w.requests
