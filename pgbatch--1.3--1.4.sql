@@ -2323,7 +2323,7 @@ COMMENT ON COLUMN batch.items.payload IS 'The item: the JSON object submitted, o
 COMMENT ON COLUMN batch.items.status IS 'Where the item is: pending (waiting for a first attempt or a retry), running (an HTTP request is out for it), completed (every stage done), failed (in the review queue) or cancelled.';
 COMMENT ON COLUMN batch.items.stage IS 'The stage the item is at: the next to run while pending, the one in flight while running, the one it failed or was cancelled at, or the last one once completed.';
 COMMENT ON COLUMN batch.items.attempt IS 'Attempts made so far at the current stage.';
-COMMENT ON COLUMN batch.items.next_due IS 'When a pending item is due for its next attempt; after a transient error, the failed attempt''s end plus the backoff. Not meaningful for other statuses.';
+COMMENT ON COLUMN batch.items.next_due IS 'When a pending item is due for its next attempt; after a transient error, the failed attempt''s end plus the backoff. An item that goes on to its next stage, or is taken back from a stopped executor, keeps the due time it had, so it comes before the items due after it. Not meaningful for other statuses.';
 COMMENT ON COLUMN batch.items.error_code IS 'Error code of the last failed attempt at the current stage (see Error codes in the user guide), kept while the item waits for a retry. NULL when there is none.';
 COMMENT ON COLUMN batch.items.error_message IS 'Error message of the last failed attempt at the current stage; NULL when there is none.';
 COMMENT ON COLUMN batch.items.max_retries IS 'Per-item override of the stage''s max_retries, set by batch.retry_failed(); NULL to use the stage''s.';

@@ -25,7 +25,8 @@ SELECT total, completed FROM batch.progress WHERE id = :m_drift;
 -- an item held by an executor that is gone, whose lease ran out
 SELECT batch.submit('mnt', '[{"n": 1}]', name => 'm_held') AS m_held \gset
 UPDATE batch.items SET status = 'running', attempt = 1, max_retries = 1, claimed_by = 999999,
-	lease_until = now() - interval '1 minute' WHERE batch_id = :m_held;
+	lease_until = now() - interval '1 minute', next_due = '2000-01-01'
+	WHERE batch_id = :m_held;
 
 -- the retention is counted from when a batch finished
 SET pgbatch.retention = '1s';
@@ -35,7 +36,9 @@ SET client_min_messages = warning;
 CALL batch.maintenance();
 RESET client_min_messages;
 
-SELECT status, error_code, attempt FROM batch.items WHERE batch_id = :m_held;
+-- taken back, due when it was due before: ahead of the work that came after it
+SELECT status, error_code, attempt, next_due = '2000-01-01' AS due_as_before
+FROM batch.items WHERE batch_id = :m_held;
 SELECT b.name, b.purged_at IS NOT NULL AS purged,
 	   (SELECT count(*) FROM batch.attempts a WHERE a.batch_id = b.id) AS attempts,
 	   (SELECT count(*) FROM batch.outputs o JOIN batch.items i ON i.id = o.item_id

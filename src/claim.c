@@ -123,7 +123,8 @@ pgb_claim_locked(int64 batch_id, Oid actor, TimestampTz now, int limit,
 		it->max_retries = isnull ? -1 : DatumGetInt32(d);
 		d = SPI_getbinval(tup, desc, 7, &isnull);
 		it->backoff_factor = isnull ? 0.0 : DatumGetFloat8(d);
-		cursor->next_due = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
+		it->next_due = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
+		cursor->next_due = it->next_due;
 		it->error_code = SPI_getvalue(tup, desc, 9);
 		cursor->id = it->id;
 	}

@@ -27,6 +27,7 @@ typedef struct PgbWorkItem
 	char	   *error_code;		/* last error, or NULL */
 	int			max_retries;	/* per-item override, or -1 */
 	double		backoff_factor; /* per-item override, or 0 */
+	TimestampTz next_due;		/* when it was due: its place in the queue */
 } PgbWorkItem;
 
 /*

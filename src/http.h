@@ -55,6 +55,7 @@ typedef struct PgbHttpRequest
 	char	   *proxy;			/* the endpoint's proxy URL, or NULL */
 	char	   *tls_proxy_ca;	/* the CAs of an https proxy, or NULL */
 	int64		token_estimate; /* LLM tokens it may use, reserved */
+	TimestampTz due;			/* when its item was due: its next stage keeps it */
 	void	   *easy;			/* CURL * while in flight */
 	/* what came back */
 	PgbHttpState state;

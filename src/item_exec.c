@@ -113,7 +113,7 @@ execute_item(PgbExecState *ex, PgbBatchInfo *info, PgbWorkItem *it, PgbRecord *r
 			 */
 			if (chained)
 				pgb_outcome_item(rec, it->id, PGB_PENDING, stage->name, 0,
-								 GetCurrentTimestamp(), NULL, NULL, 0);
+								 Min(it->next_due, GetCurrentTimestamp()), NULL, NULL, 0);
 			return;
 		}
 

@@ -118,12 +118,14 @@ pgb_outcome_item(PgbRecord *rec, int64 item_id, const char *status, const char *
  * pgb_outcome_item_held
  *		Adds an item that runs now at an HTTP stage, held by this backend
  *		until lease_until: its request goes out once the record commits.
+ *		It keeps 'due', when it was due, as its next_due: taken back after
+ *		a crash, it is due before the work that came after it.
  */
 void
 pgb_outcome_item_held(PgbRecord *rec, int64 item_id, const char *stage, int attempt,
-					  TimestampTz now, TimestampTz lease_until)
+					  TimestampTz due, TimestampTz lease_until)
 {
-	add_item(rec, item_id, PGB_RUNNING, stage, attempt, now, NULL, NULL, 0,
+	add_item(rec, item_id, PGB_RUNNING, stage, attempt, due, NULL, NULL, 0,
 			 (int32) MyProcPid, lease_until);
 }
 

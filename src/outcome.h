@@ -84,7 +84,7 @@ extern void pgb_outcome_item(PgbRecord *rec, int64 item_id, const char *status,
 							 const char *error_code, const char *message,
 							 TimestampTz finished_at);
 extern void pgb_outcome_item_held(PgbRecord *rec, int64 item_id, const char *stage,
-								  int attempt, TimestampTz now,
+								  int attempt, TimestampTz due,
 								  TimestampTz lease_until);
 extern void pgb_outcome_output(PgbRecord *rec, int64 item_id, const char *stage,
 							   Jsonb *output);

@@ -32,8 +32,9 @@ static SPIPlanPtr reclaim_plan = NULL;
  * pgb_reclaim
  *		Takes back running items whose executor is gone (its pid is not
  *		among the executors in shared memory, when pgbatch is preloaded) or
- *		whose lease ran out, so that they run again; logs an event per
- *		batch, in the name of 'actor'.  Returns how many items it took
+ *		whose lease ran out, so that they run again, due when they were
+ *		due before (so before the work that came after them); logs an
+ *		event per batch, in the name of 'actor'.  Returns how many items it took
  *		back.  The caller is connected to SPI, in a transaction.
  */
 int64
@@ -50,7 +51,7 @@ pgb_reclaim(Oid actor)
 		Oid			argtypes[4] = {TIMESTAMPTZOID, INT4ARRAYOID, TIMESTAMPTZOID, OIDOID};
 
 		reclaim_plan = pgb_prepare("WITH r AS ("
-								   " UPDATE batch.items i SET status = 'pending', next_due = $1,"
+								   " UPDATE batch.items i SET status = 'pending', next_due = least(i.next_due, $1),"
 								   "  claimed_by = NULL, lease_until = NULL, updated_at = $1,"
 								   "  error_code = 'interrupted',"
 								   "  error_message = 'the executor running this item stopped or its lease ran out'"

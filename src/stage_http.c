@@ -366,6 +366,7 @@ pgb_http_stage_prepare(PgbHttpStage *hs, PgbRecord *rec, PgbBatchInfo *info,
 	req->policy = policy;
 	req->endpoint_index = ep->shm_index;
 	req->endpoint_id = ep->id;
+	req->due = Min(it->next_due, now);
 	req->timeout_ms = ep->timeout_ms;
 	req->follow_redirects = ep->follow_redirects;
 	pgb_http_reserve(req);
@@ -411,7 +412,7 @@ pgb_http_stage_prepare(PgbHttpStage *hs, PgbRecord *rec, PgbBatchInfo *info,
 
 	lease_until = Max(hs->lease_until,
 					  TimestampTzPlusMilliseconds(now, ep->timeout_ms + 60000));
-	pgb_outcome_item_held(rec, it->id, stage->name, attempt, now, lease_until);
+	pgb_outcome_item_held(rec, it->id, stage->name, attempt, req->due, lease_until);
 	return true;
 }
 
@@ -623,8 +624,15 @@ record_result(PgbHttpStage *hs, PgbRecord *rec, PgbHttpRequest *req, bool cancel
 			hs->stats->items_completed++;
 		}
 		else
-			pgb_outcome_item(rec, req->item_id, PGB_PENDING, req->next_stage, 0, now,
-							 NULL, NULL, 0);
+		{
+			/*
+			 * Depth first: the item keeps its place in the queue, so that
+			 * it goes on to its next stage before items due after it start
+			 * their first, and completions flow from the start.
+			 */
+			pgb_outcome_item(rec, req->item_id, PGB_PENDING, req->next_stage, 0,
+							 Min(req->due, now), NULL, NULL, 0);
+		}
 	}
 	else if (cancelled)
 	{
