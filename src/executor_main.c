@@ -34,6 +34,11 @@
  *		abandoned and the endpoint slots it held are given back; the items
  *		it held are taken back by the others.
  *
+ *		An extra executor, which the launcher starts when every executor of
+ *		the database is held up in slow stages, claims only the items of
+ *		owners no other executor serves, and exits once it has had nothing
+ *		to do for PGB_EXTRA_IDLE_MS.
+ *
  *		batch.run() runs the same item path in a session (session_run.c);
  *		the two share no state but what is passed in a PgbExecState.
  *
@@ -90,6 +95,8 @@
  * long leave the executor to the next owner's items between two of them.
  */
 #define PGB_SLICE_MS	500
+/* an extra executor with nothing to do for this long exits */
+#define PGB_EXTRA_IDLE_MS	5000
 
 /*
  * The executor process's own state, across its transactions.  (Each
@@ -112,6 +119,9 @@ static PgbExecutorProcess executor = {NULL, NULL, false, false};
 
 static SPIPlanPtr active_plan = NULL;
 static SPIPlanPtr due_plan = NULL;
+
+/* when this executor last ran items (an extra one exits when idle) */
+static TimestampTz worked_at = 0;
 
 
 /*
@@ -214,14 +224,19 @@ claim_fair(PgbExecState *ex, int limit, bool *more)
 
 			if (busy[b] != (pass == 1))
 				continue;
+			/* an extra executor is there for the owners nobody serves */
+			if (busy[b] && mine->extra)
+				continue;
 			n = pgb_claim_locked(batches[b], InvalidOid, GetCurrentTimestamp(),
 								 want, &cursor, &items);
 			if (n > 0)
 			{
+				mine->busy_since = GetCurrentTimestamp();
 				mine->busy_owner = owners[b];
 				pgb_execute_claimed(ex, items, n);
 				mine->busy_owner = InvalidOid;
 				last_owner = owners[b];
+				worked_at = GetCurrentTimestamp();
 			}
 			if (n == want || ex->sliced)
 				*more = true;
@@ -487,6 +502,7 @@ pgbatch_executor_main(Datum main_arg)
 
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "pgbatch executor loop",
 									ALLOCSET_DEFAULT_SIZES);
+	worked_at = GetCurrentTimestamp();
 	pgb_http_init();
 	before_shmem_exit(executor_cleanup, (Datum) 0);
 
@@ -501,6 +517,15 @@ pgbatch_executor_main(Datum main_arg)
 
 		MemoryContextSwitchTo(loopcxt);
 		now = GetCurrentTimestamp();
+
+		/*
+		 * An extra executor that has had nothing to do for a while goes,
+		 * unless the others are still held up (it would be started again).
+		 */
+		if (pgb_my_slot()->extra && pgb_http_busy() == 0 && executor.results == NULL &&
+			TimestampDifferenceExceeds(worked_at, now, PGB_EXTRA_IDLE_MS) &&
+			!pgb_held_up(MyDatabaseId, pgb_my_slot(), now, NULL))
+			proc_exit(0);
 
 		/* send what the endpoints let go; wait for the rest */
 		dispatch_at = pgb_http_dispatch();

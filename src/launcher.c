@@ -5,7 +5,11 @@
  *		in shared_preload_libraries.  It lists the databases (or those named
  *		in pgbatch.databases), keeps pgbatch.workers executors running in
  *		each that has the extension, starts them again when they exit, and
- *		stops the extras when the setting goes down.  A database without the
+ *		stops the surplus when the setting goes down.  When every executor
+ *		of a database has been held up in stages for a while (a team's slow
+ *		stage functions), it starts an extra executor there, which serves
+ *		only the owners nobody serves, so that one owner cannot keep the
+ *		others waiting; extras exit once idle.  A database without the
  *		extension is skipped until CREATE EXTENSION wakes the launcher (or a
  *		minute has passed); one being dropped is left alone.
  *
@@ -47,12 +51,21 @@
 #define NO_EXTENSION_RECHECK_MS	60000
 /* the least time between two starts of the same executor */
 #define RESTART_DELAY_MS		1000
+/* how often to look for held-up executors while any runs stages */
+#define HELD_UP_CHECK_MS		200
+/* how often to list the databases and their executors when not woken */
+#define RECONCILE_MS			10000
 
 typedef struct LauncherDb
 {
 	Oid			oid;
 	char		name[NAMEDATALEN];
 } LauncherDb;
+
+/* the databases served at the last reconcile, and their executor count */
+static LauncherDb served[PGB_MAX_DBS];
+static int	served_want[PGB_MAX_DBS];
+static int	nserved = 0;
 
 /* per slot: the launcher's handle and when it last started that slot */
 static BackgroundWorkerHandle *handles[PGB_MAX_SLOTS];
@@ -121,11 +134,11 @@ list_databases(void)
 
 /*
  * start_executor
- *		Reserves slot i for executor number 'worker' of a database and asks
- *		the postmaster to start it.
+ *		Reserves slot i for executor number 'worker' of a database (an extra
+ *		one, or one of pgbatch.workers) and asks the postmaster to start it.
  */
 static void
-start_executor(int i, LauncherDb *db, int worker)
+start_executor(int i, LauncherDb *db, int worker, bool extra)
 {
 	BackgroundWorker bgw;
 	PgbWorkerSlot *slot = &pgb_shared->slots[i];
@@ -151,6 +164,8 @@ start_executor(int i, LauncherDb *db, int worker)
 	slot->worker = worker;
 	slot->pid = 0;
 	slot->latch = NULL;
+	slot->extra = extra;
+	slot->busy_owner = InvalidOid;
 	LWLockRelease(pgb_shared->lock);
 
 	started_at[i] = GetCurrentTimestamp();
@@ -228,8 +243,37 @@ forget_dropped_databases(List *dbs)
 }
 
 /*
+ * start_extra_if_held_up
+ *		Starts an extra executor for a database whose executors (extras
+ *		included) are all held up in stages (pgb_held_up), unless it has
+ *		pgbatch.workers extras already.
+ */
+static void
+start_extra_if_held_up(LauncherDb *db, int want, TimestampTz now)
+{
+	int			extras;
+	int			i;
+	PgbDbFlags *f;
+	bool		gone;
+
+	/* not a database being dropped, or whose extension went */
+	LWLockAcquire(pgb_shared->lock, LW_SHARED);
+	f = pgb_db_flags_find(db->oid, false);
+	gone = f == NULL || f->dropping || f->no_extension || !f->has_extension;
+	LWLockRelease(pgb_shared->lock);
+	if (gone || !pgb_held_up(db->oid, NULL, now, &extras) || extras >= pgb_workers)
+		return;
+	for (i = 0; i < PGB_MAX_SLOTS; i++)
+		if (!pgb_shared->slots[i].in_use && handles[i] == NULL)
+		{
+			start_executor(i, db, want + extras, true);
+			return;
+		}
+}
+
+/*
  * reconcile
- *		Starts the executors each database lacks; stops the extras.
+ *		Starts the executors each database lacks; stops the surplus.
  */
 static void
 reconcile(void)
@@ -240,6 +284,7 @@ reconcile(void)
 
 	forget_dead_slots();
 	forget_dropped_databases(dbs);
+	nserved = 0;
 	foreach(lc, dbs)
 	{
 		LauncherDb *db = (LauncherDb *) lfirst(lc);
@@ -268,9 +313,9 @@ reconcile(void)
 
 			if (!slot->in_use || slot->dboid != db->oid)
 				continue;
-			if (slot->worker < PGB_MAX_SLOTS)
+			if (slot->worker < PGB_MAX_SLOTS && !slot->extra)
 				running[slot->worker] = true;
-			if ((slot->worker >= want || skip) && slot->pid != 0)
+			if (((slot->worker >= want && !slot->extra) || skip) && slot->pid != 0)
 				kill(slot->pid, SIGTERM);
 		}
 		LWLockRelease(pgb_shared->lock);
@@ -295,10 +340,32 @@ reconcile(void)
 				}
 			if (free_slot < 0)
 				break;
-			start_executor(free_slot, db, w);
+			start_executor(free_slot, db, w, false);
+		}
+		if (f && f->has_extension && nserved < PGB_MAX_DBS)
+		{
+			served[nserved] = *db;
+			served_want[nserved++] = want;
 		}
 	}
 	list_free_deep(dbs);
+}
+
+/*
+ * check_held_up
+ *		Starts an extra executor in each served database whose executors
+ *		are all held up (from shared memory alone: cheap enough for every
+ *		HELD_UP_CHECK_MS).
+ */
+static void
+check_held_up(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
+
+	forget_dead_slots();
+	for (i = 0; i < nserved; i++)
+		start_extra_if_held_up(&served[i], served_want[i], now);
 }
 
 /*
@@ -322,6 +389,7 @@ void
 pgbatch_launcher_main(Datum main_arg)
 {
 	MemoryContext loopcxt;
+	TimestampTz next_reconcile = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -340,22 +408,34 @@ pgbatch_launcher_main(Datum main_arg)
 	for (;;)
 	{
 		MemoryContext oldcxt;
+		int			rc;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			next_reconcile = 0;
 		}
 
-		MemoryContextReset(loopcxt);
-		oldcxt = MemoryContextSwitchTo(loopcxt);
-		reconcile();
-		MemoryContextSwitchTo(oldcxt);
+		/* the databases and their executors: when woken, else every 10 s */
+		if (GetCurrentTimestamp() >= next_reconcile)
+		{
+			MemoryContextReset(loopcxt);
+			oldcxt = MemoryContextSwitchTo(loopcxt);
+			reconcile();
+			MemoryContextSwitchTo(oldcxt);
+			next_reconcile = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RECONCILE_MS);
+		}
+		check_held_up();
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 10000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   HELD_UP_CHECK_MS, PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			next_reconcile = 0;
+		}
 	}
 }
 

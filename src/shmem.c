@@ -403,6 +403,41 @@ pgb_slot_attach(int index, Oid dboid)
 }
 
 /*
+ * pgb_held_up
+ *		True if every executor of a database (but 'except', if given) has
+ *		been in its current chunk of stages for more than PGB_HELD_UP_MS:
+ *		then an extra executor serves the other owners (launcher.c).  Sets
+ *		*extras, if given, to how many extra executors it has.
+ */
+bool
+pgb_held_up(Oid dboid, PgbWorkerSlot *except, TimestampTz now, int *extras)
+{
+	int			executors = 0;
+	int			held = 0;
+	int			nextra = 0;
+	int			i;
+
+	LWLockAcquire(pgb_shared->lock, LW_SHARED);
+	for (i = 0; i < PGB_MAX_SLOTS; i++)
+	{
+		PgbWorkerSlot *slot = &pgb_shared->slots[i];
+
+		if (!slot->in_use || slot->dboid != dboid || slot == except)
+			continue;
+		executors++;
+		if (slot->extra)
+			nextra++;
+		if (slot->pid != 0 && OidIsValid(slot->busy_owner) &&
+			TimestampDifferenceExceeds(slot->busy_since, now, PGB_HELD_UP_MS))
+			held++;
+	}
+	LWLockRelease(pgb_shared->lock);
+	if (extras)
+		*extras = nextra;
+	return executors > 0 && held == executors;
+}
+
+/*
  * pgb_my_slot
  *		This executor's slot (NULL in other backends).
  */

@@ -31,6 +31,8 @@ typedef struct PgbWorkerSlot
 	int32		in_flight;		/* HTTP requests in flight */
 	int64		requests;		/* HTTP requests finished */
 	Oid			busy_owner;		/* owner whose stages it runs now, or 0 */
+	TimestampTz busy_since;		/* ... since then */
+	bool		extra;			/* started because every executor was held up */
 } PgbWorkerSlot;
 
 typedef struct PgbDbFlags
@@ -108,5 +110,9 @@ extern PgbWorkerSlot *pgb_my_slot(void);
 extern Datum pgb_live_executor_pids(Oid dboid);
 extern void pgb_wake_executors(Oid dboid);
 extern bool pgb_executors_serve(Oid dboid);
+extern bool pgb_held_up(Oid dboid, PgbWorkerSlot *except, TimestampTz now, int *extras);
+
+/* an executor in one chunk of stages for longer than this is held up */
+#define PGB_HELD_UP_MS	700
 
 #endif							/* PGB_SHMEM_H */
