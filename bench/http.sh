@@ -9,10 +9,12 @@
 # on), the items always run by the background executors alone (no batch.run()):
 #   1. HTTP completions/s through one HTTP stage against a local nginx
 #      ($PGB_HTTP_ITEMS items), next to the loopback ceiling measured with wrk
-#      against the same nginx; pgbatch.workers 1 and 2 by claim_batch_size
-#      100 and 500; then the same over HTTPS + HTTP/2 (nginx's TLS server, a
-#      CA made here with openssl, proxying to the plain one), with the
-#      connections the executors used;
+#      against the same nginx and to curl's own multi transfer (curl
+#      --parallel --parallel-max 64, the same libcurl, the same POSTs);
+#      pgbatch.workers 1 and 2 by claim_batch_size 100 and 500; then the
+#      same over HTTPS + HTTP/2 (nginx's TLS server, a CA made here with
+#      openssl, proxying to the plain one), with the connections the
+#      executors used;
 #   2. the same against a server that answers after 100 ms (test/fake_api.py
 #      --latency-ms), as a share of the ideal in_flight / latency;
 #   3. a 3-stage no-op SQL pipeline: stage executions/s;
@@ -445,6 +447,22 @@ section_1() {
 		printf '   loopback ceiling: wrk failed: %s\n\n' "$(tail -1 <<<"$wrk_out")"
 	fi
 
+	# curl's own multi transfer, same libcurl: one process, 64 transfers at once
+	awk -v n="$items" -v u="$nginx_url/x" 'BEGIN { for (i = 1; i <= n; i++) printf "url = \"%s?n=%d\"\noutput = \"/dev/null\"\n", u, i }' \
+		>"$work/curl.cfg"
+	curl_t0=$(date +%s.%N)
+	curl_ok=1
+	curl -s --parallel --parallel-max 64 -K "$work/curl.cfg" -X POST -H 'Content-Type: application/json' \
+		-d '{"outputs": {}, "payload": {"n": 12345}}' >/dev/null 2>&1 || curl_ok=0
+	curl_rps=$(awk -v n="$items" -v a="$curl_t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", n / (b - a) }')
+	if [ "$curl_ok" = 1 ]; then
+		printf '   curl --parallel --parallel-max 64 (libcurl %s), %s POSTs against the same nginx: %s req/s\n\n' \
+			"$(curl -V | head -1 | awk '{ print $2 }')" "$(num "$items")" "$(num "$curl_rps")"
+	else
+		printf '   curl --parallel failed\n\n'
+		curl_rps=
+	fi
+
 	row_header
 	best_rate=0
 	best_cfg=
@@ -471,6 +489,8 @@ section_1() {
 	printf '   default (workers 2, claim 100): %s completions/s; best: %s completions/s (%s)\n' \
 		"$(num "$default_rate")" "$(num "$best_rate")" "${best_cfg:-none}"
 	[ -n "$wrk_rps" ] && printf '   best as a share of the loopback ceiling: %s%%\n' "$(pct "$best_rate" "$wrk_rps")"
+	[ -n "$curl_rps" ] && printf '   default against curl --parallel: %sx (target: >= 1.0x)\n' \
+		"$(awk -v a="$default_rate" -v b="$curl_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
 	echo "   target: >= 10,000 HTTP stage completions/s, every result durably recorded"
 	echo
 	echo "   the same over HTTPS + HTTP/2 (nginx TLS, proxying to the server above), workers 2, claim 100:"
