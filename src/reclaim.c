@@ -34,8 +34,8 @@ static SPIPlanPtr reclaim_plan = NULL;
  *		among the executors in shared memory, when pgbatch is preloaded) or
  *		whose lease ran out, so that they run again, due when they were
  *		due before (so before the work that came after them); logs an
- *		event per batch, in the name of 'actor'.  Returns how many items it took
- *		back.  The caller is connected to SPI, in a transaction.
+ *		event per batch, in the name of 'actor'.  Returns how many items
+ *		it took back.  The caller is connected to SPI, in a transaction.
  */
 int64
 pgb_reclaim(Oid actor)
