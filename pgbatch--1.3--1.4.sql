@@ -2672,6 +2672,64 @@ DROP FUNCTION batch._check_endpoint(text, text, jsonb, integer, integer, interva
 DROP FUNCTION IF EXISTS batch._check_endpoint_settings(text, text, jsonb, integer, integer, interval);
 DROP FUNCTION batch._http_stage(jsonb, text);
 
+-- per-batch priority among an owner's batches (issue 12)
+ALTER TABLE batch.batches ADD COLUMN priority integer NOT NULL DEFAULT 0;
+COMMENT ON COLUMN batch.batches.priority IS 'Among the batches of one owner, those of a higher priority run first (batch.set_priority()); owners still take turns. 0 by default.';
+
+/*
+ * Sets a batch's priority among its owner's batches: executors claim the due
+ * items of an owner's higher-priority batches first, and its lower ones get
+ * what is left.  Owners still take turns, so a priority never takes time from
+ * another owner's batches.
+ */
+CREATE FUNCTION batch_internal.set_priority(caller regrole, batch bigint, priority integer)
+	RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	bid bigint := batch_internal.batch_id(caller, batch);
+	was integer;
+BEGIN
+	IF bid IS NULL THEN
+		RAISE EXCEPTION 'batch must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF priority IS NULL OR priority NOT BETWEEN -1000 AND 1000 THEN
+		RAISE EXCEPTION 'priority must be between -1000 and 1000'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The priority given was %s.', coalesce(priority::text, 'NULL'));
+	END IF;
+	SELECT b.priority INTO was FROM batch.batches b WHERE b.id = bid FOR UPDATE;
+	IF was = priority THEN
+		RETURN;
+	END IF;
+	UPDATE batch.batches b SET priority = set_priority.priority WHERE b.id = bid;
+	INSERT INTO batch.events (batch_id, level, event, message, detail, actor)
+	VALUES (bid, 'info', 'priority_changed', format('batch priority set to %s (was %s)', priority, was),
+			jsonb_build_object('priority', priority, 'was', was), pg_get_userbyid(caller));
+END
+$$;
+
+CREATE FUNCTION batch_internal.set_priority(caller regrole, batch text, priority integer)
+	RETURNS void
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN batch_internal.set_priority(caller, batch_internal.batch_id(caller, batch), priority);
+
+CREATE FUNCTION batch.set_priority(batch bigint, priority integer) RETURNS void
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+COMMENT ON FUNCTION batch.set_priority(bigint,integer) IS
+	'sets the batch''s priority (-1000 to 1000, default 0) among its owner''s batches: higher runs first';
+
+CREATE FUNCTION batch.set_priority(batch text, priority integer) RETURNS void
+	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
+COMMENT ON FUNCTION batch.set_priority(text,integer) IS
+	'sets the batch''s (by name) priority (-1000 to 1000, default 0) among its owner''s batches: higher runs first';
+
+REVOKE ALL ON FUNCTION batch.set_priority(bigint, integer), batch.set_priority(text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION batch.set_priority(bigint, integer), batch.set_priority(text, integer)
+	TO pgbatch_operator;
+
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA batch
 	FROM PUBLIC, pgbatch_reader, pgbatch_operator, pgbatch_admin, pgbatch_monitor;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA batch

@@ -10,7 +10,9 @@
 #   1. HTTP completions/s through one HTTP stage against a local nginx
 #      ($PGB_HTTP_ITEMS items), next to the loopback ceiling measured with wrk
 #      against the same nginx and to curl's own multi transfer (curl
-#      --parallel --parallel-max 64, the same libcurl, the same POSTs);
+#      --parallel --parallel-max 64, the same libcurl, the same POSTs), and
+#      to pgsql-http with keep-alive in 4 sessions (not in Debian's archive:
+#      estimated from its ratio to curl in ../shared/ANCHORS.md's run);
 #      pgbatch.workers 1 and 2 by claim_batch_size 100 and 500; then the
 #      same over HTTPS + HTTP/2 (nginx's TLS server, a CA made here with
 #      openssl, proxying to the plain one), with the connections the
@@ -25,7 +27,12 @@
 #      limit_req (rate=20r/s burst=5, 429 beyond) with rate_limit 1200, and
 #      the fake API's OpenAI-style limit of 20 per second window, announced
 #      in its x-ratelimit-* headers, with no rate_limit set: wall time next
-#      to the ideal, and the 429s.
+#      to the ideal, and the 429s;
+#   7. many in flight, as LLM calls are: 1,000 and 5,000 requests in flight
+#      (2 executors, max_http_in_flight and max_concurrency to match)
+#      against nginx answering every request after 1 s (the echo module's
+#      echo_sleep), as a share of the ideal in_flight / 1 s, with the
+#      executors' peak RSS and its growth per request in flight.
 #
 # How: installs the dependencies (test/lib.sh, plus nginx-light, wrk, curl and
 # python3), builds and installs the extension (output in the work dir's
@@ -46,8 +53,10 @@
 # (100000) and PGB_HTTP_RSS_CHUNKS (10), PGB_HTTP_WARMUP (20000),
 # PGB_HTTP_WRK_SECONDS (10), PGB_HTTP_WAIT (180: seconds to wait for one
 # batch), PGB_HTTP_CONFIGS (the section 1 grid, "workers:claim ..."),
-# PGB_HTTP_PACED_ITEMS (500), PGB_HTTP_SECTIONS (which sections to run:
-# "1 2 3 4 5 6"), PGB_HTTP_SETTINGS
+# PGB_HTTP_PACED_ITEMS (500), PGB_HTTP_FLIGHTS (section 7's in-flight counts,
+# "1000 5000"), PGB_HTTP_FLIGHT_SECONDS (30: items = in flight x this),
+# PGB_HTTP_FLIGHT_CLAIM (section 7's claim_batch_size, 100),
+# PGB_HTTP_SECTIONS (which sections to run: "1 2 3 4 5 6 7"), PGB_HTTP_SETTINGS
 # (more server settings, "name=value ...", e.g. to load auto_explain),
 # PGB_BENCH_STATEMENT_TIMEOUT (300s), PGB_BENCH_MEM_LIMIT_GB (8), PGB_KEEP=1 to
 # keep the work dir.
@@ -69,7 +78,11 @@ wrk_s=${PGB_HTTP_WRK_SECONDS:-10}
 wait_s=${PGB_HTTP_WAIT:-180}
 configs=${PGB_HTTP_CONFIGS:-"2:100 1:100 2:500 1:500"}
 warmup=${PGB_HTTP_WARMUP:-20000}
-sections=${PGB_HTTP_SECTIONS:-"1 2 3 4 5 6"}
+sections=${PGB_HTTP_SECTIONS:-"1 2 3 4 5 6 7"}
+flights=${PGB_HTTP_FLIGHTS:-"1000 5000"}
+flight_s=${PGB_HTTP_FLIGHT_SECONDS:-30}
+flight_claim=${PGB_HTTP_FLIGHT_CLAIM:-100}
+nginx_sleep_port=${PGB_HTTP_NGINX_SLEEP_PORT:-18093}
 paced_items=${PGB_HTTP_PACED_ITEMS:-500}
 nginx_limit_port=${PGB_HTTP_NGINX_LIMIT_PORT:-18092}
 mem_limit_gb=${PGB_BENCH_MEM_LIMIT_GB:-8}
@@ -101,21 +114,11 @@ chown postgres: "$work"
 cluster="$work/cluster"
 nginx_pid=
 api_pid=
+sampler=
 
-# stop a child of ours by its pid, and reap it
-stop_pid() {
-	local pid=$1
-	[ -n "$pid" ] || return 0
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 1 50); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	wait "$pid" 2>/dev/null || true
-}
 cleanup() {
 	local status=$?
+	stop_pid "$sampler"
 	pgb_cluster_stop "$cluster"
 	stop_pid "$nginx_pid"
 	stop_pid "$api_pid"
@@ -125,14 +128,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if ! { pgb_install_deps && pgb_apt_install nginx-light wrk curl python3 openssl && pgb_build_install; } >"$work/setup.log" 2>&1; then
+if ! { pgb_install_deps && pgb_apt_install nginx-light libnginx-mod-http-echo wrk curl python3 openssl && pgb_build_install; } >"$work/setup.log" 2>&1; then
 	echo "setup failed; the end of $work/setup.log:" >&2
 	tail -n 40 "$work/setup.log" >&2
 	exit 1
 fi
 
 port_free() { ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
-for p in "$port" "$nginx_port" "$nginx_tls_port" "$nginx_limit_port"; do
+for p in "$port" "$nginx_port" "$nginx_tls_port" "$nginx_limit_port" "$nginx_sleep_port"; do
 	if ! port_free "$p"; then
 		echo "port $p on this machine is taken; set PGB_HTTP_PORT / PGB_HTTP_NGINX_PORT" >&2
 		exit 1
@@ -149,26 +152,9 @@ openssl req -newkey rsa:2048 -nodes -subj '/CN=127.0.0.1' -keyout "$work/tls/ser
 printf 'subjectAltName = IP:127.0.0.1\n' >"$work/tls/server.ext"
 openssl x509 -req -in "$work/tls/server.csr" -CA "$work/tls/ca.crt" -CAkey "$work/tls/ca.key" \
 	-CAcreateserial -days 2 -extfile "$work/tls/server.ext" -out "$work/tls/server.crt" 2>/dev/null
-cat >"$work/nginx/nginx.conf" <<EOF
-# the benchmark's nginx: loopback only, one worker, answers every request
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	client_body_temp_path $work/nginx/body;
-	proxy_temp_path $work/nginx/proxy;
-	fastcgi_temp_path $work/nginx/fastcgi;
-	uwsgi_temp_path $work/nginx/uwsgi;
-	scgi_temp_path $work/nginx/scgi;
-	keepalive_requests 100000000;
-	keepalive_timeout 600s;
-	server {
-		listen 127.0.0.1:$nginx_port;
-		location / { default_type application/json; return 200 '{"ok":true}'; }
-	}
+# the other servers: an LLM-like API, HTTPS + HTTP/2, a provider's limit
+nginx_servers=$(
+	cat <<EOF
 	# HTTPS + HTTP/2, each request read whole and answered by the server
 	# above (as an API behind a load balancer); the log keeps the connection
 	upstream plain { server 127.0.0.1:$nginx_port; keepalive 64; }
@@ -183,6 +169,16 @@ http {
 			proxy_pass http://plain;
 			proxy_http_version 1.1;
 			proxy_set_header Connection "";
+		}
+	}
+	# an LLM-like API: every answer after 1 s (a timer, no CPU while it waits)
+	server {
+		listen 127.0.0.1:$nginx_sleep_port backlog=8192;
+		location / {
+			default_type application/json;
+			echo_read_request_body;
+			echo_sleep 1.0;
+			echo '{"ok":true}';
 		}
 	}
 	# a provider's limit: 20 requests a second, a burst of 5, 429 beyond; the
@@ -200,8 +196,10 @@ http {
 			proxy_set_header Connection "";
 		}
 	}
-}
 EOF
+)
+bench_nginx_conf "$work/nginx" "$nginx_port" \
+	"load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;" "$nginx_servers"
 nginx -e "$work/nginx/error.log" -p "$work/nginx/" -c "$work/nginx/nginx.conf" \
 	>"$work/nginx/stdout" 2>&1 &
 nginx_pid=$!
@@ -386,7 +384,8 @@ qf http_setup.sql -v nginx_url="$nginx_url" -v nginx_conc="$nginx_conc" -v slow_
 	-v tls_url="https://127.0.0.1:$nginx_tls_port" -v ca="$(cat "$work/tls/ca.crt")" \
 	-v limit_url="http://127.0.0.1:$nginx_limit_port" -v paced_items="$paced_items" \
 	-v slow_conc="$slow_conc" -v items="$items" -v slow_items="$slow_items" -v rss_chunk="$rss_chunk" \
-	-v warmup="$warmup" -v diag="$diag_items" >/dev/null || {
+	-v warmup="$warmup" -v diag="$diag_items" -v sleep_url="http://127.0.0.1:$nginx_sleep_port" \
+	-v flight_items="$(for f in $flights; do printf '%s,' $((f * flight_s)); done | sed 's/,$//')" >/dev/null || {
 	echo "bench/http_setup.sql failed: $(cat "$work/last.err")" >&2
 	exit 1
 }
@@ -491,6 +490,10 @@ section_1() {
 	[ -n "$wrk_rps" ] && printf '   best as a share of the loopback ceiling: %s%%\n' "$(pct "$best_rate" "$wrk_rps")"
 	[ -n "$curl_rps" ] && printf '   default against curl --parallel: %sx (target: >= 1.0x)\n' \
 		"$(awk -v a="$default_rate" -v b="$curl_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
+	# pgsql-http is not in Debian's archive: ../shared/ANCHORS.md measured it
+	# in one run next to curl (keep-alive, 4 sessions 11,171/s; curl 14,451/s)
+	[ -n "$curl_rps" ] && printf '   default against pgsql-http, 4 sessions, keep-alive (estimated as 0.773 x curl): %sx (target: >= 1.3x)\n' \
+		"$(awk -v a="$default_rate" -v b="$curl_rps" 'BEGIN { if (b > 0) printf "%.2f", a / (b * 11171 / 14451); else print "-" }')"
 	echo "   target: >= 10,000 HTTP stage completions/s, every result durably recorded"
 	echo
 	echo "   the same over HTTPS + HTTP/2 (nginx TLS, proxying to the server above), workers 2, claim 100:"
@@ -660,6 +663,59 @@ section_6() {
 		"${R_WALL:-0}" "$(awk -v w="${R_WALL:-0}" -v i="$ideal" 'BEGIN { printf "%.2f", w / i }')" \
 		"$R_DONE" "$n429" "$R_ATT"
 	echo "   (the fake API answers after ${slow_ms} ms; a 429 is retried after a backoff of 200 ms and up)"
+}
+
+# ---------------------------------------------------------------- 7. in flight
+# the private memory (RssAnon, MB) of the given pids together
+anon_of() {
+	local p t=0
+	for p in "$@"; do t=$(awk -v t="$t" '/^RssAnon/ { t += $2 / 1024 } END { printf "%.1f", t }' "/proc/$p/status" 2>/dev/null || echo "$t"); done
+	echo "$t"
+}
+section_7() {
+	local f n pids idle peak grow
+	echo
+	echo "7. Many in flight: nginx answering every request after 1 s (echo_sleep), workers 2, claim $flight_claim,"
+	echo "   max_http_in_flight = in flight / 2, the endpoint's max_concurrency = in flight; items = in flight"
+	echo "   x $flight_s; ideal = in flight / 1 s.  Fresh executors for each row."
+	echo
+	printf '   %9s %8s %9s %9s %7s %7s %13s %13s %7s\n' "in flight" "items" "ideal/s" "achieved" "share" \
+		"wall s" "idle anon MB" "peak anon MB" "KB/req"
+	for f in $flights; do
+		n=$((f * flight_s))
+		set_gucs pgbatch.workers 0
+		wait_executors 0 || continue
+		q -c "SELECT batch.alter_endpoint('sleepy', max_concurrency => $f)" >/dev/null
+		set_gucs pgbatch.workers 2 pgbatch.max_http_in_flight $((f / 2)) pgbatch.claim_batch_size "$flight_claim"
+		wait_executors 2 || continue
+		settle
+		pids=$(exec_pids)
+		# shellcheck disable=SC2086
+		idle=$(anon_of $pids)
+		# the peak private memory of the executors, read every 200 ms
+		# shellcheck disable=SC2086
+		(
+			m=0
+			while :; do
+				m=$(awk -v m="$m" -v c="$(anon_of $pids)" 'BEGIN { print (c > m ? c : m) }')
+				echo "$m" >"$work/anon_peak"
+				sleep 0.2
+			done
+		) &
+		sampler=$!
+		run_batch http_sleepy "$n" "flight_$f" || true
+		stop_pid "$sampler"
+		sampler=
+		peak=$(cat "$work/anon_peak" 2>/dev/null || echo "$idle")
+		grow=$(awk -v a="$idle" -v b="$peak" -v f="$f" 'BEGIN { printf "%.1f", (b - a) * 1024 / f }')
+		printf '   %9s %8s %9s %9s %6s%% %7.2f %13s %13s %7s\n' "$(num "$f")" "$(num "$n")" "$(num "$f")" \
+			"$(num "$(rate "$R_DONE" "${R_WALL:-0}")")" "$(pct "$(rate "$R_DONE" "${R_WALL:-0}")" "$f")" \
+			"${R_WALL:-0}" "$idle" "$peak" "$grow"
+		[ -z "$R_ERR" ] || printf '   %9s !! %s\n' "" "$R_ERR"
+	done
+	set_gucs pgbatch.max_http_in_flight "$in_flight_per_worker" pgbatch.claim_batch_size 100
+	echo "   (anon: the executors' private memory, RssAnon, both together; KB/req = (peak - idle) / in flight)"
+	echo "   target: >= 95% of ideal"
 }
 
 # warm-up, not reported: the executors plan their statements on a filled

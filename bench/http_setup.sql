@@ -8,9 +8,10 @@
  *
  * psql variables: nginx_url, nginx_conc (max_concurrency of the nginx
  * endpoint), tls_url and ca (nginx over HTTPS, and the PEM of its CA),
- * slow_url, slow_conc, limit_url (nginx with limit_req), and the sizes of
- * the arrays to build: items, slow_items, rss_chunk, warmup, diag,
- * paced_items.
+ * slow_url, slow_conc, limit_url (nginx with limit_req), sleep_url (nginx
+ * answering after 1 s), and the sizes of the arrays to build: items,
+ * slow_items, rss_chunk, warmup, diag, paced_items, and flight_items (a
+ * comma-separated list).
  */
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
@@ -39,6 +40,11 @@ SELECT batch.create_pipeline('http_headers',
 	   "path": "/v1/limited?rl_requests=20&rl_window=1&rl_style=openai"}}]',
 	retry => '{"max_retries": 20, "backoff_base": "200 ms", "backoff_max": "2 s"}');
 
+-- many in flight (section 7): max_concurrency is set by each run
+SELECT batch.create_endpoint('sleepy', :'sleep_url', max_concurrency => 1000);
+SELECT batch.create_pipeline('http_sleepy',
+	'[{"name": "call", "http": {"endpoint": "sleepy", "method": "POST", "path": "/v1/chat"}}]');
+
 SELECT batch.create_pipeline('http_nginx',
 	'[{"name": "call", "http": {"endpoint": "nginx", "method": "POST", "path": "/x"}}]');
 SELECT batch.create_pipeline('http_nginx_tls',
@@ -53,7 +59,7 @@ SELECT batch.create_pipeline('sql_3', '[{"name": "s1", "sql": "bench.noop"},
 CREATE TABLE bench.arrays (n integer PRIMARY KEY, a jsonb NOT NULL);
 INSERT INTO bench.arrays
 SELECT s.n, (SELECT jsonb_agg(jsonb_build_object('n', g)) FROM generate_series(1, s.n) g)
-FROM (SELECT DISTINCT unnest(ARRAY[:items, :slow_items, :rss_chunk, :warmup, :diag, :paced_items]::integer[]) AS n) s;
+FROM (SELECT DISTINCT unnest(ARRAY[:items, :slow_items, :rss_chunk, :warmup, :diag, :paced_items, :flight_items]::integer[]) AS n) s;
 
 /*
  * Waits until batch bid has finished (completed, partial, failed or

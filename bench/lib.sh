@@ -5,6 +5,13 @@
 #                       memory and checkpoints sized for bulk work, commits
 #                       durable (fsync and synchronous_commit stay on), and
 #                       1,000,000-item batches submitted in one call
+#   stop_pid PID        stops a child of the script by its pid (TERM, up to 5 s), and
+#                       reaps it; nothing if PID is empty or gone
+#   bench_nginx_conf DIR PORT [TOP] [SERVERS]
+#                       writes DIR/nginx.conf: loopback only, one worker, keep-alive
+#                       without limits, answering {"ok":true} on 127.0.0.1:PORT;
+#                       TOP goes before the main context's settings (load_module),
+#                       SERVERS inside the http block after that server
 
 # shellcheck disable=SC2034
 PGB_BENCH_SETTINGS=(
@@ -21,3 +28,44 @@ PGB_BENCH_SETTINGS=(
 	random_page_cost=1.1
 	pgbatch.max_items_per_call=1000000
 )
+
+bench_nginx_conf() {
+	local dir=$1 port=$2 top=${3:-} servers=${4:-}
+	cat >"$dir/nginx.conf" <<EOF
+# the benchmark's nginx: loopback only, one worker, answers every request
+$top
+worker_processes 1;
+worker_rlimit_nofile 16384;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 12000; }
+http {
+	access_log off;
+	client_body_temp_path $dir/body;
+	proxy_temp_path $dir/proxy;
+	fastcgi_temp_path $dir/fastcgi;
+	uwsgi_temp_path $dir/uwsgi;
+	scgi_temp_path $dir/scgi;
+	keepalive_requests 100000000;
+	keepalive_timeout 600s;
+	server {
+		listen 127.0.0.1:$port;
+		location / { default_type application/json; return 200 '{"ok":true}'; }
+	}
+$servers
+}
+EOF
+}
+
+stop_pid() {
+	local pid=$1
+	[ -n "$pid" ] || return 0
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 1 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	wait "$pid" 2>/dev/null || true
+}

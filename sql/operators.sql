@@ -90,6 +90,17 @@ WHERE metric LIKE 'pgbatch_endpoint%' GROUP BY 1, 2 ORDER BY 1;
 -- set_owner() by id too
 SELECT batch.set_owner(:ops1, current_user);
 
+-- set_priority(): by name and by id, bounded, logged once per change
+SELECT batch.set_priority('ops1', 5);
+SELECT batch.set_priority(:ops1, 5);
+SELECT priority FROM batch.batches WHERE name = 'ops1';
+SELECT event, message, detail FROM batch.events
+WHERE batch_id = :ops1 AND event = 'priority_changed' ORDER BY id;
+SELECT batch.set_priority('ops1', 1001);
+SELECT batch.set_priority('ops1', NULL);
+SELECT batch.set_priority(NULL::bigint, 1);
+SELECT batch.set_priority('no_such_batch', 1);
+
 -- roles: readers see metrics, not costs; operators rerun their own batches
 CREATE ROLE regress_ops_reader IN ROLE pgbatch_reader;
 CREATE ROLE regress_ops_op IN ROLE pgbatch_operator;
@@ -97,10 +108,13 @@ SET ROLE regress_ops_reader;
 SELECT count(*) FROM batch.metrics WHERE batch = 'ops1';
 SELECT * FROM batch.costs;
 SELECT batch.rerun_stage('ops1', 'voice');
+SELECT batch.set_priority('ops1', 9);
 RESET ROLE;
 SET ROLE regress_ops_op;
 SELECT batch.rerun_stage('ops1', 'voice');
+SELECT batch.set_priority('ops1', 9);
 SELECT count(*) FROM batch.costs;
 RESET ROLE;
+SELECT priority FROM batch.batches WHERE name = 'ops1';
 DROP ROLE regress_ops_reader, regress_ops_op;
 DROP SCHEMA ops CASCADE;

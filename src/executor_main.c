@@ -155,7 +155,10 @@ owner_busy_elsewhere(Oid owner)
  *		after the owner this executor served last, and with the owners no
  *		other executor is serving), then between each owner's batches, so
  *		that neither a huge batch nor one team's slow stages starve the
- *		others.  Stops starting items after its time slice (PGB_SLICE_MS).
+ *		others.  Within an owner's turn, batches of a higher priority come
+ *		first, and a lower one gets items only when the higher ones had
+ *		fewer due than their share.  Stops starting items after its time
+ *		slice (PGB_SLICE_MS).
  *		Returns how many items it ran; *more says whether it should claim
  *		again at once.
  */
@@ -166,6 +169,7 @@ claim_fair(PgbExecState *ex, int limit, bool *more)
 	PgbWorkerSlot *mine = pgb_my_slot();
 	int64	   *batches;
 	Oid		   *owners;
+	int32	   *priorities;
 	bool	   *busy;
 	int			nbatches;
 	int			claimed = 0;
@@ -175,17 +179,18 @@ claim_fair(PgbExecState *ex, int limit, bool *more)
 	uint64		k;
 
 	if (active_plan == NULL)
-		active_plan = pgb_prepare("SELECT c.batch_id, b.owner::text FROM batch.counters c"
+		active_plan = pgb_prepare("SELECT c.batch_id, b.owner::text, b.priority FROM batch.counters c"
 								  " JOIN batch.batches b ON b.id = c.batch_id"
-								  " GROUP BY c.batch_id, b.owner"
+								  " GROUP BY c.batch_id, b.owner, b.priority"
 								  " HAVING sum(c.pending + c.retrying) > 0"
-								  " ORDER BY b.owner, c.batch_id",
+								  " ORDER BY b.owner, b.priority DESC, c.batch_id",
 								  0, NULL);
 	if (pgb_execute(active_plan, NULL, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pgbatch: listing batches with waiting items failed");
 	nbatches = (int) SPI_processed;
 	batches = palloc(sizeof(int64) * Max(nbatches, 1));
 	owners = palloc(sizeof(Oid) * Max(nbatches, 1));
+	priorities = palloc(sizeof(int32) * Max(nbatches, 1));
 	busy = palloc(sizeof(bool) * Max(nbatches, 1));
 	for (k = 0; k < SPI_processed; k++)
 	{
@@ -195,6 +200,8 @@ claim_fair(PgbExecState *ex, int limit, bool *more)
 												 SPI_tuptable->tupdesc, 1, &isnull));
 		owners[k] = get_role_oid(SPI_getvalue(SPI_tuptable->vals[k],
 											  SPI_tuptable->tupdesc, 2), true);
+		priorities[k] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[k],
+													SPI_tuptable->tupdesc, 3, &isnull));
 		busy[k] = owner_busy_elsewhere(owners[k]);
 		/* start with the first batch of the owner after the one served last */
 		if (start == 0 && k > 0 && owners[k - 1] == last_owner && owners[k] != last_owner)
@@ -213,6 +220,7 @@ claim_fair(PgbExecState *ex, int limit, bool *more)
 	for (pass = 0; pass < 2 && claimed < limit && !ex->sliced; pass++)
 	{
 		int			i;
+		int			full = -1;	/* a batch that had its whole share due */
 
 		for (i = 0; i < nbatches && claimed < limit && !ex->sliced; i++)
 		{
@@ -227,6 +235,10 @@ claim_fair(PgbExecState *ex, int limit, bool *more)
 			/* an extra executor is there for the owners nobody serves */
 			if (busy[b] && mine->extra)
 				continue;
+			/* the owner's batches of a higher priority had enough */
+			if (full >= 0 && owners[full] == owners[b] &&
+				priorities[full] > priorities[b])
+				continue;
 			n = pgb_claim_locked(batches[b], InvalidOid, GetCurrentTimestamp(),
 								 want, &cursor, &items);
 			if (n > 0)
@@ -240,6 +252,8 @@ claim_fair(PgbExecState *ex, int limit, bool *more)
 			}
 			if (n == want || ex->sliced)
 				*more = true;
+			if (n == want)
+				full = b;
 			claimed += n;
 		}
 	}
@@ -568,6 +582,9 @@ pgbatch_executor_main(Datum main_arg)
 			if (req->state == PGB_HTTP_DONE && !req->aborted)
 				pgb_my_slot()->requests++;
 		}
+		/* their places go to waiting requests now, not after the recording */
+		if (executor.results != NULL)
+			(void) pgb_http_dispatch();
 		pgb_my_slot()->in_flight = pgb_http_in_flight();
 
 		now = GetCurrentTimestamp();

@@ -2,9 +2,11 @@
  *
  * http.c
  *		The HTTP transport of a backend, through libcurl's multi interface:
- *		many requests in flight at once, their sockets waited on in one
- *		WaitEventSet together with the process latch, so that new work and
- *		shutdown are seen at once.  Requests wait in a queue until their
+ *		many requests in flight at once, their sockets kept in an epoll set
+ *		of our own (each added, changed and removed as libcurl asks, so
+ *		thousands in flight cost nothing per wait), which is waited on in
+ *		one WaitEventSet together with the process latch, so that new work
+ *		and shutdown are seen at once.  Requests wait in a queue until their
  *		endpoint's shared limits (concurrency, rate, tokens, what the
  *		provider's headers said, Retry-After pause, circuit breaker;
  *		endpoint.c) let them go; how each connects (the SSRF guard, the
@@ -21,10 +23,14 @@
  */
 #include "postgres.h"
 
+#include <sys/epoll.h>
+#include <sys/resource.h>
+
 #include <curl/curl.h>
 
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "storage/fd.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -38,80 +44,67 @@
 #include "rate_headers.h"
 #include "security.h"
 
-/* a socket libcurl asked us to watch */
-typedef struct HttpSocket
-{
-	curl_socket_t fd;
-	int			what;			/* CURL_POLL_IN / OUT / INOUT */
-	int			pos;			/* position in the WaitEventSet, or -1 */
-	bool		modified;		/* 'what' changed since the set was built */
-} HttpSocket;
-
 static CURLM *multi = NULL;
 static PgbHttpRequest *waiting_head = NULL;
 static PgbHttpRequest *waiting_tail = NULL;
 static PgbHttpRequest *done_head = NULL;
-static PgbHttpRequest *in_flight_head = NULL;	/* linked by next */
+static PgbHttpRequest *in_flight_head = NULL;	/* linked by next and prev */
 static int	n_in_flight = 0;
 static int	n_waiting = 0;
 
 /* requests this executor holds (prepared, waiting or in flight) per endpoint */
 static int *endpoint_load = NULL;
 
-static HttpSocket *sockets = NULL;
-static int	n_sockets = 0;
-static int	max_sockets = 0;
-static bool sockets_changed = true;
+/*
+ * When each endpoint last answered this backend (CURLOPT_PIPEWAIT, in
+ * start_transfer); a minute is well within the two minutes libcurl keeps an
+ * idle connection (CURLOPT_MAXAGE_CONN), so its connections are still there.
+ */
+static TimestampTz *endpoint_answered_at = NULL;
+#define PGB_ANSWERED_RECENTLY_MS 60000
+
+/* endpoints a dispatch pass remembers as saying wait */
+#define PGB_DISPATCH_BLOCKED 32
+
+/* libcurl's sockets; the wait set holds the latch, postmaster death and it */
+static int	epoll_fd = -1;
 static WaitEventSet *wes = NULL;
+
+/* socketp of a socket in the epoll set (libcurl forgets it at removal) */
+static char socket_known;
 
 static bool timer_set = false;
 static TimestampTz timer_at = 0;
 
 /*
  * socket_callback
- *		CURLMOPT_SOCKETFUNCTION: remember which sockets to wait on and how.
- *		Adding or removing a socket rebuilds the wait set before the next
- *		wait; a change of direction is applied in place.
+ *		CURLMOPT_SOCKETFUNCTION: adds a socket to the epoll set, changes
+ *		what it is waited for, or removes it, as libcurl asks; O(1) whatever
+ *		the number of sockets.  A socket libcurl has seen added carries
+ *		socket_known as its socketp.  Returns -1 (libcurl fails the transfer)
+ *		if the kernel refuses.
  */
 static int
 socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-	int			i;
+	struct epoll_event ev;
 
-	for (i = 0; i < n_sockets; i++)
-		if (sockets[i].fd == fd)
-			break;
-
-	if (what == CURL_POLL_REMOVE || what == CURL_POLL_NONE)
+	if (what == CURL_POLL_REMOVE)
 	{
-		if (i < n_sockets)
-		{
-			sockets[i] = sockets[--n_sockets];
-			sockets_changed = true;
-		}
+		/* it may be closed already, which removed it */
+		(void) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, NULL);
 		return 0;
 	}
-	if (i == n_sockets)
-	{
-		if (n_sockets == max_sockets)
-		{
-			int			newmax = Max(16, max_sockets * 2);
-			HttpSocket *grown = realloc(sockets, sizeof(HttpSocket) * newmax);
-
-			if (grown == NULL)
-				return -1;		/* libcurl fails the transfer */
-			sockets = grown;
-			max_sockets = newmax;
-		}
-		sockets[n_sockets].fd = fd;
-		sockets[n_sockets].pos = -1;
-		sockets[n_sockets].what = 0;
-		n_sockets++;
-		sockets_changed = true;
-	}
-	if (sockets[i].what != what)
-		sockets[i].modified = true;
-	sockets[i].what = what;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) |
+		((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+	ev.data.fd = fd;
+	if (socketp != NULL)
+		return epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &ev) == 0 ? 0 : -1;
+	if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0 &&
+		(errno != EEXIST || epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &ev) != 0))
+		return -1;
+	curl_multi_assign(multi, fd, &socket_known);
 	return 0;
 }
 
@@ -186,8 +179,40 @@ progress_callback(void *userp, curl_off_t dltotal, curl_off_t dlnow,
 void
 pgb_http_init(void)
 {
+	struct rlimit rl;
+
 	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
 		elog(ERROR, "pgbatch: could not initialize libcurl");
+
+	/*
+	 * A socket per request in flight: lift the soft limit on open files
+	 * (often 1024) to the hard one.  PostgreSQL's own file budget was fixed
+	 * at startup from max_files_per_process and is not touched.
+	 */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
+	{
+		rl.rlim_cur = rl.rlim_max;
+		(void) setrlimit(RLIMIT_NOFILE, &rl);
+	}
+
+	if (!AcquireExternalFD())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("pgbatch: no file descriptor left for the HTTP sockets' wait set"),
+				 errhint("Raise max_files_per_process, or the operating system's limit on open files.")));
+	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (epoll_fd < 0)
+	{
+		ReleaseExternalFD();
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("pgbatch: could not create an epoll set: %m")));
+	}
+	wes = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(wes, WL_SOCKET_READABLE, epoll_fd, NULL, NULL);
+
 	multi = curl_multi_init();
 	if (multi == NULL)
 		elog(ERROR, "pgbatch: could not create a libcurl multi handle");
@@ -260,14 +285,17 @@ pgb_http_shutdown(void)
 		curl_multi_cleanup(multi);
 		multi = NULL;
 	}
-	free(sockets);
-	sockets = NULL;
-	n_sockets = max_sockets = 0;
 	n_in_flight = 0;
 	if (wes)
 	{
 		FreeWaitEventSet(wes);
 		wes = NULL;
+	}
+	if (epoll_fd >= 0)
+	{
+		close(epoll_fd);
+		ReleaseExternalFD();
+		epoll_fd = -1;
 	}
 	timer_set = false;
 }
@@ -396,14 +424,30 @@ start_transfer(PgbHttpRequest *req)
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	/* every encoding libcurl decodes; max_response_size counts decoded bytes */
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
-	/* wait for a connection that may multiplex rather than open another */
-	curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
-	req->errbuf[0] = '\0';
+	/*
+	 * Wait for a connection that may multiplex (HTTP/2) rather than open
+	 * another: over TLS always (the handshake says at once), over plain
+	 * HTTP when the endpoint answered in the last minute.  Otherwise a
+	 * plain HTTP connection says it cannot multiplex only with its first
+	 * answer, so every request waiting for it would go one response time
+	 * late (1 s for all but one of a thousand requests to an LLM).  Once
+	 * it has answered, waiting keeps requests on the connections there are
+	 * (as before this rule: bench/http.sh showed no gain in dropping it).
+	 */
 	req->started_at = GetCurrentTimestamp();
+	if (pg_strncasecmp(req->url, "https:", 6) == 0 ||
+		(endpoint_answered_at &&
+		 !TimestampDifferenceExceeds(endpoint_answered_at[req->endpoint_index],
+									 req->started_at, PGB_ANSWERED_RECENTLY_MS)))
+		curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+	req->errbuf[0] = '\0';
 	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
 		return false;
 	req->state = PGB_HTTP_IN_FLIGHT;
+	req->prev = NULL;
 	req->next = in_flight_head;
+	if (in_flight_head)
+		in_flight_head->prev = req;
 	in_flight_head = req;
 	n_in_flight++;
 	return true;
@@ -425,18 +469,35 @@ pgb_http_dispatch(void)
 	PgbHttpRequest *prev = NULL;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz retry_at = 0;
+	int			blocked[PGB_DISPATCH_BLOCKED];	/* endpoints that said wait */
+	int			n_blocked = 0;
+	int			started = 0;
 
 	while (req && n_in_flight < pgb_max_http_in_flight)
 	{
 		PgbHttpRequest *next = req->next;
 		TimestampTz until;
-		PgbEndpointVerdict verdict = pgb_endpoint_acquire(req->endpoint_index, now,
-																	 req->token_estimate, &until);
+		PgbEndpointVerdict verdict;
+		int			b;
 
+		/* an endpoint that said wait says it again in this pass */
+		for (b = 0; b < n_blocked; b++)
+			if (blocked[b] == req->endpoint_index)
+				break;
+		if (b < n_blocked)
+		{
+			prev = req;
+			req = next;
+			continue;
+		}
+		verdict = pgb_endpoint_acquire(req->endpoint_index, now,
+									   req->token_estimate, &until);
 		if (verdict == PGB_EP_WAIT)
 		{
 			if (until != 0 && (retry_at == 0 || until < retry_at))
 				retry_at = until;
+			if (n_blocked < PGB_DISPATCH_BLOCKED)
+				blocked[n_blocked++] = req->endpoint_index;
 			prev = req;
 			req = next;
 			continue;
@@ -478,7 +539,21 @@ pgb_http_dispatch(void)
 			pgb_http_classify(req);
 			finish(req, PGB_HTTP_DONE);
 		}
+		else
+			started++;
 		req = next;
+	}
+
+	/*
+	 * Send them now (on the connections there are), not at the next wait:
+	 * the executor may record results before it waits again.
+	 */
+	if (started > 0)
+	{
+		int			running;
+
+		/* libcurl's timer stays: it says so if that changes */
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	}
 	return retry_at;
 }
@@ -496,7 +571,6 @@ collect(void)
 	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
 	{
 		PgbHttpRequest *req;
-		PgbHttpRequest **link;
 		long		status = 0;
 
 		if (msg->msg != CURLMSG_DONE)
@@ -504,14 +578,22 @@ collect(void)
 
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req);
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
-		for (link = &in_flight_head; *link; link = &(*link)->next)
-			if (*link == req)
-			{
-				*link = req->next;
-				break;
-			}
+		if (req->prev)
+			req->prev->next = req->next;
+		else
+			in_flight_head = req->next;
+		if (req->next)
+			req->next->prev = req->prev;
+		req->prev = NULL;
 		req->result = msg->data.result;
 		req->status = status;
+		if (status > 0)
+		{
+			if (endpoint_answered_at == NULL)
+				endpoint_answered_at = MemoryContextAllocZero(TopMemoryContext,
+															  sizeof(TimestampTz) * pgb_max_endpoints);
+			endpoint_answered_at[req->endpoint_index] = GetCurrentTimestamp();
+		}
 		curl_multi_remove_handle(multi, req->easy);
 		curl_easy_cleanup(req->easy);
 		req->easy = NULL;
@@ -537,28 +619,43 @@ collect(void)
 }
 
 /*
- * rebuild_wait_set
- *		A new wait set: the latch, postmaster death, and libcurl's sockets.
+ * drive
+ *		Lets libcurl work on the sockets that are ready and on its timer,
+ *		then collects the transfers that finished.  Never waits.
  */
 static void
-rebuild_wait_set(void)
+drive(void)
 {
+	struct epoll_event ready[256];
+	int			nready;
+	int			running;
 	int			i;
 
-	if (wes)
-		FreeWaitEventSet(wes);
-	wes = CreateWaitEventSet(TopMemoryContext, 2 + n_sockets);
-	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	for (i = 0; i < n_sockets; i++)
+	/* a bounded number of rounds */
+	for (int round = 0; round < 16; round++)
 	{
-		sockets[i].modified = false;
-		sockets[i].pos = AddWaitEventToSet(wes,
-										   (sockets[i].what & CURL_POLL_IN ? WL_SOCKET_READABLE : 0) |
-										   (sockets[i].what & CURL_POLL_OUT ? WL_SOCKET_WRITEABLE : 0),
-										   sockets[i].fd, NULL, NULL);
+		nready = epoll_wait(epoll_fd, ready, lengthof(ready), 0);
+		for (i = 0; i < nready; i++)
+		{
+			int			mask = 0;
+
+			if (ready[i].events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
+				mask |= CURL_CSELECT_IN;
+			if (ready[i].events & EPOLLOUT)
+				mask |= CURL_CSELECT_OUT;
+			if (ready[i].events & EPOLLERR)
+				mask |= CURL_CSELECT_ERR;
+			curl_multi_socket_action(multi, ready[i].data.fd, mask, &running);
+		}
+		if (nready < (int) lengthof(ready))
+			break;
 	}
-	sockets_changed = false;
+	if (timer_set && GetCurrentTimestamp() >= timer_at)
+	{
+		timer_set = false;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+	collect();
 }
 
 /*
@@ -570,9 +667,8 @@ rebuild_wait_set(void)
 bool
 pgb_http_wait(long timeout_ms)
 {
-	WaitEvent	events[64];
+	WaitEvent	events[3];
 	int			nevents;
-	int			running;
 	int			i;
 	bool		latch_set = false;
 	TimestampTz now = GetCurrentTimestamp();
@@ -583,45 +679,11 @@ pgb_http_wait(long timeout_ms)
 
 		timeout_ms = Max(0, Min(timeout_ms, curl_ms));
 	}
-	if (sockets_changed || wes == NULL)
-		rebuild_wait_set();
-	else
-	{
-		for (i = 0; i < n_sockets; i++)
-			if (sockets[i].modified && sockets[i].pos >= 0)
-			{
-				ModifyWaitEvent(wes, sockets[i].pos,
-								(sockets[i].what & CURL_POLL_IN ? WL_SOCKET_READABLE : 0) |
-								(sockets[i].what & CURL_POLL_OUT ? WL_SOCKET_WRITEABLE : 0),
-								NULL);
-				sockets[i].modified = false;
-			}
-	}
-
 	nevents = WaitEventSetWait(wes, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
 	for (i = 0; i < nevents; i++)
-	{
-		WaitEvent  *ev = &events[i];
-		int			mask = 0;
-
-		if (ev->events & WL_LATCH_SET)
-		{
+		if (events[i].events & WL_LATCH_SET)
 			latch_set = true;
-			continue;
-		}
-		if (ev->events & WL_SOCKET_READABLE)
-			mask |= CURL_CSELECT_IN;
-		if (ev->events & WL_SOCKET_WRITEABLE)
-			mask |= CURL_CSELECT_OUT;
-		if (mask)
-			curl_multi_socket_action(multi, ev->fd, mask, &running);
-	}
-	if (timer_set && GetCurrentTimestamp() >= timer_at)
-	{
-		timer_set = false;
-		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	}
-	collect();
+	drive();
 	return latch_set;
 }
 

@@ -85,6 +85,7 @@ typedef struct PgbHttpRequest
 	TimestampTz finished_at;
 	TimestampTz release_until;	/* PGB_HTTP_RELEASED: when to try again */
 	struct PgbHttpRequest *next;
+	struct PgbHttpRequest *prev;	/* in flight: the list is doubly linked */
 } PgbHttpRequest;
 
 extern void pgb_http_init(void);

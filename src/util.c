@@ -92,7 +92,9 @@ pgb_prepare(const char *sql, int nargs, Oid *argtypes)
  * pgb_prepare_opts
  *		pgb_prepare() with cursor options: CURSOR_OPT_CUSTOM_PLAN for
  *		statements whose best plan depends on how big batch.items has grown,
- *		so that a plan made while it was small is never kept.
+ *		so that a plan made while it was small is never kept;
+ *		CURSOR_OPT_GENERIC_PLAN for those whose custom plans go wrong on a
+ *		batch the statistics do not know yet (claim.c).
  */
 SPIPlanPtr
 pgb_prepare_opts(const char *sql, int nargs, Oid *argtypes, int options)

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import resource
 import signal
 import socket
 import struct
@@ -1048,6 +1049,11 @@ def main(argv=None):
         ap.error("--port must be 0..65535")
     if args.max_hang <= 0 or args.latency_ms < 0 or args.log_cap < 1 or args.key_cap < 1:
         ap.error("--max-hang must be > 0; --latency-ms >= 0; caps >= 1")
+    # a socket per client connection: thousands at once need more than the
+    # usual soft limit of 1024 open files
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     asyncio.run(Server(args).main())
     # Everything is closed and flushed: skip freeing the (possibly millions of)
     # recorded objects one by one, so that SIGTERM ends the process promptly.

@@ -41,6 +41,8 @@ GRANT EXECUTE ON FUNCTION
 	batch.schedule_submit(text,text,text,text),
 	batch.set_owner(bigint,name),
 	batch.set_owner(text,name),
+	batch.set_priority(bigint,integer),
+	batch.set_priority(text,integer),
 	batch.submit(text,jsonb,text),
 	batch.unschedule_retry(bigint),
 	batch.unschedule_retry(text),

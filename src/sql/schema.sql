@@ -129,7 +129,8 @@ CREATE TABLE batch.batches (
 	cancelled_by	name,
 	purged_at		timestamptz,
 	counted_at		timestamptz,
-	announced_at	timestamptz
+	announced_at	timestamptz,
+	priority		integer NOT NULL DEFAULT 0
 );
 ALTER SEQUENCE batch.batches_id_seq OWNED BY batch.batches.id;
 
@@ -352,6 +353,7 @@ COMMENT ON COLUMN batch.batches.cancelled_by IS 'The role that cancelled the bat
 COMMENT ON COLUMN batch.batches.purged_at IS 'When maintenance purged the batch''s attempt history and outputs (pgbatch.retention); NULL if it was not purged.';
 COMMENT ON COLUMN batch.batches.counted_at IS 'When maintenance last checked the counters of the finished batch against its items; NULL until then.';
 COMMENT ON COLUMN batch.batches.announced_at IS 'When the end of the batch was last announced to listeners (event batch_finished); NULL if never.';
+COMMENT ON COLUMN batch.batches.priority IS 'Among the batches of one owner, those of a higher priority run first (batch.set_priority()); owners still take turns. 0 by default.';
 
 COMMENT ON TABLE batch.items IS
 	'items: one JSON payload each, with its stage, state, attempts and last error';

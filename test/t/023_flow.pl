@@ -15,6 +15,18 @@
 #    not for the next poll: every retry starts well within the poll interval
 #    of its due time (tests assert behaviour, not speed: bench/ prints the
 #    lateness).
+# 3. Many in flight: one executor with 1,200 requests in flight
+#    (max_http_in_flight and max_concurrency 1,200) against an API that
+#    answers each after 3 s.  Every request goes on its first attempt (above
+#    the usual soft limit of 1,024 open files, which the executor lifts), and
+#    they all go at once: every one reaches the API before its first answer
+#    (plain HTTP requests no longer wait, with CURLOPT_PIPEWAIT, for the first
+#    connection to say whether it multiplexes, which it says only with its
+#    answer).
+# 4. Priority: one owner's two batches of 300 items (a SQL stage of 5 ms),
+#    submitted together, the second with batch.set_priority() 10.  It runs
+#    first: fewer than half of the other batch's items are done when its
+#    last item completes (taking turns, nearly all of them were).
 
 use strict;
 use warnings;
@@ -60,6 +72,43 @@ my ($n, $worst) = split /\|/, sql(q{SELECT count(*), round(max(extract(epoch FRO
 	WHERE b.name = 'retries' AND a1.attempt = 1});
 is($n, 20, 'every item was retried once');
 cmp_ok($worst, '<', 5, "every retry started within 5 s of its due time, not at the 30 s poll (latest: $worst s)");
+
+# 3. many in flight
+sql(q{ALTER SYSTEM SET pgbatch.max_http_in_flight = 1200});
+sql(q{SELECT pg_reload_conf()});
+sql(q{SELECT batch.create_endpoint('wide', '} . $api->{url} . q{', max_concurrency => 1200)});
+sql(q{SELECT batch.create_pipeline('wide', '[{"name": "call", "http": {"endpoint": "wide", "path": "/v1/wide"}}]')});
+sleep 1;
+my $seq0 = PgBatchTest::fake_api_json($api, '/_stats?keys=0')->{log_next_seq};
+sql(q{SELECT batch.submit('wide', (SELECT jsonb_agg(jsonb_build_object('n', i, 'fault', 'slow=3000'))
+	FROM generate_series(1, 1200) i), name => 'wide')});
+is(wait_batch_done('wide', 120), 'completed 1200 0', 'the 1,200 items with 1,200 in flight completed');
+is(sql(q{SELECT count(*) FROM batch.attempts a JOIN batch.batches b ON b.id = a.batch_id
+	WHERE b.name = 'wide'}), 1200, 'each on its first attempt (no socket was refused)');
+my $log = PgBatchTest::fake_api_json($api, "/_stats/requests?since=$seq0&limit=5000")->{requests};
+my @wide = grep { $_->{path} eq '/v1/wide' } @$log;
+my ($first_answer) = sort { $a <=> $b } map { $_->{t_done} // 9e99 } @wide;
+my $before_answer = grep { $_->{t} < $first_answer } @wide;
+is(scalar(@wide), 1200, 'the API saw 1,200 requests');
+cmp_ok($before_answer, '>=', 1150,
+	"the requests reached the API before its first answer ($before_answer of 1,200)");
+
+# 4. priority between one owner's batches
+sql(q{CREATE FUNCTION public.five_ms(p jsonb, o jsonb) RETURNS jsonb LANGUAGE sql
+	AS 'SELECT jsonb_build_object(''slept'', pg_sleep(0.005) IS NULL)'});
+sql(q{SELECT batch.create_pipeline('five', '[{"name": "wait", "sql": "public.five_ms"}]')});
+sql(q{BEGIN;
+SELECT batch.submit('five', (SELECT jsonb_agg(jsonb_build_object('n', i)) FROM generate_series(1, 300) i), name => 'low');
+SELECT batch.submit('five', (SELECT jsonb_agg(jsonb_build_object('n', i)) FROM generate_series(1, 300) i), name => 'high');
+SELECT batch.set_priority('high', 10);
+COMMIT;});
+is(wait_batch_done('low', 120), 'completed 300 0', 'the batch of priority 0 completed');
+is(wait_batch_done('high', 120), 'completed 300 0', 'the batch of priority 10 completed');
+my $low_first = sql(q{SELECT count(*) FROM batch.items i JOIN batch.batches b ON b.id = i.batch_id
+	WHERE b.name = 'low' AND i.finished_at < (SELECT max(h.finished_at) FROM batch.items h
+		JOIN batch.batches hb ON hb.id = h.batch_id WHERE hb.name = 'high')});
+cmp_ok($low_first, '<', 150,
+	"the batch of priority 10 ran first ($low_first of the other's 300 items were done before its last)");
 
 $node->stop;
 done_testing();
