@@ -195,23 +195,30 @@ pgb_http_init(void)
 		(void) setrlimit(RLIMIT_NOFILE, &rl);
 	}
 
-	if (!AcquireExternalFD())
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("pgbatch: no file descriptor left for the HTTP sockets' wait set"),
-				 errhint("Raise max_files_per_process, or the operating system's limit on open files.")));
-	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	/* what an earlier call that failed half-way made is kept, not leaked */
 	if (epoll_fd < 0)
 	{
-		ReleaseExternalFD();
-		ereport(ERROR,
-				(errcode_for_socket_access(),
-				 errmsg("pgbatch: could not create an epoll set: %m")));
+		if (!AcquireExternalFD())
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("pgbatch: no file descriptor left for the HTTP sockets' wait set"),
+					 errhint("Raise max_files_per_process, or the operating system's limit on open files.")));
+		epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+		if (epoll_fd < 0)
+		{
+			ReleaseExternalFD();
+			ereport(ERROR,
+					(errcode_for_socket_access(),
+					 errmsg("pgbatch: could not create an epoll set: %m")));
+		}
 	}
-	wes = CreateWaitEventSet(TopMemoryContext, 3);
-	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	AddWaitEventToSet(wes, WL_SOCKET_READABLE, epoll_fd, NULL, NULL);
+	if (wes == NULL)
+	{
+		wes = CreateWaitEventSet(TopMemoryContext, 3);
+		AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		AddWaitEventToSet(wes, WL_SOCKET_READABLE, epoll_fd, NULL, NULL);
+	}
 
 	multi = curl_multi_init();
 	if (multi == NULL)
@@ -685,6 +692,16 @@ pgb_http_wait(long timeout_ms)
 			latch_set = true;
 	drive();
 	return latch_set;
+}
+
+/*
+ * pgb_http_has_done
+ *		Whether finished (or handed back) requests wait to be taken.
+ */
+bool
+pgb_http_has_done(void)
+{
+	return done_head != NULL;
 }
 
 /*
