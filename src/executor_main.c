@@ -555,8 +555,7 @@ pgbatch_executor_main(Datum main_arg)
 		}
 		if (dispatch_at > 0)
 			timeout_ms = Min(timeout_ms, Max(1, (dispatch_at - now) / 1000));
-		/* results to record, also requests a dispatch ended at once */
-		if (executor.results != NULL || pgb_http_has_done())
+		if (executor.results != NULL)
 			timeout_ms = 0;
 		if (pgb_my_slot()->worker == 0)
 			timeout_ms = Min(timeout_ms, Max(0, (next_reclaim - now) / 1000));

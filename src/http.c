@@ -695,16 +695,6 @@ pgb_http_wait(long timeout_ms)
 }
 
 /*
- * pgb_http_has_done
- *		Whether finished (or handed back) requests wait to be taken.
- */
-bool
-pgb_http_has_done(void)
-{
-	return done_head != NULL;
-}
-
-/*
  * pgb_http_take_done
  *		One finished (or handed back) request, or NULL; the caller frees it.
  */
