@@ -20,6 +20,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "miscadmin.h"
 #include "storage/backendid.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -60,6 +61,19 @@ typedef struct CountDelta
 
 static SPIPlanPtr upsert_plan = NULL;
 static SPIPlanPtr totals_plan = NULL;
+static SPIPlanPtr announce_plan = NULL;
+
+/*
+ * Batches whose end this executor's last transactions may not have seen:
+ * they finished items of a batch whose other items were all running,
+ * perhaps in another executor's transaction that finishes them at the same
+ * moment (each then sees the other's items still running, and neither
+ * announces the end).  Checked after commit (pgb_announce_missed_ends).
+ */
+#define PGB_MAX_SUSPECT_ENDS 64
+static int64 suspect_ends[PGB_MAX_SUSPECT_ENDS];
+static TimestampTz suspect_since[PGB_MAX_SUSPECT_ENDS];
+static int	n_suspect_ends = 0;
 
 /*
  * bucket_of
@@ -166,20 +180,13 @@ mark_announced(int64 batch_id, TimestampTz now)
 }
 
 /*
- * notify_changes
- *		Reads the new totals of the batches the statement changed (its own
- *		changes included) and tells listeners what the changes mean (see
- *		events.c).  Another transaction's uncommitted changes are not seen,
- *		so when two of them finish a batch at once neither may see it end:
- *		the maintenance job announces an end that was not (announced_at).
+ * prepare_totals
+ *		The statement that reads batches' totals from their counters: id,
+ *		cancelled, the six buckets, the first start.
  */
-static void
-notify_changes(HTAB *deltas, Datum batch_ids, TimestampTz now, bool mark_ends)
+static SPIPlanPtr
+prepare_totals(void)
 {
-	uint64		i;
-	int64	   *ended = NULL;
-	int			nended = 0;
-
 	if (totals_plan == NULL)
 	{
 		Oid			argtypes[1] = {INT8ARRAYOID};
@@ -194,7 +201,125 @@ notify_changes(HTAB *deltas, Datum batch_ids, TimestampTz now, bool mark_ends)
 								  " GROUP BY b.id, b.cancelled_at",
 								  1, argtypes);
 	}
-	if (pgb_execute(totals_plan, &batch_ids, NULL, false, 0) != SPI_OK_SELECT)
+	return totals_plan;
+}
+
+/*
+ * note_suspect_end
+ *		Remembers a batch whose end may be hidden (see suspect_ends), with
+ *		the time of the first such note.
+ */
+static void
+note_suspect_end(int64 batch_id, TimestampTz now)
+{
+	int			i;
+
+	for (i = 0; i < n_suspect_ends; i++)
+		if (suspect_ends[i] == batch_id)
+			return;
+	/* more at once: the maintenance job announces what is left */
+	if (n_suspect_ends < PGB_MAX_SUSPECT_ENDS)
+	{
+		suspect_ends[n_suspect_ends] = batch_id;
+		suspect_since[n_suspect_ends] = now;
+		n_suspect_ends++;
+	}
+}
+
+/*
+ * pgb_missed_ends_pending
+ *		Whether pgb_announce_missed_ends() has batches to look at.
+ */
+bool
+pgb_missed_ends_pending(void)
+{
+	return n_suspect_ends > 0;
+}
+
+/*
+ * pgb_announce_missed_ends
+ *		In a transaction of its own, after the ones that noted them: for
+ *		each batch whose end may have been hidden and that has ended, notes
+ *		the announcement in announced_at unless one was made since the note
+ *		(the UPDATE's row lock and re-check let only one executor do it) and
+ *		announces batch_finished.  Whichever of two executors ending a batch
+ *		together commits last sees both, so the end is announced once.  A
+ *		batch that has not ended costs a read.
+ */
+void
+pgb_announce_missed_ends(void)
+{
+	int64		ids[PGB_MAX_SUSPECT_ENDS];
+	TimestampTz since[PGB_MAX_SUSPECT_ENDS];
+	int			n = n_suspect_ends;
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
+
+	memcpy(ids, suspect_ends, sizeof(int64) * n);
+	memcpy(since, suspect_since, sizeof(TimestampTz) * n);
+	n_suspect_ends = 0;
+	if (announce_plan == NULL)
+	{
+		Oid			argtypes[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+
+		announce_plan = pgb_prepare("UPDATE batch.batches SET announced_at = $2"
+									" WHERE id = $1 AND (announced_at IS NULL OR announced_at < $3)",
+									3, argtypes);
+	}
+	for (i = 0; i < n; i++)
+	{
+		Datum		id = Int64GetDatum(ids[i]);
+		Datum		one;
+		Datum		args[3];
+		bool		isnull;
+		PgbBatchCounts after;
+		int64		vals[NUM_BUCKETS];
+		bool		cancelled;
+		int			k;
+
+		one = PointerGetDatum(construct_array(&id, 1, INT8OID, sizeof(int64),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		if (pgb_execute(prepare_totals(), &one, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "pgbatch: reading batch totals failed");
+		if (SPI_processed != 1)
+			continue;			/* gone */
+		cancelled = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		for (k = 0; k < NUM_BUCKETS; k++)
+			vals[k] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 3 + k, &isnull));
+		set_counts(&after, vals);
+		if (after.pending + after.retrying + after.running > 0)
+			continue;			/* not ended: its last items will say so */
+
+		args[0] = id;
+		args[1] = TimestampTzGetDatum(now);
+		args[2] = TimestampTzGetDatum(since[i]);
+		if (pgb_execute(announce_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "pgbatch: noting the announced end of batch " INT64_FORMAT " failed",
+				 ids[i]);
+		if (SPI_processed == 1)
+			pgb_batch_finished_event(ids[i], cancelled, &after, now);
+	}
+}
+
+/*
+ * notify_changes
+ *		Reads the new totals of the batches the statement changed (its own
+ *		changes included) and tells listeners what the changes mean (see
+ *		events.c).  Another transaction's uncommitted changes are not seen,
+ *		so when two of them finish a batch at once neither may see it end:
+ *		an executor notes such a batch and looks again after its commit
+ *		(pgb_announce_missed_ends); the maintenance job announces an end
+ *		that no one announced still (announced_at).
+ */
+static void
+notify_changes(HTAB *deltas, Datum batch_ids, TimestampTz now, bool mark_ends)
+{
+	uint64		i;
+	int64	   *ended = NULL;
+	int			nended = 0;
+
+	if (pgb_execute(prepare_totals(), &batch_ids, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pgbatch: reading batch totals failed");
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -231,6 +356,9 @@ notify_changes(HTAB *deltas, Datum batch_ids, TimestampTz now, bool mark_ends)
 				ended = palloc(sizeof(int64) * SPI_processed);
 			ended[nended++] = batch_id;
 		}
+		else if (IsBackgroundWorker && mark_ends && d->delta[BUCKET_RUNNING] < 0 &&
+				 after.pending + after.retrying == 0 && after.running > 0)
+			note_suspect_end(batch_id, now);
 	}
 	SPI_freetuptable(SPI_tuptable);
 

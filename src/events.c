@@ -174,14 +174,26 @@ pgb_batch_events(int64 batch_id, const PgbBatchCounts *before, const PgbBatchCou
 		send_event(&buf);
 	}
 	if (finished)
-	{
-		begin_event(&buf, "batch_finished", now);
-		add_batch(&buf, batch_id);
-		appendStringInfoString(&buf, ", \"status\": ");
-		escape_json(&buf, pgb_batch_status(cancelled, after, true));
-		send_event(&buf);
-	}
+		pgb_batch_finished_event(batch_id, cancelled, after, now);
 	return finished;
+}
+
+/*
+ * pgb_batch_finished_event
+ *		batch_finished, with the batch's status as batch.progress gives it
+ *		(sent at commit).
+ */
+void
+pgb_batch_finished_event(int64 batch_id, bool cancelled, const PgbBatchCounts *counts,
+						 TimestampTz now)
+{
+	StringInfoData buf;
+
+	begin_event(&buf, "batch_finished", now);
+	add_batch(&buf, batch_id);
+	appendStringInfoString(&buf, ", \"status\": ");
+	escape_json(&buf, pgb_batch_status(cancelled, counts, true));
+	send_event(&buf);
 }
 
 /*

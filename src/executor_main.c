@@ -72,6 +72,7 @@
 
 #include "claim.h"
 #include "endpoint.h"
+#include "events.h"
 #include "executor_main.h"
 #include "guc.h"
 #include "http.h"
@@ -476,6 +477,20 @@ run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 	executor.results = NULL;
 	if (working)
 		pgb_http_enqueue(ex.http.prepared);
+
+	/* ends that two executors' transactions may have hidden from each other */
+	if (working && pgb_missed_ends_pending())
+	{
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "pgbatch executor: announcing batch ends");
+		pgb_announce_missed_ends();
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
 	return present;
 }
 
