@@ -734,14 +734,6 @@ done
 
 # ---------------------------------------------------------------- server log
 echo
-errs=$(grep -aE '^[0-9-]+ [0-9:.]+ [A-Z]+ \[[0-9]+\] (ERROR|FATAL|PANIC|WARNING):' "$cluster/server.log" |
-	grep -av 'terminating background worker "pgbatch executor" due to administrator command' |
-	sed -E 's/^[0-9-]+ [0-9:.]+ [A-Z]+ \[[0-9]+\] //' | sed -E 's/[0-9]+/N/g' | sort | uniq -c | sort -rn || true)
-if [ -n "$errs" ]; then
-	echo "server log: errors and warnings (numbers replaced by N)"
-	head -8 <<<"$errs" | sed 's/^/   /' | cut -c1-110
-else
-	echo "server log: no errors or warnings"
-fi
+bench_log_summary "$cluster/server.log"
 rule
 echo "done in $(($(date +%s) - started)) s; load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"

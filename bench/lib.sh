@@ -7,6 +7,9 @@
 #                       1,000,000-item batches submitted in one call
 #   stop_pid PID        stops a child of the script by its pid (TERM, up to 5 s), and
 #                       reaps it; nothing if PID is empty or gone
+#   bench_log_summary LOG
+#                       the server log's errors and warnings, counted, numbers
+#                       replaced by N (the executors' stop on a reload left out)
 #   bench_nginx_conf DIR PORT [TOP] [SERVERS]
 #                       writes DIR/nginx.conf: loopback only, one worker, keep-alive
 #                       without limits, answering {"ok":true} on 127.0.0.1:PORT;
@@ -68,4 +71,17 @@ stop_pid() {
 		sleep 0.1
 	done
 	wait "$pid" 2>/dev/null || true
+}
+
+bench_log_summary() {
+	local errs
+	errs=$(grep -aE '^[0-9-]+ [0-9:.]+ [A-Z]+ \[[0-9]+\] (ERROR|FATAL|PANIC|WARNING):' "$1" |
+		grep -av 'terminating background worker "pgbatch executor" due to administrator command' |
+		sed -E 's/^[0-9-]+ [0-9:.]+ [A-Z]+ \[[0-9]+\] //' | sed -E 's/[0-9]+/N/g' | sort | uniq -c | sort -rn || true)
+	if [ -n "$errs" ]; then
+		echo "server log: errors and warnings (numbers replaced by N)"
+		head -8 <<<"$errs" | sed 's/^/   /' | cut -c1-110
+	else
+		echo "server log: no errors or warnings"
+	fi
 }

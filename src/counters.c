@@ -27,6 +27,7 @@
 #include "utils/tuplestore.h"
 
 #include "events.h"
+#include "guc.h"
 #include "pgbatch.h"
 #include "shmem.h"
 #include "util.h"
@@ -65,10 +66,12 @@ static SPIPlanPtr announce_plan = NULL;
 
 /*
  * Batches whose end this executor's last transactions may not have seen:
- * they finished items of a batch whose other items were all running,
- * perhaps in another executor's transaction that finishes them at the same
- * moment (each then sees the other's items still running, and neither
- * announces the end).  Checked after commit (pgb_announce_missed_ends).
+ * they finished items of a batch whose other waiting items were few enough
+ * to be held by the other executors (running HTTP items, or SQL items that
+ * another executor's open transaction has claimed: at most a claim each,
+ * extra executors counted), which may finish them at the same moment (each
+ * then sees the other's items still waiting, and neither announces the
+ * end).  Checked after commit (pgb_announce_missed_ends).
  */
 #define PGB_MAX_SUSPECT_ENDS 64
 static int64 suspect_ends[PGB_MAX_SUSPECT_ENDS];
@@ -356,8 +359,10 @@ notify_changes(HTAB *deltas, Datum batch_ids, TimestampTz now, bool mark_ends)
 				ended = palloc(sizeof(int64) * SPI_processed);
 			ended[nended++] = batch_id;
 		}
-		else if (IsBackgroundWorker && mark_ends && d->delta[BUCKET_RUNNING] < 0 &&
-				 after.pending + after.retrying == 0 && after.running > 0)
+		else if (IsBackgroundWorker && mark_ends &&
+				 d->delta[BUCKET_PENDING] + d->delta[BUCKET_RETRYING] + d->delta[BUCKET_RUNNING] < 0 &&
+				 after.pending + after.retrying <=
+				 (int64) pgb_claim_batch_size * pgb_workers * 2)
 			note_suspect_end(batch_id, now);
 	}
 	SPI_freetuptable(SPI_tuptable);
