@@ -251,10 +251,7 @@ printf '%-13s %s CPUs (%s), %s GB RAM, Linux %s\n' "machine" "$(nproc)" \
 printf '%-13s %s\n' "load average" "$load_start at start (anything else running skews the figures)"
 fs=$(df -T "$cluster" | awk 'NR == 2 { print $2 " on " $1 }')
 printf '%-13s %s\n' "server" "$(q -c "SELECT 'PostgreSQL ' || current_setting('server_version')"), data dir $fs, $cluster"
-line=$(q -c "SELECT string_agg(name || '=' || CASE WHEN unit = '8kB' THEN pg_size_pretty(setting::bigint * 8192)
-		WHEN unit = 'kB' THEN pg_size_pretty(setting::bigint * 1024) WHEN unit = 'MB' THEN pg_size_pretty(setting::bigint * 1048576)
-		WHEN unit IS NOT NULL THEN setting || unit ELSE setting END, ' ' ORDER BY array_position(string_to_array('$shown_settings', ' '), name))
-	FROM pg_settings WHERE name = ANY (string_to_array('$shown_settings', ' '))")
+line=$(q -c "$(bench_settings_sql "$shown_settings")")
 printf '%-13s %s\n' "settings" "$(echo "$line" | fold -s -w 78 | sed '2,$s/^/              /')"
 printf '%-13s %s\n' "nginx" "$(nginx -v 2>&1 | sed 's/^nginx version: //'), 1 worker, 127.0.0.1:$nginx_port, endpoint max_concurrency 256"
 printf '%-13s %s\n' "sampler" "$(grep -c . "$work/samples.txt" || true) samples$([ -s "$work/sampler.err" ] && echo ", errors: $(head -c 200 "$work/sampler.err")")"

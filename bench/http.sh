@@ -407,10 +407,7 @@ if awk '{ exit !($1 > 1) }' /proc/loadavg; then
 fi
 printf '%-13s %s\n' "data dir" "$(df -T "$cluster" | awk 'NR == 2 { print $2 " on " $1 }'), $cluster"
 printf '%-13s %s\n' "server" "$(q -c "SELECT 'PostgreSQL ' || current_setting('server_version')")"
-line=$(q -c "SELECT string_agg(name || '=' || CASE WHEN unit = '8kB' THEN pg_size_pretty(setting::bigint * 8192)
-		WHEN unit = 'kB' THEN pg_size_pretty(setting::bigint * 1024) WHEN unit = 'MB' THEN pg_size_pretty(setting::bigint * 1048576)
-		WHEN unit IS NOT NULL THEN setting || unit ELSE setting END, ' ' ORDER BY array_position(string_to_array('$shown_settings', ' '), name))
-	FROM pg_settings WHERE name = ANY (string_to_array('$shown_settings', ' '))")
+line=$(q -c "$(bench_settings_sql "$shown_settings")")
 printf '%-13s %s\n' "settings" "$(echo "$line" | fold -s -w 78 | sed '2,$s/^/              /')"
 printf '%-13s %s\n' "" "shared_preload_libraries=pgbatch,pg_stat_statements (track=none except in section 5);"
 printf '%-13s %s\n' "" "server processes limited to ${mem_limit_gb} GB address space"

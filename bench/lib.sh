@@ -7,6 +7,9 @@
 #                       1,000,000-item batches submitted in one call
 #   stop_pid PID        stops a child of the script by its pid (TERM, up to 5 s), and
 #                       reaps it; nothing if PID is empty or gone
+#   bench_settings_sql "NAME ..."
+#                       a query for those server settings as name=value, in that
+#                       order, sizes in readable units
 #   bench_log_summary LOG
 #                       the server log's errors and warnings, counted, numbers
 #                       replaced by N (the executors' stop on a reload left out)
@@ -84,4 +87,13 @@ bench_log_summary() {
 	else
 		echo "server log: no errors or warnings"
 	fi
+}
+
+bench_settings_sql() {
+	cat <<EOF
+SELECT string_agg(name || '=' || CASE WHEN unit = '8kB' THEN pg_size_pretty(setting::bigint * 8192)
+		WHEN unit = 'kB' THEN pg_size_pretty(setting::bigint * 1024) WHEN unit = 'MB' THEN pg_size_pretty(setting::bigint * 1048576)
+		WHEN unit IS NOT NULL THEN setting || unit ELSE setting END, ' ' ORDER BY array_position(string_to_array('$1', ' '), name))
+	FROM pg_settings WHERE name = ANY (string_to_array('$1', ' '))
+EOF
 }
