@@ -2730,6 +2730,134 @@ REVOKE ALL ON FUNCTION batch.set_priority(bigint, integer), batch.set_priority(t
 GRANT EXECUTE ON FUNCTION batch.set_priority(bigint, integer), batch.set_priority(text, integer)
 	TO pgbatch_operator;
 
+
+/*
+ * The hot/cold layout (issue 12): the state of unfinished items moves to the
+ * narrow batch.queue, which carries the partial indexes that batch.items had,
+ * so that the item rows' state changes become HOT updates.
+ */
+/*
+ * The queue: one narrow row per item, a copy of the item's state columns
+ * kept by the statement triggers on batch.items (batch_internal.queue_items).
+ * The claims, the due times, the leases and the review queue read it through
+ * its partial indexes, which hold only unfinished work: an item leaves them
+ * when it completes or is cancelled, and the item rows stay free of them.
+ * Finished items keep their row, so that the table's statistics, which the
+ * plans of the claims rest on, never describe an empty queue between two
+ * batches.  Autovacuum visits it after a fixed number of dead rows,
+ * whatever its size.
+ */
+CREATE TABLE batch.queue (
+	item_id		bigint PRIMARY KEY,
+	batch_id	bigint NOT NULL,
+	status		text NOT NULL
+		CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+	stage		text NOT NULL,
+	next_due	timestamptz NOT NULL,
+	error_code	text
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000,
+		autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 100000,
+		autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 20000);
+
+-- Due work, per batch and across batches.
+CREATE INDEX queue_due_batch_idx ON batch.queue (batch_id, next_due, item_id)
+	WHERE status = 'pending';
+CREATE INDEX queue_due_idx ON batch.queue (next_due, item_id)
+	WHERE status = 'pending';
+-- Failed items: keeps retry_failed() and the review queue O(failed).
+CREATE INDEX queue_failed_idx ON batch.queue (batch_id, stage, error_code)
+	WHERE status = 'failed';
+-- Items a worker holds (leases).
+CREATE INDEX queue_running_idx ON batch.queue (batch_id)
+	WHERE status = 'running';
+
+COMMENT ON TABLE batch.queue IS
+	'a narrow copy of every item''s state, kept by triggers on batch.items, whose partial indexes the claims and the review queue read';
+COMMENT ON COLUMN batch.queue.item_id IS 'The item (batch.items.id).';
+COMMENT ON COLUMN batch.queue.batch_id IS 'The item''s batch (batch.batches.id).';
+COMMENT ON COLUMN batch.queue.status IS 'The item''s status, as in batch.items.status.';
+COMMENT ON COLUMN batch.queue.stage IS 'The item''s stage, as in batch.items.stage.';
+COMMENT ON COLUMN batch.queue.next_due IS 'The item''s due time, as in batch.items.next_due.';
+COMMENT ON COLUMN batch.queue.error_code IS 'The item''s last error code, as in batch.items.error_code.';
+
+INSERT INTO batch.queue (item_id, batch_id, status, stage, next_due, error_code)
+SELECT i.id, i.batch_id, i.status, i.stage, i.next_due, i.error_code
+FROM batch.items i;
+
+/*
+ * Statement trigger on batch.items: keeps batch.queue, the narrow copy of
+ * the items' state, in step with the statement's changes (read from its
+ * transition tables).  An update that changes none of the copied columns
+ * writes nothing.
+ */
+CREATE FUNCTION batch_internal.queue_items() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF TG_OP = 'INSERT' THEN
+		INSERT INTO batch.queue (item_id, batch_id, status, stage, next_due, error_code)
+		SELECT n.id, n.batch_id, n.status, n.stage, n.next_due, n.error_code
+		FROM new_items n;
+	ELSIF TG_OP = 'UPDATE' THEN
+		INSERT INTO batch.queue AS q (item_id, batch_id, status, stage, next_due, error_code)
+		SELECT n.id, n.batch_id, n.status, n.stage, n.next_due, n.error_code
+		FROM new_items n
+		ON CONFLICT (item_id) DO UPDATE
+		SET status = excluded.status, stage = excluded.stage,
+			next_due = excluded.next_due, error_code = excluded.error_code
+		WHERE (q.status, q.stage, q.next_due, q.error_code)
+			IS DISTINCT FROM (excluded.status, excluded.stage, excluded.next_due, excluded.error_code);
+	ELSE
+		DELETE FROM batch.queue q
+		WHERE q.item_id = ANY (ARRAY(SELECT o.id FROM old_items o));
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+-- and so does the queue
+CREATE TRIGGER items_queue_insert AFTER INSERT ON batch.items
+	REFERENCING NEW TABLE AS new_items
+	FOR EACH STATEMENT EXECUTE FUNCTION batch_internal.queue_items();
+CREATE TRIGGER items_queue_update AFTER UPDATE ON batch.items
+	REFERENCING NEW TABLE AS new_items
+	FOR EACH STATEMENT EXECUTE FUNCTION batch_internal.queue_items();
+CREATE TRIGGER items_queue_delete AFTER DELETE ON batch.items
+	REFERENCING OLD TABLE AS old_items
+	FOR EACH STATEMENT EXECUTE FUNCTION batch_internal.queue_items();
+
+DROP INDEX batch.items_due_batch_idx;
+DROP INDEX batch.items_due_idx;
+DROP INDEX batch.items_failed_idx;
+DROP INDEX batch.items_running_idx;
+-- new pages keep room for HOT updates; existing ones as they are rewritten
+ALTER TABLE batch.items SET (fillfactor = 50);
+
+ALTER TABLE batch.queue ENABLE ROW LEVEL SECURITY;
+CREATE POLICY queue_see ON batch.queue FOR SELECT
+	USING (batch_id IN (SELECT b.id FROM batch.batches b));
+GRANT SELECT ON batch.queue TO pgbatch_admin, pgbatch_reader;
+
+CREATE OR REPLACE VIEW batch.errors WITH (security_invoker = true) AS
+SELECT i.batch_id, b.name AS batch, i.stage, i.error_code,
+	   count(*) AS items,
+	   min(i.finished_at) AS first_seen,
+	   max(i.finished_at) AS last_seen,
+	   (array_agg(i.error_message ORDER BY i.finished_at DESC, i.id))[1] AS sample_error
+FROM batch.queue q
+JOIN batch.items i ON i.id = q.item_id
+JOIN batch.batches b ON b.id = i.batch_id
+WHERE q.status = 'failed' AND i.status = 'failed'
+GROUP BY i.batch_id, b.name, i.stage, i.error_code;
+CREATE OR REPLACE VIEW batch.review_queue WITH (security_invoker = true) AS
+SELECT i.batch_id, i.id AS item_id, i.key, i.stage, i.error_code,
+	   i.error_message AS error, i.attempt AS attempts, i.payload,
+	   i.finished_at AS failed_at
+FROM batch.queue q
+JOIN batch.items i ON i.id = q.item_id
+WHERE q.status = 'failed' AND i.status = 'failed';
+
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA batch
 	FROM PUBLIC, pgbatch_reader, pgbatch_operator, pgbatch_admin, pgbatch_monitor;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA batch

@@ -118,3 +118,11 @@ RESET ROLE;
 SELECT priority FROM batch.batches WHERE name = 'ops1';
 DROP ROLE regress_ops_reader, regress_ops_op;
 DROP SCHEMA ops CASCADE;
+
+-- batch.queue holds a row for every item, with the item's state, after
+-- everything the tests above did to them
+SELECT count(*) AS queue_mismatches
+FROM batch.items i FULL JOIN batch.queue q ON q.item_id = i.id
+WHERE (q.batch_id, q.status, q.stage, q.next_due, q.error_code)
+	  IS DISTINCT FROM (i.batch_id, i.status, i.stage, i.next_due, i.error_code);
+SELECT count(*) > 0 AS queue_has_rows FROM batch.queue;

@@ -83,9 +83,23 @@ SELECT event, message, detail FROM batch.events WHERE batch_id = :bid AND event 
 SELECT count(*) FILTER (WHERE actor = current_user) = count(*) AS actor_recorded
 FROM batch.events WHERE batch_id = :bid;
 
--- the plan can walk the index of failed items, not the batch (on a table
--- this small a sequential scan may cost less, so it is ruled out here)
+-- the plan can walk the queue's index of failed items, not the batch (on a
+-- table this small a sequential scan may cost less, so it is ruled out here)
 SET enable_seqscan = off;
 EXPLAIN (COSTS OFF) UPDATE batch.items i SET status = 'pending'
-WHERE i.batch_id = 1 AND i.status = 'failed' AND i.stage = 'draft';
+FROM batch.queue q
+WHERE q.batch_id = 1 AND q.status = 'failed' AND q.stage = 'draft'
+  AND i.id = q.item_id AND i.status = 'failed';
 RESET enable_seqscan;
+
+-- a state change of an item touches no index of batch.items: it is a HOT
+-- update (the state's indexes are on batch.queue)
+BEGIN;
+UPDATE batch.items i SET status = 'pending', stage = 'draft', attempt = 0,
+	next_due = now(), error_code = NULL, error_message = NULL, finished_at = NULL
+WHERE i.batch_id = 1 AND i.status = 'failed';
+SELECT n_tup_upd > 0 AS updated, n_tup_hot_upd = n_tup_upd AS all_hot
+FROM pg_stat_xact_user_tables WHERE relid = 'batch.items'::regclass;
+SELECT count(*) AS queue_rows_pending FROM batch.queue q
+WHERE q.batch_id = 1 AND q.status = 'pending';
+ROLLBACK;

@@ -68,6 +68,12 @@ SELECT count(*) AS others FROM batch.outputs o WHERE o.output ->> 'by' <> 'regre
 SELECT count(*) FILTER (WHERE batch_id <> :a1) AS others FROM batch.attempts;
 SELECT count(*) FILTER (WHERE batch_id <> :a1) AS others FROM batch.events;
 SELECT count(*) FILTER (WHERE batch_id <> :a1) AS others FROM batch.counters;
+SELECT count(*) FILTER (WHERE batch_id <> :a1) AS others, count(*) AS own FROM batch.queue;
+-- the queue is read-only to everyone: a forged queue row would be claimed
+INSERT INTO batch.queue (item_id, batch_id, status, stage, next_due)
+VALUES (:b_item, :b1, 'pending', 'x', now());
+UPDATE batch.queue SET next_due = now();
+DELETE FROM batch.queue;
 SELECT count(*) AS others FROM batch.batches WHERE id <> :a1;
 
 -- ... and cannot act on B's, by name or id, through any function

@@ -29,18 +29,26 @@ static SPIPlanPtr next_due_all_plan = NULL;
 
 /*
  * The claims and due-time reads below always take a generic plan: a custom
- * plan for a batch submitted since batch.items was last analyzed estimates
- * one row for it, and may then read the whole batch through items_batch_idx
- * and sort it for every chunk of 100 (375 ms a claim, seen in bench/churn.sh)
- * instead of walking the partial index of due items.  The generic plan
- * estimates an average batch and walks that index; it is made again
- * whenever batch.items is analyzed.
+ * plan for a batch submitted since the table was last analyzed estimates one
+ * row for it, and may then read the whole batch and sort it for every chunk
+ * of 100 (375 ms a claim, seen in bench/churn.sh) instead of walking the
+ * partial index of due items.  The generic plan estimates an average batch
+ * and walks that index; it is made again whenever the table is analyzed.
  */
 #define PGB_PLAN_GENERIC CURSOR_OPT_GENERIC_PLAN
 
+/*
+ * The claims walk batch.queue's partial index of due items and lock the
+ * items they find there.  Under FOR UPDATE, an item that changed since the
+ * statement's snapshot is checked again in its new version, but the queue
+ * row it was found by is not: hence the conditions on the item itself.
+ */
 #define CLAIM_COLUMNS \
 	"SELECT i.id, i.batch_id, i.stage, i.attempt, i.payload," \
-	" i.max_retries, i.backoff_factor, i.next_due, i.error_code FROM batch.items i"
+	" i.max_retries, i.backoff_factor, q.next_due, i.error_code" \
+	" FROM batch.queue q JOIN batch.items i ON i.id = q.item_id"
+#define CLAIM_ITEM_DUE \
+	" AND i.status = 'pending' AND i.next_due <= "
 
 /*
  * pgb_claim_locked
@@ -73,11 +81,12 @@ pgb_claim_locked(int64 batch_id, Oid actor, TimestampTz now, int limit,
 			TIMESTAMPTZOID, INT8OID};
 
 			claim_batch_plan = pgb_prepare_opts(CLAIM_COLUMNS
-												" WHERE i.batch_id = $1 AND i.status = 'pending'"
-												" AND (i.next_due, i.id) > ($4, $5)"
-												" AND i.next_due <= $2"
-												" ORDER BY i.next_due, i.id LIMIT $3"
-												" FOR UPDATE SKIP LOCKED",
+												" WHERE q.batch_id = $1 AND q.status = 'pending'"
+												" AND (q.next_due, q.item_id) > ($4, $5)"
+												" AND q.next_due <= $2"
+												CLAIM_ITEM_DUE "$2"
+												" ORDER BY q.next_due, q.item_id LIMIT $3"
+												" FOR UPDATE OF i SKIP LOCKED",
 												5, argtypes, PGB_PLAN_GENERIC);
 		}
 		plan = claim_batch_plan;
@@ -95,13 +104,14 @@ pgb_claim_locked(int64 batch_id, Oid actor, TimestampTz now, int limit,
 			OIDOID};
 
 			claim_all_plan = pgb_prepare_opts(CLAIM_COLUMNS
-											  " WHERE i.status = 'pending'"
-											  " AND (i.next_due, i.id) > ($3, $4)"
-											  " AND i.next_due <= $1"
+											  " WHERE q.status = 'pending'"
+											  " AND (q.next_due, q.item_id) > ($3, $4)"
+											  " AND q.next_due <= $1"
+											  CLAIM_ITEM_DUE "$1"
 											  " AND ($5 = 0 OR EXISTS (SELECT FROM batch.batches b"
-											  "  WHERE b.id = i.batch_id AND batch_internal.can_act($5, b.owner)))"
-											  " ORDER BY i.next_due, i.id LIMIT $2"
-											  " FOR UPDATE SKIP LOCKED",
+											  "  WHERE b.id = q.batch_id AND batch_internal.can_act($5, b.owner)))"
+											  " ORDER BY q.next_due, q.item_id LIMIT $2"
+											  " FOR UPDATE OF i SKIP LOCKED",
 											  5, argtypes, PGB_PLAN_GENERIC);
 		}
 		plan = claim_all_plan;
@@ -222,7 +232,7 @@ pgb_next_due(int64 batch_id, Oid actor, bool *found)
 		{
 			Oid			argtypes[1] = {INT8OID};
 
-			next_due_batch_plan = pgb_prepare_opts("SELECT min(next_due) FROM batch.items"
+			next_due_batch_plan = pgb_prepare_opts("SELECT min(next_due) FROM batch.queue"
 												   " WHERE batch_id = $1 AND status = 'pending'",
 												   1, argtypes, PGB_PLAN_GENERIC);
 		}
@@ -235,10 +245,10 @@ pgb_next_due(int64 batch_id, Oid actor, bool *found)
 		{
 			Oid			argtypes[1] = {OIDOID};
 
-			next_due_all_plan = pgb_prepare_opts("SELECT min(i.next_due) FROM batch.items i"
-												 " WHERE i.status = 'pending'"
+			next_due_all_plan = pgb_prepare_opts("SELECT min(q.next_due) FROM batch.queue q"
+												 " WHERE q.status = 'pending'"
 												 " AND ($1 = 0 OR EXISTS (SELECT FROM batch.batches b"
-												 "  WHERE b.id = i.batch_id"
+												 "  WHERE b.id = q.batch_id"
 												 "  AND batch_internal.can_act($1, b.owner)))",
 												 1, argtypes, PGB_PLAN_GENERIC);
 		}

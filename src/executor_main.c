@@ -277,7 +277,7 @@ next_due_later(void)
 	{
 		Oid			argtypes[1] = {TIMESTAMPTZOID};
 
-		due_plan = pgb_prepare("SELECT next_due FROM batch.items"
+		due_plan = pgb_prepare("SELECT next_due FROM batch.queue"
 							   " WHERE status = 'pending' AND next_due > $1"
 							   " ORDER BY next_due LIMIT 1",
 							   1, argtypes);

@@ -90,6 +90,38 @@ CREATE FUNCTION batch_internal.count_items() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'pgbatch_count_items_1_4';
 
 /*
+ * Statement trigger on batch.items: keeps batch.queue, the narrow copy of
+ * the items' state, in step with the statement's changes (read from its
+ * transition tables).  An update that changes none of the copied columns
+ * writes nothing.
+ */
+CREATE FUNCTION batch_internal.queue_items() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF TG_OP = 'INSERT' THEN
+		INSERT INTO batch.queue (item_id, batch_id, status, stage, next_due, error_code)
+		SELECT n.id, n.batch_id, n.status, n.stage, n.next_due, n.error_code
+		FROM new_items n;
+	ELSIF TG_OP = 'UPDATE' THEN
+		INSERT INTO batch.queue AS q (item_id, batch_id, status, stage, next_due, error_code)
+		SELECT n.id, n.batch_id, n.status, n.stage, n.next_due, n.error_code
+		FROM new_items n
+		ON CONFLICT (item_id) DO UPDATE
+		SET status = excluded.status, stage = excluded.stage,
+			next_due = excluded.next_due, error_code = excluded.error_code
+		WHERE (q.status, q.stage, q.next_due, q.error_code)
+			IS DISTINCT FROM (excluded.status, excluded.stage, excluded.next_due, excluded.error_code);
+	ELSE
+		DELETE FROM batch.queue q
+		WHERE q.item_id = ANY (ARRAY(SELECT o.id FROM old_items o));
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+/*
  * batch_finished for a batch whose end no one announced: the executors
  * announce an end as their statement makes it (and note it in announced_at),
  * but two of them ending a batch together may each not see the other's last
@@ -689,6 +721,16 @@ CREATE TRIGGER items_count_update AFTER UPDATE ON batch.items
 CREATE TRIGGER items_count_delete AFTER DELETE ON batch.items
 	REFERENCING OLD TABLE AS old_items
 	FOR EACH STATEMENT EXECUTE FUNCTION batch_internal.count_items();
+-- and so does the queue
+CREATE TRIGGER items_queue_insert AFTER INSERT ON batch.items
+	REFERENCING NEW TABLE AS new_items
+	FOR EACH STATEMENT EXECUTE FUNCTION batch_internal.queue_items();
+CREATE TRIGGER items_queue_update AFTER UPDATE ON batch.items
+	REFERENCING NEW TABLE AS new_items
+	FOR EACH STATEMENT EXECUTE FUNCTION batch_internal.queue_items();
+CREATE TRIGGER items_queue_delete AFTER DELETE ON batch.items
+	REFERENCING OLD TABLE AS old_items
+	FOR EACH STATEMENT EXECUTE FUNCTION batch_internal.queue_items();
 CREATE TRIGGER batches_finished BEFORE UPDATE OF counted_at ON batch.batches
 	FOR EACH ROW WHEN (NEW.counted_at IS NOT NULL)
 	EXECUTE FUNCTION batch_internal.announce_finished();

@@ -135,8 +135,15 @@ CREATE TABLE batch.batches (
 ALTER SEQUENCE batch.batches_id_seq OWNED BY batch.batches.id;
 
 /*
- * An item: the hot row.  Stage outputs live in batch.outputs and the attempt
- * history in batch.attempts so that this row stays narrow.
+ * An item: its public row.  Stage outputs live in batch.outputs and the
+ * attempt history in batch.attempts.  Only columns that never change once
+ * the item exists (id, batch_id) or change rarely (key) are indexed here, so
+ * that a state change (claim, outcome, retry) is a HOT update: the new row
+ * version goes to the same page and no index is touched.  fillfactor 50
+ * keeps room on each page for a new version of every row on it: one
+ * statement changes items that were submitted together, and so lie on the
+ * same pages, and the versions it replaces cannot be pruned before it
+ * commits.
  */
 CREATE TABLE batch.items (
 	id				bigint GENERATED ALWAYS AS IDENTITY (CACHE 100) PRIMARY KEY,
@@ -157,24 +164,48 @@ CREATE TABLE batch.items (
 	finished_at		timestamptz,
 	claimed_by		integer,
 	lease_until		timestamptz
-);
+) WITH (fillfactor = 50);
 
--- Due work, per batch and across batches: only pending rows are indexed.
-CREATE INDEX items_due_batch_idx ON batch.items (batch_id, next_due, id)
-	WHERE status = 'pending';
-CREATE INDEX items_due_idx ON batch.items (next_due, id)
-	WHERE status = 'pending';
--- Failed items: keeps retry_failed() and the review queue O(failed).
-CREATE INDEX items_failed_idx ON batch.items (batch_id, stage, error_code)
-	WHERE status = 'failed';
--- Items a worker holds (leases).
-CREATE INDEX items_running_idx ON batch.items (batch_id)
-	WHERE status = 'running';
 -- Dedupe by caller-given key within a batch.
 CREATE UNIQUE INDEX items_key_idx ON batch.items (batch_id, key)
 	WHERE key IS NOT NULL;
 -- All items of a batch (cancel, purge, the counters' recount).
 CREATE INDEX items_batch_idx ON batch.items (batch_id);
+
+/*
+ * The queue: one narrow row per item, a copy of the item's state columns
+ * kept by the statement triggers on batch.items (batch_internal.queue_items).
+ * The claims, the due times, the leases and the review queue read it through
+ * its partial indexes, which hold only unfinished work: an item leaves them
+ * when it completes or is cancelled, and the item rows stay free of them.
+ * Finished items keep their row, so that the table's statistics, which the
+ * plans of the claims rest on, never describe an empty queue between two
+ * batches.  Autovacuum visits it after a fixed number of dead rows,
+ * whatever its size.
+ */
+CREATE TABLE batch.queue (
+	item_id		bigint PRIMARY KEY,
+	batch_id	bigint NOT NULL,
+	status		text NOT NULL
+		CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+	stage		text NOT NULL,
+	next_due	timestamptz NOT NULL,
+	error_code	text
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000,
+		autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 100000,
+		autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 20000);
+
+-- Due work, per batch and across batches.
+CREATE INDEX queue_due_batch_idx ON batch.queue (batch_id, next_due, item_id)
+	WHERE status = 'pending';
+CREATE INDEX queue_due_idx ON batch.queue (next_due, item_id)
+	WHERE status = 'pending';
+-- Failed items: keeps retry_failed() and the review queue O(failed).
+CREATE INDEX queue_failed_idx ON batch.queue (batch_id, stage, error_code)
+	WHERE status = 'failed';
+-- Items a worker holds (leases).
+CREATE INDEX queue_running_idx ON batch.queue (batch_id)
+	WHERE status = 'running';
 
 -- The output of each completed stage of each item.
 CREATE TABLE batch.outputs (
@@ -268,9 +299,10 @@ CREATE TABLE batch.usage_grants (
 );
 
 /*
- * What pg_dump saves: every table and sequence but batch.counters, which
- * restoring the items rebuilds (the counting trigger fires on the restore's
- * COPY; dumped too, a restore would count every item twice).
+ * What pg_dump saves: every table and sequence but batch.counters and
+ * batch.queue, which restoring the items rebuilds (their triggers fire on
+ * the restore's COPY; dumped too, a restore would count every item twice
+ * and fail on the queue's primary key).
  */
 SELECT pg_catalog.pg_extension_config_dump('batch.pipelines', '');
 SELECT pg_catalog.pg_extension_config_dump('batch.pipelines_id_seq', '');
@@ -374,6 +406,15 @@ COMMENT ON COLUMN batch.items.updated_at IS 'When the item''s row last changed.'
 COMMENT ON COLUMN batch.items.finished_at IS 'When the item became completed, failed or cancelled; NULL while it is pending or running.';
 COMMENT ON COLUMN batch.items.claimed_by IS 'Process id of the executor (or batch.run() session) that holds the item while its HTTP request is out; NULL when the item is not running.';
 COMMENT ON COLUMN batch.items.lease_until IS 'When the hold on a running item ends: after that, an executor or maintenance takes the item back with error code interrupted. NULL when the item is not running.';
+
+COMMENT ON TABLE batch.queue IS
+	'a narrow copy of every item''s state, kept by triggers on batch.items, whose partial indexes the claims and the review queue read';
+COMMENT ON COLUMN batch.queue.item_id IS 'The item (batch.items.id).';
+COMMENT ON COLUMN batch.queue.batch_id IS 'The item''s batch (batch.batches.id).';
+COMMENT ON COLUMN batch.queue.status IS 'The item''s status, as in batch.items.status.';
+COMMENT ON COLUMN batch.queue.stage IS 'The item''s stage, as in batch.items.stage.';
+COMMENT ON COLUMN batch.queue.next_due IS 'The item''s due time, as in batch.items.next_due.';
+COMMENT ON COLUMN batch.queue.error_code IS 'The item''s last error code, as in batch.items.error_code.';
 
 COMMENT ON TABLE batch.outputs IS
 	'the output of every stage an item completed';

@@ -216,6 +216,9 @@ CREATE POLICY batches_see ON batch.batches FOR SELECT
 ALTER TABLE batch.items ENABLE ROW LEVEL SECURITY;
 CREATE POLICY items_see ON batch.items FOR SELECT
 	USING (batch_id IN (SELECT b.id FROM batch.batches b));
+ALTER TABLE batch.queue ENABLE ROW LEVEL SECURITY;
+CREATE POLICY queue_see ON batch.queue FOR SELECT
+	USING (batch_id IN (SELECT b.id FROM batch.batches b));
 ALTER TABLE batch.outputs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY outputs_see ON batch.outputs FOR SELECT
 	USING (EXISTS (SELECT FROM batch.items i WHERE i.id = item_id));

@@ -60,9 +60,10 @@ SELECT i.batch_id, b.name AS batch, i.stage, i.error_code,
 	   min(i.finished_at) AS first_seen,
 	   max(i.finished_at) AS last_seen,
 	   (array_agg(i.error_message ORDER BY i.finished_at DESC, i.id))[1] AS sample_error
-FROM batch.items i
+FROM batch.queue q
+JOIN batch.items i ON i.id = q.item_id
 JOIN batch.batches b ON b.id = i.batch_id
-WHERE i.status = 'failed'
+WHERE q.status = 'failed' AND i.status = 'failed'
 GROUP BY i.batch_id, b.name, i.stage, i.error_code;
 COMMENT ON VIEW batch.errors IS
 	'failed items per batch, stage and error code, with a sample message';
@@ -79,8 +80,9 @@ CREATE VIEW batch.review_queue WITH (security_invoker = true) AS
 SELECT i.batch_id, i.id AS item_id, i.key, i.stage, i.error_code,
 	   i.error_message AS error, i.attempt AS attempts, i.payload,
 	   i.finished_at AS failed_at
-FROM batch.items i
-WHERE i.status = 'failed';
+FROM batch.queue q
+JOIN batch.items i ON i.id = q.item_id
+WHERE q.status = 'failed' AND i.status = 'failed';
 COMMENT ON VIEW batch.review_queue IS
 	'the failed items, with their payload and last error';
 COMMENT ON COLUMN batch.review_queue.batch_id IS 'Batch id.';
