@@ -2848,7 +2848,7 @@ SELECT i.batch_id, b.name AS batch, i.stage, i.error_code,
 FROM batch.queue q
 JOIN batch.items i ON i.id = q.item_id
 JOIN batch.batches b ON b.id = i.batch_id
-WHERE q.status = 'failed' AND i.status = 'failed'
+WHERE q.status = 'failed'
 GROUP BY i.batch_id, b.name, i.stage, i.error_code;
 CREATE OR REPLACE VIEW batch.review_queue WITH (security_invoker = true) AS
 SELECT i.batch_id, i.id AS item_id, i.key, i.stage, i.error_code,
@@ -2856,7 +2856,7 @@ SELECT i.batch_id, i.id AS item_id, i.key, i.stage, i.error_code,
 	   i.finished_at AS failed_at
 FROM batch.queue q
 JOIN batch.items i ON i.id = q.item_id
-WHERE q.status = 'failed' AND i.status = 'failed';
+WHERE q.status = 'failed';
 
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA batch
 	FROM PUBLIC, pgbatch_reader, pgbatch_operator, pgbatch_admin, pgbatch_monitor;

@@ -54,6 +54,8 @@ COMMENT ON COLUMN batch.progress.started_at IS 'When an item of the batch was fi
 COMMENT ON COLUMN batch.progress.finished_at IS 'When nothing was left waiting or running: the last counter change, or the cancellation if later. NULL until then, and again while a retry or rerun is under way.';
 COMMENT ON COLUMN batch.progress.owner IS 'The role the batch belongs to.';
 
+-- errors and review_queue find the failed items through the queue's index; an
+-- item and its queue row change in one transaction, so a snapshot sees them agree
 CREATE VIEW batch.errors WITH (security_invoker = true) AS
 SELECT i.batch_id, b.name AS batch, i.stage, i.error_code,
 	   count(*) AS items,
@@ -63,7 +65,7 @@ SELECT i.batch_id, b.name AS batch, i.stage, i.error_code,
 FROM batch.queue q
 JOIN batch.items i ON i.id = q.item_id
 JOIN batch.batches b ON b.id = i.batch_id
-WHERE q.status = 'failed' AND i.status = 'failed'
+WHERE q.status = 'failed'
 GROUP BY i.batch_id, b.name, i.stage, i.error_code;
 COMMENT ON VIEW batch.errors IS
 	'failed items per batch, stage and error code, with a sample message';
@@ -82,7 +84,7 @@ SELECT i.batch_id, i.id AS item_id, i.key, i.stage, i.error_code,
 	   i.finished_at AS failed_at
 FROM batch.queue q
 JOIN batch.items i ON i.id = q.item_id
-WHERE q.status = 'failed' AND i.status = 'failed';
+WHERE q.status = 'failed';
 COMMENT ON VIEW batch.review_queue IS
 	'the failed items, with their payload and last error';
 COMMENT ON COLUMN batch.review_queue.batch_id IS 'Batch id.';
