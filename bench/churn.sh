@@ -22,7 +22,13 @@
 # submit's commit); per second, the items completed between two consecutive
 # samples that both lie inside one batch's run (the partial first and last
 # second of a batch and the gaps between batches are left out): the median,
-# the worst (when, and what autovacuum and the checkpointer did then).
+# the worst (when, and what autovacuum and the checkpointer did then); the
+# WAL written and full-page images per second of each batch (pg_stat_wal).
+# Two yardsticks for the batch ratios, measured in the same run: the
+# submits' own spread (the same statement in one backend, each batch) and
+# a fixed CPU loop timed 20 times on the idle machine before phase A (on a
+# shared virtual machine its slowest run can be a quarter slower than its
+# fastest, a spread no software can get below).
 #
 # How: installs the dependencies (test/lib.sh), builds and installs the
 # extension (PGB_BUILD=0: uses it as installed); starts a cluster owned
@@ -35,8 +41,8 @@
 # the batch tables and a CHECKPOINT; no VACUUM or ANALYZE after that.  A
 # sampler, one psql session fed a query a second (idle in between, so it
 # holds no snapshot), logs clock_timestamp(), the completed items summed over
-# batch.counters, whether the checkpointer is busy and what the autovacuum
-# workers do (pg_stat_activity, pg_stat_progress_vacuum).
+# batch.counters, whether the checkpointer is busy, what the autovacuum
+# workers do (pg_stat_activity, pg_stat_progress_vacuum) and pg_stat_wal.
 # Knobs (environment): those above, PGB_CHURN_WARMUP (20000), PGB_CHURN_WAIT
 # (180: seconds to wait for one batch), PGB_BENCH_STATEMENT_TIMEOUT (300s),
 # PGB_BENCH_MEM_LIMIT_GB (8), PGB_BUILD=0, PGB_KEEP=1 to keep the work dir
@@ -78,7 +84,6 @@ code=$(git -C "$PGB_TOP" rev-parse --short HEAD 2>/dev/null || echo "not a git c
 dirty=$(git -C "$PGB_TOP" status --porcelain 2>/dev/null | grep -c . || true)
 [ "$dirty" != 0 ] && code="$code, plus $dirty changed or new files in the working tree"
 so="$("$PG_BIN/pg_config" --pkglibdir)/pgbatch.so"
-so_at=$(date -u -r "$so" '+%Y-%m-%d %H:%M:%S UTC' 2>/dev/null || echo "?")
 work=$(mktemp -d /tmp/pgbatch-churn-bench.XXXXXX)
 chown postgres: "$work"
 cluster="$work/cluster"
@@ -102,6 +107,8 @@ if ! { pgb_install_deps && pgb_apt_install nginx-light curl &&
 	tail -n 40 "$work/setup.log" >&2
 	exit 1
 fi
+# the library the servers load (after the build above installed it)
+so_at=$(date -u -r "$so" '+%Y-%m-%d %H:%M:%S UTC' 2>/dev/null || echo "?")
 if [ ! -f "$("$PG_BIN/pg_config" --sharedir)/extension/pgbatch.control" ]; then
 	echo "pgbatch is not installed: make install first, or leave PGB_BUILD unset" >&2
 	exit 1
@@ -214,6 +221,16 @@ fi
 q -c "ANALYZE batch.items" -c "ANALYZE batch.attempts" -c "ANALYZE batch.outputs" \
 	-c "ANALYZE batch.counters" -c "CHECKPOINT" >/dev/null
 
+# the machine's own spread: one fixed CPU loop (awk, single-threaded, no
+# I/O), timed $probe_runs times on the idle machine; no batch ratio can be
+# read more finely than this
+probe_runs=20
+for _ in $(seq 1 "$probe_runs"); do
+	t_a=$(date +%s%N)
+	awk 'BEGIN { for (i = 0; i < 2e7; i++) s += i * i }'
+	echo $(($(date +%s%N) - t_a)) >>"$work/probe.txt"
+done
+
 # the sampler: one psql session, fed one query a second through a fifo
 mkfifo "$work/sampler.fifo"
 pgb_psql "$cluster" "$port" -d postgres -qAt -F'|' -f "$work/sampler.fifo" >"$work/samples.txt" 2>"$work/sampler.err" &
@@ -222,7 +239,8 @@ sample_sql="SELECT extract(epoch FROM clock_timestamp()), (SELECT coalesce(sum(c
  (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'checkpointer' AND wait_event IS DISTINCT FROM 'CheckpointerMain'),
  (SELECT coalesce(string_agg(regexp_replace(a.query, '^autovacuum: ', '') || coalesce(' (' || v.phase || ')', ''), '; '
   ORDER BY a.pid), '') FROM pg_stat_activity a LEFT JOIN pg_stat_progress_vacuum v ON v.pid = a.pid
-  WHERE a.backend_type = 'autovacuum worker' AND a.query LIKE 'autovacuum:%');"
+  WHERE a.backend_type = 'autovacuum worker' AND a.query LIKE 'autovacuum:%'),
+ (SELECT wal_bytes FROM pg_stat_wal), (SELECT wal_fpi FROM pg_stat_wal);"
 sample_sql=${sample_sql//$'\n'/}
 (while [ ! -e "$work/sampler.stop" ]; do echo "$sample_sql"; sleep 1; done) >"$work/sampler.fifo" &
 feeder_pid=$!
@@ -256,6 +274,9 @@ printf '%-13s %s\n' "settings" "$(echo "$line" | fold -s -w 78 | sed '2,$s/^/   
 printf '%-13s %s\n' "nginx" "$(nginx -v 2>&1 | sed 's/^nginx version: //'), 1 worker, 127.0.0.1:$nginx_port, endpoint max_concurrency 256"
 printf '%-13s %s\n' "sampler" "$(grep -c . "$work/samples.txt" || true) samples$([ -s "$work/sampler.err" ] && echo ", errors: $(head -c 200 "$work/sampler.err")")"
 [ ! -s "$work/problems.txt" ] || cat "$work/problems.txt"
+sort -n "$work/probe.txt" | awk -v n="$probe_runs" '{ t[NR] = $1 / 1e6 }
+	END { printf "%-13s the same CPU loop, %d times on the idle machine before A: %.0f-%.0f ms,\n%-13s slowest / fastest %.2f: the spread of the machine itself, to read the batch ratios against\n",
+		"machine noise", n, t[1], t[NR], "", t[1] / t[NR] }'
 
 # report PHASE TITLE [sql]: the phase's batches and its one-second rates
 report() {
@@ -269,19 +290,21 @@ report() {
 		for (i = 2; i <= n; i++) { t = s[i]; for (j = i - 1; j >= 1 && s[j] > t; j--) s[j + 1] = s[j]; s[j + 1] = t }
 		return n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2 }
 	FNR == NR { if ($1 == ph) { nb++; NS[nb] = $3; N[nb] = $8; S[nb] = $4; T0[nb] = $5; TE[nb] = $6 }; next }
-	{ ns++; T[ns] = $1; C[ns] = $2; K[ns] = $3; A[ns] = $4 }
+	{ ns++; T[ns] = $1; C[ns] = $2; K[ns] = $3; A[ns] = $4; W[ns] = $5; F[ns] = $6 }
 	END {
 		if (nb == 0) { print "   (no batches)"; exit }
 		for (i = 1; i < ns; i++) {
 			for (b = 1; b <= nb; b++) if (T[i] >= T0[b] && T[i + 1] <= TE[b]) break
 			if (b > nb) continue
 			n++; R[n] = (C[i + 1] - C[i]) / (T[i + 1] - T[i]); RB[n] = b; RT[n] = T[i]
+			if (!(b in WS)) { WS[b] = i; }
+			WE[b] = i + 1
 			RV[n] = (A[i] A[i + 1]) ~ /batch\.items/; RK[n] = (K[i] + K[i + 1] > 0)
 			RA[n] = A[i] == A[i + 1] ? A[i] : A[i] " -> " A[i + 1]
 			if (RV[n]) { nv++; V[nv] = R[n] } else { nq++; Q[nq] = R[n] }
 		}
-		printf "   %5s %8s %7s %9s %7s %9s %9s %7s\n", "batch", "submit", "wall", "items/s", "full", "median", "worst", "autovac"
-		printf "   %5s %8s %7s %9s %7s %9s %9s %7s\n", "", "items/s", "s", "", "seconds", "1-s rate", "1-s rate", "items s"
+		printf "   %5s %8s %7s %9s %7s %9s %9s %7s %8s %8s\n", "batch", "submit", "wall", "items/s", "full", "median", "worst", "autovac", "WAL", "full-page"
+		printf "   %5s %8s %7s %9s %7s %9s %9s %7s %8s %8s\n", "", "items/s", "s", "", "seconds", "1-s rate", "1-s rate", "items s", "MB/s", "images/s"
 		lo = 0; hi = 0
 		for (b = 1; b <= nb; b++) {
 			m = 0; w = -1; v = 0; delete X
@@ -289,11 +312,16 @@ report() {
 			BR[b] = N[b] / (TE[b] - T0[b]); BX[b] = BR[b]
 			if (!lo || BR[b] < BR[lo]) lo = b
 			if (!hi || BR[b] > BR[hi]) hi = b
-			printf "   %5d %8s %7.2f %9s %7d %9s %9s %7d\n", b, th(NS[b] / (T0[b] - S[b])), TE[b] - T0[b],
-				th(BR[b]), m, th(med(X, m)), (w < 0 ? "-" : th(w)), v
+			if (b in WS) { dt = T[WE[b]] - T[WS[b]]; wm = sprintf("%.1f", (W[WE[b]] - W[WS[b]]) / dt / 1048576)
+				fp = th((F[WE[b]] - F[WS[b]]) / dt) } else { wm = "-"; fp = "-" }
+			printf "   %5d %8s %7.2f %9s %7d %9s %9s %7d %8s %8s\n", b, th(NS[b] / (T0[b] - S[b])), TE[b] - T0[b],
+				th(BR[b]), m, th(med(X, m)), (w < 0 ? "-" : th(w)), v, wm, fp
 		}
 		printf "\n   batches: slowest %s items/s (batch %d), fastest %s (batch %d): slowest / fastest %.2f (target >= 0.80)\n",
 			th(BR[lo]), lo, th(BR[hi]), hi, BR[lo] / BR[hi]
+		slo = 0; shi = 0
+		for (b = 1; b <= nb; b++) { x = NS[b] / (T0[b] - S[b]); if (!slo || x < slo) slo = x; if (x > shi) shi = x }
+		printf "   control: the submits (the same statement each batch, one backend): slowest / fastest %.2f\n", slo / shi
 		if (sql) printf "   SQL stage executions/s (1 stage per item): median of the batches %s, slowest %s (target >= 25,000)\n",
 			th(med(BX, nb)), th(BR[lo])
 		if (n == 0) { print "   no full seconds sampled"; exit }

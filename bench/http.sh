@@ -670,7 +670,8 @@ anon_of() {
 	echo "$t"
 }
 section_7() {
-	local f n pids idle peak grow
+	local f n pids idle peak grow t_first t_ramp mean_f req_ms held
+	local -A flight_time=()
 	echo
 	echo "7. Many in flight: nginx answering every request after 1 s (echo_sleep), workers 2, claim $flight_claim,"
 	echo "   max_http_in_flight = in flight / 2, the endpoint's max_concurrency = in flight; items = in flight"
@@ -709,6 +710,30 @@ section_7() {
 			"$(num "$(rate "$R_DONE" "${R_WALL:-0}")")" "$(pct "$(rate "$R_DONE" "${R_WALL:-0}")" "$f")" \
 			"${R_WALL:-0}" "$idle" "$peak" "$grow"
 		[ -z "$R_ERR" ] || printf '   %9s !! %s\n' "" "$R_ERR"
+		flight_time["$f"]=$(q -c "WITH a AS (SELECT started_at, finished_at FROM batch.attempts WHERE batch_id = ${R_BID:-0}),
+				w AS (SELECT (SELECT started_at FROM a ORDER BY started_at OFFSET $((f - 1)) LIMIT 1) AS t0,
+					(SELECT max(started_at) FROM a) AS t1)
+			SELECT round(extract(epoch FROM min(a.started_at) - b.created_at)::numeric - ${R_SUBMIT:-0}, 2),
+				round(extract(epoch FROM w.t0 - min(a.started_at))::numeric, 2),
+				round((sum(extract(epoch FROM a.finished_at - a.started_at))
+					/ nullif(extract(epoch FROM max(a.finished_at) - min(a.started_at)), 0))::numeric),
+				round(avg(extract(epoch FROM a.finished_at - a.started_at))::numeric * 1000),
+				round(count(*) FILTER (WHERE a.finished_at > w.t0 AND a.finished_at <= w.t1)
+					/ nullif(extract(epoch FROM w.t1 - w.t0), 0))
+			FROM a, w, batch.batches b WHERE b.id = ${R_BID:-0} GROUP BY b.created_at, w.t0, w.t1")
+	done
+	echo
+	echo "   where the time went (batch.attempts): the submit's commit to the first request; first request to the"
+	echo "   in-flight-th start (the ramp); mean requests in flight from first start to last answer;"
+	echo "   mean request time (answer 1 s later, plus the executor's pick-up); held: the answers per"
+	echo "   second between the ramp's end and the last request's start (all slots busy), and its share"
+	echo "   of the ideal (the whole-batch share above also pays the ramp and its mirror, the last wave)"
+	printf '   %9s %14s %9s %15s %11s %9s %6s\n' "in flight" "first request s" "ramp s" "mean in flight" "request ms" \
+		"held/s" "share"
+	for f in $flights; do
+		IFS='|' read -r t_first t_ramp mean_f req_ms held <<<"${flight_time[$f]:-}"
+		printf '   %9s %14s %9s %15s %11s %9s %5s%%\n' "$(num "$f")" "${t_first:--}" "${t_ramp:--}" "$(num "${mean_f:-0}")" \
+			"${req_ms:--}" "$(num "${held:-0}")" "$(pct "${held:-0}" "$f")"
 	done
 	set_gucs pgbatch.max_http_in_flight "$in_flight_per_worker" pgbatch.claim_batch_size 100
 	echo "   (anon: the executors' private memory, RssAnon, both together; KB/req = (peak - idle) / in flight)"

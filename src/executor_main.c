@@ -446,6 +446,7 @@ run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 		ex.http.lease_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														  (int64) pgb_lease_duration_s * 1000);
 		pgb_http_stage_record(&ex.http, executor.results);
+		pgb_http_pump();
 		restoring = restore_in_progress();
 		if (plan->reclaim && !restoring)
 			pgb_reclaim(GetUserId());
@@ -463,6 +464,7 @@ run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 			(*next_due == 0 || ex.stats.earliest_due < *next_due))
 			*next_due = ex.stats.earliest_due;
 		pgb_exec_done(&ex);
+		pgb_http_pump();
 	}
 
 	SPI_finish();
@@ -570,7 +572,8 @@ pgbatch_executor_main(Datum main_arg)
 		}
 		if (dispatch_at > 0)
 			timeout_ms = Min(timeout_ms, Max(1, (dispatch_at - now) / 1000));
-		if (executor.results != NULL)
+		/* results to record, also requests a dispatch ended at once */
+		if (executor.results != NULL || pgb_http_has_done())
 			timeout_ms = 0;
 		if (pgb_my_slot()->worker == 0)
 			timeout_ms = Min(timeout_ms, Max(0, (next_reclaim - now) / 1000));

@@ -695,6 +695,32 @@ pgb_http_wait(long timeout_ms)
 }
 
 /*
+ * pgb_http_pump
+ *		Without waiting: lets libcurl read the answers that have come, and
+ *		gives the slots they free to waiting requests.  Called between the
+ *		statements of the executor's transaction, so that an answer does not
+ *		wait for its commit to free its slot; what it collects is recorded
+ *		by the next transaction.
+ */
+void
+pgb_http_pump(void)
+{
+	drive();
+	if (waiting_head && n_in_flight < pgb_max_http_in_flight)
+		(void) pgb_http_dispatch();
+}
+
+/*
+ * pgb_http_has_done
+ *		Whether finished (or handed back) requests wait to be taken.
+ */
+bool
+pgb_http_has_done(void)
+{
+	return done_head != NULL;
+}
+
+/*
  * pgb_http_take_done
  *		One finished (or handed back) request, or NULL; the caller frees it.
  */

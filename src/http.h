@@ -94,6 +94,8 @@ extern void pgb_http_enqueue(PgbHttpRequest *list);
 extern void pgb_http_release_waiting(void);
 extern TimestampTz pgb_http_dispatch(void);
 extern bool pgb_http_wait(long timeout_ms);
+extern void pgb_http_pump(void);
+extern bool pgb_http_has_done(void);
 extern PgbHttpRequest *pgb_http_take_done(void);
 extern void pgb_http_request_free(PgbHttpRequest *req);
 extern void pgb_http_free_list(PgbHttpRequest *list);

@@ -365,6 +365,7 @@ class Conn:
         self.buf = bytearray()
         self.closed = False
         self.echo = None  # (headers, mode) while answering ?echo_escape=
+        self.sent_at = None  # when the current answer was handed to the socket
 
     # ---- low-level reading on our own buffer ----
 
@@ -515,6 +516,8 @@ class Conn:
         if self.echo is not None:
             body = escape_echo(body, *self.echo)
         data = self.head(status, len(body), keep, ctype, extra)
+        # taken before the write: no client can have read the answer earlier
+        self.sent_at = time.time()
         self.writer.write(data if head_only else data + body)
         await self.writer.drain()
 
@@ -647,6 +650,7 @@ class Conn:
     async def api(self, method, path, qs, headers, body, keep, head_only):
         st = self.st
         t0 = time.time()
+        self.sent_at = None
         st.total += 1
         st.in_flight += 1
         if st.in_flight > st.max_in_flight:
@@ -691,7 +695,7 @@ class Conn:
             t1 = time.time()
             entry[6], entry[7], entry[9] = status, outcome, t1
             if arrival is not None:
-                arrival[1], arrival[2] = status, t1
+                arrival[1], arrival[2] = status, self.sent_at or t1
             st.status_counts[status] = st.status_counts.get(status, 0) + 1
             st.outcome_counts[outcome] = st.outcome_counts.get(outcome, 0) + 1
             st.write_log(entry)

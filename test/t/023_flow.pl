@@ -27,6 +27,9 @@
 #    submitted together, the second with batch.set_priority() 10.  It runs
 #    first: fewer than half of the other batch's items are done when its
 #    last item completes (taking turns, nearly all of them were).
+# 5. A request that its dispatch ends at once (here: its host left
+#    pgbatch.allowed_hosts after the endpoint was made) is recorded at once,
+#    not at the next poll (30 s): the item has failed within 10 s.
 
 use strict;
 use warnings;
@@ -109,6 +112,20 @@ my $low_first = sql(q{SELECT count(*) FROM batch.items i JOIN batch.batches b ON
 		JOIN batch.batches hb ON hb.id = h.batch_id WHERE hb.name = 'high')});
 cmp_ok($low_first, '<', 150,
 	"the batch of priority 10 ran first ($low_first of the other's 300 items were done before its last)");
+
+# 5. what a dispatch ends is recorded at once
+sql(q{SELECT batch.create_endpoint('gone', '} . $api->{url} . q{', max_concurrency => 4)});
+sql(q{SELECT batch.create_pipeline('gone', '[{"name": "call", "http": {"endpoint": "gone", "path": "/v1/gone"}}]')});
+sql(q{ALTER SYSTEM SET pgbatch.allowed_hosts = 'api.example.com'});
+sql(q{SELECT pg_reload_conf()});
+sleep 1;
+sql(q{SELECT batch.submit('gone', '[{"n": 1}]', name => 'gone')});
+is(wait_batch_done('gone', 10), 'failed 0 1',
+	'a request refused at its dispatch is recorded at once, not at the 30 s poll');
+is(sql(q{SELECT error_code FROM batch.items i JOIN batch.batches b ON b.id = i.batch_id WHERE b.name = 'gone'}),
+	'host_not_allowed', 'as host_not_allowed');
+sql(q{ALTER SYSTEM RESET pgbatch.allowed_hosts});
+sql(q{SELECT pg_reload_conf()});
 
 $node->stop;
 done_testing();
