@@ -92,6 +92,14 @@ WHERE q.batch_id = 1 AND q.status = 'failed' AND q.stage = 'draft'
   AND i.id = q.item_id AND i.status = 'failed';
 RESET enable_seqscan;
 
+-- the queue's indexes: due items per batch only.  With one across batches
+-- too, a plan made on statistics taken while nothing was due could walk it
+-- for a claim of one batch, through every due item of the batches before.
+SELECT c.relname AS index, pg_get_indexdef(i.indexrelid) ~ 'batch_id' AS per_batch,
+	   pg_get_expr(i.indpred, i.indrelid) AS predicate
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'batch.queue'::regclass ORDER BY c.relname;
+
 -- a state change of an item touches no index of batch.items: it is a HOT
 -- update (the state's indexes are on batch.queue)
 BEGIN;

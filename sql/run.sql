@@ -95,6 +95,22 @@ UPDATE batch.items SET next_due = now() WHERE batch_id = :tbid AND status = 'pen
 SELECT stages_run, items_completed FROM batch.run();
 SELECT status, attempt FROM batch.items WHERE batch_id = :tbid ORDER BY id;
 
+-- across batches it takes the due items in due order: each batch offers its
+-- earliest (through its own part of the queue's due index) and the earliest
+-- of all go first; here two at a time
+CREATE TABLE app.ran (seq serial PRIMARY KEY, n integer NOT NULL);
+CREATE FUNCTION app.log_n(p jsonb, o jsonb) RETURNS jsonb LANGUAGE sql AS
+$$ INSERT INTO app.ran (n) VALUES ((p ->> 'n')::integer) RETURNING '{}'::jsonb $$;
+SELECT batch.create_pipeline('logged', '[{"name": "l", "sql": "app.log_n"}]') > 0 AS created;
+SELECT batch.submit('logged', '[{"n": 1}, {"n": 3}, {"n": 5}, {"n": 7}]', name => 'b_odd') AS obid \gset
+SELECT batch.submit('logged', '[{"n": 2}, {"n": 4}, {"n": 6}]', name => 'b_even') AS ebid \gset
+UPDATE batch.items SET next_due = now() - make_interval(secs => 100 - (payload ->> 'n')::integer)
+WHERE batch_id IN (:obid, :ebid);
+SET pgbatch.claim_batch_size = 2;
+SELECT stages_run, items_completed FROM batch.run();
+RESET pgbatch.claim_batch_size;
+SELECT string_agg(n::text, ',' ORDER BY seq) AS ran_in_order FROM app.ran;
+
 -- a stage function that was dropped fails the item permanently
 CREATE FUNCTION app.temp_stage(p jsonb, o jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT '{}'::jsonb $$;
 SELECT batch.create_pipeline('fragile', '[{"name": "t", "sql": "app.temp_stage"}]') > 0 AS created;

@@ -50,6 +50,7 @@ static SPIPlanPtr next_due_all_plan = NULL;
 #define CLAIM_ITEM_DUE \
 	" AND i.status = 'pending' AND i.next_due <= "
 
+
 /*
  * pgb_claim_locked
  *		Locks up to 'limit' due items (of one batch, or when batch_id is 0
@@ -103,15 +104,23 @@ pgb_claim_locked(int64 batch_id, Oid actor, TimestampTz now, int limit,
 			Oid			argtypes[5] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8OID,
 			OIDOID};
 
-			claim_all_plan = pgb_prepare_opts(CLAIM_COLUMNS
-											  " WHERE q.status = 'pending'"
-											  " AND (q.next_due, q.item_id) > ($3, $4)"
-											  " AND q.next_due <= $1"
+			/*
+			 * Each batch locks its first due items, the merge keeps the
+			 * earliest.  Those it leaves stay locked by this transaction
+			 * until it ends, and the next claim (its cursor behind them)
+			 * takes them: they are next in the due order.
+			 */
+			claim_all_plan = pgb_prepare_opts("SELECT x.* FROM " PGB_ACTIVE_BATCHES
+											  " CROSS JOIN LATERAL (" CLAIM_COLUMNS
+											  "  WHERE q.batch_id = a.batch_id AND q.status = 'pending'"
+											  "  AND (q.next_due, q.item_id) > ($3, $4)"
+											  "  AND q.next_due <= $1"
 											  CLAIM_ITEM_DUE "$1"
-											  " AND ($5 = 0 OR EXISTS (SELECT FROM batch.batches b"
-											  "  WHERE b.id = q.batch_id AND batch_internal.can_act($5, b.owner)))"
-											  " ORDER BY q.next_due, q.item_id LIMIT $2"
-											  " FOR UPDATE OF i SKIP LOCKED",
+											  "  ORDER BY q.next_due, q.item_id LIMIT $2"
+											  "  FOR UPDATE OF i SKIP LOCKED) x"
+											  " WHERE ($5 = 0 OR EXISTS (SELECT FROM batch.batches b"
+											  "  WHERE b.id = a.batch_id AND batch_internal.can_act($5, b.owner)))"
+											  " ORDER BY x.next_due, x.id LIMIT $2",
 											  5, argtypes, PGB_PLAN_GENERIC);
 		}
 		plan = claim_all_plan;
@@ -245,10 +254,12 @@ pgb_next_due(int64 batch_id, Oid actor, bool *found)
 		{
 			Oid			argtypes[1] = {OIDOID};
 
-			next_due_all_plan = pgb_prepare_opts("SELECT min(q.next_due) FROM batch.queue q"
-												 " WHERE q.status = 'pending'"
-												 " AND ($1 = 0 OR EXISTS (SELECT FROM batch.batches b"
-												 "  WHERE b.id = q.batch_id"
+			next_due_all_plan = pgb_prepare_opts("SELECT min(d.next_due) FROM " PGB_ACTIVE_BATCHES
+												 " CROSS JOIN LATERAL (SELECT min(q.next_due) AS next_due"
+												 "  FROM batch.queue q"
+												 "  WHERE q.batch_id = a.batch_id AND q.status = 'pending') d"
+												 " WHERE ($1 = 0 OR EXISTS (SELECT FROM batch.batches b"
+												 "  WHERE b.id = a.batch_id"
 												 "  AND batch_internal.can_act($1, b.owner)))",
 												 1, argtypes, PGB_PLAN_GENERIC);
 		}

@@ -180,11 +180,10 @@ claim_fair(PgbExecState *ex, int limit, bool *more)
 	uint64		k;
 
 	if (active_plan == NULL)
-		active_plan = pgb_prepare("SELECT c.batch_id, b.owner::text, b.priority FROM batch.counters c"
-								  " JOIN batch.batches b ON b.id = c.batch_id"
-								  " GROUP BY c.batch_id, b.owner, b.priority"
-								  " HAVING sum(c.pending + c.retrying) > 0"
-								  " ORDER BY b.owner, b.priority DESC, c.batch_id",
+		active_plan = pgb_prepare("SELECT a.batch_id, b.owner::text, b.priority FROM "
+								  PGB_ACTIVE_BATCHES
+								  " JOIN batch.batches b ON b.id = a.batch_id"
+								  " ORDER BY b.owner, b.priority DESC, a.batch_id",
 								  0, NULL);
 	if (pgb_execute(active_plan, NULL, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pgbatch: listing batches with waiting items failed");
@@ -277,9 +276,10 @@ next_due_later(void)
 	{
 		Oid			argtypes[1] = {TIMESTAMPTZOID};
 
-		due_plan = pgb_prepare("SELECT next_due FROM batch.queue"
-							   " WHERE status = 'pending' AND next_due > $1"
-							   " ORDER BY next_due LIMIT 1",
+		due_plan = pgb_prepare("SELECT min(d.next_due) FROM " PGB_ACTIVE_BATCHES
+							   " CROSS JOIN LATERAL (SELECT q.next_due FROM batch.queue q"
+							   "  WHERE q.batch_id = a.batch_id AND q.status = 'pending'"
+							   "  AND q.next_due > $1 ORDER BY q.next_due LIMIT 1) d",
 							   1, argtypes);
 	}
 	args[0] = TimestampTzGetDatum(GetCurrentTimestamp());

@@ -195,10 +195,10 @@ CREATE TABLE batch.queue (
 		autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 100000,
 		autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 20000);
 
--- Due work, per batch and across batches.
+-- Due work, per batch; no index across batches: what reads across batches
+-- goes batch by batch (src/claim.h, PGB_ACTIVE_BATCHES), so that no plan can
+-- walk other batches' due items for one batch.
 CREATE INDEX queue_due_batch_idx ON batch.queue (batch_id, next_due, item_id)
-	WHERE status = 'pending';
-CREATE INDEX queue_due_idx ON batch.queue (next_due, item_id)
 	WHERE status = 'pending';
 -- Failed items: keeps retry_failed() and the review queue O(failed).
 CREATE INDEX queue_failed_idx ON batch.queue (batch_id, stage, error_code)
