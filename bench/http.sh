@@ -32,7 +32,10 @@
 #      (2 executors, max_http_in_flight and max_concurrency to match)
 #      against nginx answering every request after 1 s (the echo module's
 #      echo_sleep), as a share of the ideal in_flight / 1 s, with the
-#      executors' peak RSS and its growth per request in flight.
+#      executors' peak RSS and its growth per request in flight; then where
+#      the time went, from batch.attempts: the ramp (first request to the
+#      in-flight-th), the mean in flight, the mean request time, and the
+#      rate held while all slots were busy.
 #
 # How: installs the dependencies (test/lib.sh, plus nginx-light, wrk, curl and
 # python3), builds and installs the extension (output in the work dir's
