@@ -105,21 +105,23 @@ pgb_claim_locked(int64 batch_id, Oid actor, TimestampTz now, int limit,
 			OIDOID};
 
 			/*
-			 * Each batch locks its first due items, the merge keeps the
-			 * earliest.  Those it leaves stay locked by this transaction
-			 * until it ends, and the next claim (its cursor behind them)
-			 * takes them: they are next in the due order.
+			 * The batches the actor may act on first (no other batch's item
+			 * is even locked); then each locks its first due items, and the
+			 * merge keeps the earliest.  Those it leaves stay locked by this
+			 * transaction until it ends, and the next claim (its cursor
+			 * behind them) takes them: they are next in the due order.
 			 */
-			claim_all_plan = pgb_prepare_opts("SELECT x.* FROM " PGB_ACTIVE_BATCHES
+			claim_all_plan = pgb_prepare_opts("SELECT x.* FROM"
+											  " (SELECT a.batch_id FROM " PGB_ACTIVE_BATCHES
+											  "  WHERE $5 = 0 OR EXISTS (SELECT FROM batch.batches b"
+											  "   WHERE b.id = a.batch_id AND batch_internal.can_act($5, b.owner))) p"
 											  " CROSS JOIN LATERAL (" CLAIM_COLUMNS
-											  "  WHERE q.batch_id = a.batch_id AND q.status = 'pending'"
+											  "  WHERE q.batch_id = p.batch_id AND q.status = 'pending'"
 											  "  AND (q.next_due, q.item_id) > ($3, $4)"
 											  "  AND q.next_due <= $1"
 											  CLAIM_ITEM_DUE "$1"
 											  "  ORDER BY q.next_due, q.item_id LIMIT $2"
 											  "  FOR UPDATE OF i SKIP LOCKED) x"
-											  " WHERE ($5 = 0 OR EXISTS (SELECT FROM batch.batches b"
-											  "  WHERE b.id = a.batch_id AND batch_internal.can_act($5, b.owner)))"
 											  " ORDER BY x.next_due, x.id LIMIT $2",
 											  5, argtypes, PGB_PLAN_GENERIC);
 		}

@@ -15,6 +15,12 @@
 #   - the two calls' stages_run add up to 15,000 and items_completed to
 #     5,000 (how the work was split is only reported, not asserted);
 #   - batch.progress says 'completed' with completed = 5,000.
+# Then batch.run() without a batch, as a tenant (alice, two batches) in a
+# transaction left open: across batches each batch locks its first due
+# items and the earliest are taken, so some of alice's items stay locked
+# until her transaction ends, but none of another tenant's (bob's batch
+# stays whole for everyone else), and after the commit her next run takes
+# the rest in due order.
 
 use strict;
 use warnings;
@@ -141,6 +147,47 @@ is( sql(qq{SELECT status, total, pending, running, retrying, completed, failed, 
 # nothing is left to run
 is( sql(q{SELECT stages_run, items_completed, next_due IS NULL FROM batch.run('b2')}),
 	'0|0|t', 'a further run finds nothing to do');
+
+# ---- across batches, as a tenant, in an open transaction
+sql(q{
+CREATE ROLE alice IN ROLE pgbatch_operator;
+CREATE ROLE bob IN ROLE pgbatch_operator;
+GRANT USAGE ON SCHEMA app TO alice, bob;
+GRANT INSERT ON app.log TO alice, bob;
+SELECT batch.create_pipeline('one', '[{"name": "s1", "sql": "app.s1"}]');
+SELECT batch.grant_pipeline('one', 'alice');
+SELECT batch.grant_pipeline('one', 'bob');
+SET ROLE alice;
+SELECT batch.submit('one', (SELECT jsonb_agg(jsonb_build_object('n', g)) FROM generate_series(1, 10) g),
+	name => 'a1');
+SELECT batch.submit('one', (SELECT jsonb_agg(jsonb_build_object('n', g)) FROM generate_series(11, 20) g),
+	name => 'a2');
+RESET ROLE;
+SET ROLE bob;
+SELECT batch.submit('one', (SELECT jsonb_agg(jsonb_build_object('n', g)) FROM generate_series(21, 120) g),
+	name => 'b1');
+RESET ROLE;
+});
+my $alice = $node->background_psql('postgres', timeout => $PostgreSQL::Test::Utils::timeout_default);
+$alice->query_safe('SET ROLE alice');
+$alice->query_safe('SET pgbatch.claim_batch_size = 4');
+$alice->query_safe('BEGIN');
+is($alice->query_safe('SELECT items_completed FROM batch.run(max_items => 6)'),
+	'6', "alice's run across her batches took 6 items");
+my $lockable = q{SELECT count(*) FROM (SELECT 1 FROM batch.items i JOIN batch.batches b ON b.id = i.batch_id
+	WHERE b.name = '%s' AND i.status = 'pending' FOR UPDATE OF i SKIP LOCKED) s};
+is(sql(sprintf($lockable, 'b1')), '100', "none of bob's items is locked by alice's open transaction");
+my $a_free = sql(sprintf($lockable, 'a1')) + sql(sprintf($lockable, 'a2'));
+cmp_ok($a_free, '<', 14, "some of alice's items she did not take stay locked until she commits ($a_free of 14 free)");
+$alice->query_safe('COMMIT');
+is(sql(sprintf($lockable, 'a1')) + sql(sprintf($lockable, 'a2')), 14,
+	'after her commit all 14 are free again');
+is($alice->query_safe('SELECT items_completed FROM batch.run()'), '14', 'her next run takes them');
+$alice->quit;
+is( sql(q{SELECT string_agg(b.name || ':' || i.status || ':' || n, ',' ORDER BY b.name, i.status)
+		  FROM (SELECT batch_id, status, count(*) AS n FROM batch.items GROUP BY 1, 2) i
+		  JOIN batch.batches b ON b.id = i.batch_id WHERE b.name IN ('a1', 'a2', 'b1')}),
+	'a1:completed:10,a2:completed:10,b1:pending:100', "alice's items all done, bob's untouched");
 
 $node->stop;
 done_testing();
