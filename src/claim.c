@@ -50,7 +50,6 @@ static SPIPlanPtr next_due_all_plan = NULL;
 #define CLAIM_ITEM_DUE \
 	" AND i.status = 'pending' AND i.next_due <= "
 
-
 /*
  * pgb_claim_locked
  *		Locks up to 'limit' due items (of one batch, or when batch_id is 0

@@ -49,7 +49,7 @@ typedef struct PgbClaimCursor
  * index was empty (statistics taken between batches) could walk the overall
  * one for a claim of one batch, filtering out every due item of the batches
  * before it (92 ms a claim behind 200,000 items of another batch, against
- * 1 ms).  What reads across batches goes batch by batch over these, each
+ * 0.2 ms).  What reads across batches goes batch by batch over these, each
  * through its own part of the index, and merges.
  */
 #define PGB_ACTIVE_BATCHES \
