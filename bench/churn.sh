@@ -240,7 +240,7 @@ sample_sql="SELECT extract(epoch FROM clock_timestamp()), (SELECT coalesce(sum(c
  (SELECT coalesce(string_agg(regexp_replace(a.query, '^autovacuum: ', '') || coalesce(' (' || v.phase || ')', ''), '; '
   ORDER BY a.pid), '') FROM pg_stat_activity a LEFT JOIN pg_stat_progress_vacuum v ON v.pid = a.pid
   WHERE a.backend_type = 'autovacuum worker' AND a.query LIKE 'autovacuum:%'),
- (SELECT wal_bytes FROM pg_stat_wal), (SELECT wal_fpi FROM pg_stat_wal);"
+ w.wal_bytes, w.wal_fpi FROM pg_stat_wal w;"
 sample_sql=${sample_sql//$'\n'/}
 (while [ ! -e "$work/sampler.stop" ]; do echo "$sample_sql"; sleep 1; done) >"$work/sampler.fifo" &
 feeder_pid=$!

@@ -706,8 +706,7 @@ void
 pgb_http_pump(void)
 {
 	drive();
-	if (waiting_head && n_in_flight < pgb_max_http_in_flight)
-		(void) pgb_http_dispatch();
+	(void) pgb_http_dispatch();
 }
 
 /*
