@@ -2780,6 +2780,13 @@ COMMENT ON COLUMN batch.queue.stage IS 'The item''s stage, as in batch.items.sta
 COMMENT ON COLUMN batch.queue.next_due IS 'The item''s due time, as in batch.items.next_due.';
 COMMENT ON COLUMN batch.queue.error_code IS 'The item''s last error code, as in batch.items.error_code.';
 
+/*
+ * The copy must hold every item: no write to batch.items may commit between
+ * it and the triggers below, or that item would have no queue row and never
+ * be claimed.  (DROP POLICY above already holds a stronger lock; this says
+ * why it must be held here.)
+ */
+LOCK TABLE batch.items IN SHARE ROW EXCLUSIVE MODE;
 INSERT INTO batch.queue (item_id, batch_id, status, stage, next_due, error_code)
 SELECT i.id, i.batch_id, i.status, i.stage, i.next_due, i.error_code
 FROM batch.items i;

@@ -11,8 +11,10 @@
 #    the hint to update; no executor logs an error, however often it wakes.
 # 2. batch.run() refuses with the same hint.
 # 3. After ALTER EXTENSION pgbatch UPDATE the executors take the waiting
-#    items up by themselves and complete them; the log still holds the one
-#    line.
+#    items up by themselves and complete them, also an item whose insert
+#    was still open when the update started (the update waits for it before
+#    it copies the items into batch.queue, so the new item is there too);
+#    the log still holds the one line.
 
 use strict;
 use warnings;
@@ -60,12 +62,25 @@ my ($rc, $out, $err) = $node->psql('postgres', q{SELECT * FROM batch.run('waitin
 like($err, qr/pgbatch in database "postgres" is older than its library/, 'batch.run() refuses');
 like($err, qr/HINT:  Run ALTER EXTENSION pgbatch UPDATE\./, '... and says what to do');
 
-# 3. the update, and the work resumes by itself
-sql(q{ALTER EXTENSION pgbatch UPDATE});
+# 3. the update, while an insert is still open, and the work resumes by itself
+my $writer = $node->background_psql('postgres', timeout => $PostgreSQL::Test::Utils::timeout_default);
+$writer->query_safe('BEGIN');
+$writer->query_safe(q{SELECT batch.add_items('waiting', '[{"n": 100}]')});
+my $updater = $node->background_psql('postgres', timeout => $PostgreSQL::Test::Utils::timeout_default);
+$updater->query_until(qr/updating/, qq{\\echo updating\nALTER EXTENSION pgbatch UPDATE;\n\\echo updated\n});
+is(wait_for($node, q{SELECT count(*) FROM pg_stat_activity
+		WHERE query LIKE 'ALTER EXTENSION%' AND wait_event_type = 'Lock'}, '1', 60),
+	'1', 'the update waits for the open insert');
+$writer->query_safe('COMMIT');
+$writer->quit;
+$updater->query_until(qr/updated/, '');
+$updater->quit;
 is(sql(q{SELECT extversion FROM pg_extension WHERE extname = 'pgbatch'}), $library, 'updated');
+is(sql(q{SELECT count(*) FROM batch.items i LEFT JOIN batch.queue q ON q.item_id = i.id
+		WHERE q.item_id IS NULL}), '0', 'every item has its queue row, the one inserted meanwhile too');
 is(wait_for($node, q{SELECT status || ' ' || completed FROM batch.progress WHERE name = 'waiting'},
-		'completed 7', 60),
-	'completed 7', 'after the update the executors complete the waiting items');
+		'completed 8', 60),
+	'completed 8', 'after the update the executors complete the waiting items');
 $log = slurp_file($node->logfile);
 @lines = $log =~ /(is at version 1\.3, older than its library)/g;
 is(scalar(@lines), 1, 'the log still holds the one line');
