@@ -524,11 +524,7 @@ pgb_http_dispatch(void)
 			req->release_until = until;
 			finish(req, PGB_HTTP_RELEASED);
 		}
-		else if (pgb_url_verdict(req->url, req->denied_host, sizeof(req->denied_host),
-								 &req->denied_port) != PGB_URL_ALLOWED ||
-				 (req->proxy &&
-				  pgb_proxy_verdict(req->proxy, req->denied_host, sizeof(req->denied_host),
-									&req->denied_port) != PGB_URL_ALLOWED))
+		else if (pgb_http_url_denied(req))
 		{
 			/* outside pgbatch.allowed_hosts: not even looked up */
 			pgb_endpoint_tokens_used(req->endpoint_index, req->token_estimate, 0);

@@ -172,17 +172,38 @@ set_tls(CURL *easy, PgbHttpRequest *req)
 }
 
 /*
+ * pgb_http_url_denied
+ *		The SSRF guard on a request about to go out: its URL, whose host
+ *		and port become the request's origin (pgb_http_connect_setup), and
+ *		its proxy.  True, with the host denied in denied_host, if either is
+ *		outside pgbatch.allowed_hosts (or not a URL that may be called).
+ */
+bool
+pgb_http_url_denied(PgbHttpRequest *req)
+{
+	if (pgb_url_verdict(req->url, req->origin_host, sizeof(req->origin_host),
+						&req->origin_port) != PGB_URL_ALLOWED)
+	{
+		strlcpy(req->denied_host, req->origin_host, sizeof(req->denied_host));
+		req->denied_port = req->origin_port;
+		return true;
+	}
+	return req->proxy &&
+		pgb_proxy_verdict(req->proxy, req->denied_host, sizeof(req->denied_host),
+						  &req->denied_port) != PGB_URL_ALLOWED;
+}
+
+/*
  * pgb_http_connect_setup
  *		Sets the SSRF guard, the proxy and TLS of a request on its easy
- *		handle.
+ *		handle.  The request's origin (origin_host, origin_port) is the
+ *		host and port of its URL, as the dispatch's guard found them.
  */
 void
 pgb_http_connect_setup(CURL *easy, PgbHttpRequest *req)
 {
 	req->host_denied = false;
 	req->cross_origin = false;
-	(void) pgb_url_verdict(req->url, req->origin_host, sizeof(req->origin_host),
-						   &req->origin_port);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_callback);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, req);
 	curl_easy_setopt(easy, CURLOPT_PROXY, req->proxy ? req->proxy : "");

@@ -15,6 +15,7 @@
 
 #include "http.h"
 
+extern bool pgb_http_url_denied(PgbHttpRequest *req);
 extern void pgb_http_connect_setup(CURL *easy, PgbHttpRequest *req);
 
 #endif							/* PGB_HTTP_CONNECT_H */
