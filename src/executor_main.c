@@ -445,20 +445,30 @@ run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 		executor.current = &ex;
 		ex.http.lease_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														  (int64) pgb_lease_duration_s * 1000);
-		pgb_http_stage_record(&ex.http, executor.results);
+		/*
+		 * The results go into the tables with the first chunk claimed, in
+		 * one statement, or on their own before anything reads what they
+		 * change (a reclaim, the next due time).
+		 */
+		pgb_exec_carry(&ex, executor.results);
 		pgb_http_pump();
 		restoring = restore_in_progress();
 		if (plan->reclaim && !restoring)
+		{
+			pgb_exec_flush_carried(&ex);
 			pgb_reclaim(GetUserId());
+		}
 		if (plan->claim_limit > 0 && !restoring)
 		{
 			(void) claim_fair(&ex, plan->claim_limit, more);
+			pgb_exec_flush_carried(&ex);
 			/* items deferred for a busy endpoint wait for its requests to end */
 			if (ex.stats.items_deferred > 0)
 				*more = false;
 			if (!*more)
 				*next_due = next_due_later();
 		}
+		pgb_exec_flush_carried(&ex);
 		/* a retry or a resume scheduled here is due before the next poll */
 		if (ex.stats.earliest_due > 0 &&
 			(*next_due == 0 || ex.stats.earliest_due < *next_due))

@@ -183,11 +183,47 @@ pgb_exec_done(PgbExecState *ex)
 }
 
 /*
+ * pgb_exec_carry
+ *		Adds the results of finished HTTP requests to the executor's
+ *		carried record, which the next chunk's record takes along (or
+ *		pgb_exec_flush_carried writes), so that a transaction that records
+ *		results and claims more writes the items' new states in one
+ *		statement, not two.  What it records is not in the tables until
+ *		then: a claim in between does not see it.
+ */
+void
+pgb_exec_carry(PgbExecState *ex, PgbHttpRequest *results)
+{
+	if (results == NULL)
+		return;
+	if (!ex->carrying)
+	{
+		pgb_outcome_begin(&ex->carried, &ex->stats);
+		ex->carrying = true;
+	}
+	pgb_http_stage_record(&ex->http, &ex->carried, results);
+}
+
+/*
+ * pgb_exec_flush_carried
+ *		Writes the carried record, if there is one.
+ */
+void
+pgb_exec_flush_carried(PgbExecState *ex)
+{
+	if (!ex->carrying)
+		return;
+	ex->carrying = false;
+	pgb_outcome_flush(&ex->carried, GetCurrentTimestamp());
+}
+
+/*
  * pgb_execute_claimed
  *		Executes a chunk of claimed items and records the outcomes: outputs
  *		of earlier stages loaded in one query, every item run (until the
  *		executor's time slice, if it has one, is over), and the chunk's
- *		states, outputs and attempts written in one statement each.
+ *		states, outputs and attempts written in one statement each, with
+ *		the executor's carried record if it has one.
  */
 void
 pgb_execute_claimed(PgbExecState *ex, PgbWorkItem *items, int nitems)
@@ -204,7 +240,14 @@ pgb_execute_claimed(PgbExecState *ex, PgbWorkItem *items, int nitems)
 	}
 	pgb_load_outputs(items, nitems);
 
-	pgb_outcome_begin(&rec, &ex->stats);
+	if (ex->carrying)
+	{
+		/* the results carried come along: one statement for all of them */
+		rec = ex->carried;
+		ex->carrying = false;
+	}
+	else
+		pgb_outcome_begin(&rec, &ex->stats);
 	for (i = 0; i < nitems; i++)
 	{
 		/*

@@ -34,10 +34,14 @@ typedef struct PgbExecState
 	TimestampTz slice_end;		/* stop starting items after this, or 0 */
 	bool		sliced;			/* items were left for the next claim */
 	PgbRunStats stats;
+	PgbRecord	carried;		/* results not flushed yet (pgb_exec_carry) */
+	bool		carrying;
 } PgbExecState;
 
 extern void pgb_exec_init(PgbExecState *ex, MemoryContext cachecxt, bool background);
 extern void pgb_exec_done(PgbExecState *ex);
 extern void pgb_execute_claimed(PgbExecState *ex, PgbWorkItem *items, int nitems);
+extern void pgb_exec_carry(PgbExecState *ex, PgbHttpRequest *results);
+extern void pgb_exec_flush_carried(PgbExecState *ex);
 
 #endif							/* PGB_ITEM_EXEC_H */

@@ -97,7 +97,8 @@ session_http(PgbExecState *ex, TimestampTz deadline)
 				results = req;
 			}
 		}
-		pgb_http_stage_record(&ex->http, results);
+		pgb_exec_carry(ex, results);
+		pgb_exec_flush_carried(ex);
 	}
 	PG_CATCH();
 	{

@@ -707,15 +707,15 @@ announce_endpoints(PgbHttpStage *hs, PgbHttpRequest *list)
 
 /*
  * pgb_http_stage_record
- *		Records the finished requests (a list) whose items this executor
- *		still holds (a lease taken back by another executor is not ours to
- *		record), in the current transaction.  The list stays the caller's.
+ *		Adds to rec what the finished requests (a list) did to the items
+ *		this executor still holds (a lease taken back by another executor
+ *		is not ours to record), having locked them in the current
+ *		transaction; the caller flushes rec.  The list stays the caller's.
  */
 void
-pgb_http_stage_record(PgbHttpStage *hs, PgbHttpRequest *results)
+pgb_http_stage_record(PgbHttpStage *hs, PgbRecord *rec, PgbHttpRequest *results)
 {
 	PgbColumn	ids;
-	PgbRecord	rec;
 	PgbHttpRequest *req;
 	Datum		args[2];
 	uint64		i;
@@ -766,7 +766,6 @@ pgb_http_stage_record(PgbHttpStage *hs, PgbHttpRequest *results)
 
 	announce_endpoints(hs, results);
 
-	pgb_outcome_begin(&rec, hs->stats);
 	for (req = results; req; req = req->next)
 	{
 		int			j;
@@ -775,10 +774,9 @@ pgb_http_stage_record(PgbHttpStage *hs, PgbHttpRequest *results)
 			if (owned[j] == req->item_id)
 				break;
 		if (j < nowned)
-			record_result(hs, &rec, req, cancelled[j]);
+			record_result(hs, rec, req, cancelled[j]);
 		else
 			elog(DEBUG1, "pgbatch: item " INT64_FORMAT " is no longer held by this executor; its result is dropped",
 				 req->item_id);
 	}
-	pgb_outcome_flush(&rec, GetCurrentTimestamp());
 }

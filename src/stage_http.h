@@ -41,6 +41,6 @@ extern void pgb_http_stage_init(PgbHttpStage *hs, MemoryContext cxt, bool defer_
 								PgbRunStats *stats);
 extern bool pgb_http_stage_prepare(PgbHttpStage *hs, PgbRecord *rec, PgbBatchInfo *info,
 								   PgbStage *stage, PgbWorkItem *it, int attempt);
-extern void pgb_http_stage_record(PgbHttpStage *hs, PgbHttpRequest *results);
+extern void pgb_http_stage_record(PgbHttpStage *hs, PgbRecord *rec, PgbHttpRequest *results);
 
 #endif							/* PGB_STAGE_HTTP_H */
