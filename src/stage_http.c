@@ -343,15 +343,28 @@ pgb_http_stage_prepare(PgbHttpStage *hs, PgbRecord *rec, PgbBatchInfo *info,
 								   now, GetCurrentTimestamp(), 0);
 			return true;
 		}
+		json = JsonbToCString(NULL, &body->root, VARSIZE(body));
 	}
 	else
 	{
-		Jsonb	   *outputs = it->outputs ? it->outputs : pgb_jsonb_constant("{}");
+		StringInfoData buf;
 
-		body = pgb_jsonb_set_key(pgb_jsonb_set_key(NULL, "payload", it->payload),
-								 "outputs", outputs);
+		/*
+		 * The object {"outputs": ..., "payload": ...}, written as
+		 * JsonbToCString() writes it (keys in jsonb's order), without
+		 * building it as a jsonb first
+		 */
+		initStringInfo(&buf);
+		appendStringInfoString(&buf, "{\"outputs\": ");
+		if (it->outputs)
+			(void) JsonbToCString(&buf, &it->outputs->root, VARSIZE(it->outputs));
+		else
+			appendStringInfoString(&buf, "{}");
+		appendStringInfoString(&buf, ", \"payload\": ");
+		(void) JsonbToCString(&buf, &it->payload->root, VARSIZE(it->payload));
+		appendStringInfoChar(&buf, '}');
+		json = buf.data;
 	}
-	json = JsonbToCString(NULL, &body->root, VARSIZE(body));
 	url = psprintf("%s%s", ep->base_url, stage->path);
 
 	req = calloc(1, sizeof(PgbHttpRequest));
