@@ -188,9 +188,9 @@ mark_announced(int64 batch_id, TimestampTz now)
  *		cancelled, the six buckets, the first start.  Always a generic plan:
  *		left to choose, the plan cache found the generic plan dearer than a
  *		custom one for a single batch and planned the statement anew on
- *		every change of the items (a tenth of the executors' time on HTTP
- *		work went to planning it).  Whatever the statistics, the plan reads
- *		a handful of counter rows per batch.
+ *		every change of the items (with a generic plan the executors spent
+ *		7 % less CPU per HTTP item).  Whatever the statistics, the plan
+ *		reads a handful of counter rows per batch.
  */
 static SPIPlanPtr
 prepare_totals(void)

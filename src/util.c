@@ -115,10 +115,10 @@ pgb_prepare_opts(const char *sql, int nargs, Oid *argtypes, int options)
 
 /*
  * seq_scans_target
- *		Whether a plan tree, or a subplan of its statement, reads relation
- *		relid with a sequential scan.  A node whose children are not in
- *		lefttree and righttree (an Append, a subquery) counts as one that
- *		does: the caller then takes the custom plan, which is never wrong.
+ *		Whether a plan tree of stmt reads relation relid with a sequential
+ *		scan.  A node whose children are not in lefttree and righttree (an
+ *		Append, a subquery) counts as one that does: the caller then takes
+ *		the custom plan, which is never wrong.
  */
 static bool
 seq_scans_target(PlannedStmt *stmt, Plan *plan, Oid relid)
@@ -160,7 +160,7 @@ pgb_generic_plan_indexed(SPIPlanPtr plan)
 {
 	CachedPlan *cplan = SPI_plan_get_cached_plan(plan);
 	ListCell   *lc;
-	bool		indexed = cplan != NULL;
+	bool		indexed = true;
 
 	if (cplan == NULL)
 		return false;
