@@ -7,6 +7,7 @@ OBJS = \
 	src/security.o \
 	src/events.o \
 	src/counters.o \
+	src/queue.o \
 	src/validate.o \
 	src/gate.o \
 	src/shmem.o \

@@ -116,6 +116,12 @@ SELECT batch.set_priority('ops1', 9);
 SELECT count(*) FROM batch.costs;
 RESET ROLE;
 SELECT priority FROM batch.batches WHERE name = 'ops1';
+-- one statement that changes more items than the queue's trigger writes in
+-- one chunk (10,000): every queue row follows
+SELECT batch.submit('ops', (SELECT jsonb_agg(jsonb_build_object('n', g))
+	FROM generate_series(1, 25000) g), name => 'ops_big') AS ops_big \gset
+SELECT batch.cancel('ops_big') AS cancelled;
+SELECT status, count(*) FROM batch.queue WHERE batch_id = :ops_big GROUP BY status;
 DROP ROLE regress_ops_reader, regress_ops_op;
 DROP SCHEMA ops CASCADE;
 

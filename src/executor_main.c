@@ -283,7 +283,7 @@ next_due_later(void)
 							   1, argtypes);
 	}
 	args[0] = TimestampTzGetDatum(GetCurrentTimestamp());
-	if (pgb_execute(due_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+	if (pgb_execute_keyed(due_plan, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pgbatch: reading the next due time failed");
 	if (SPI_processed == 1)
 	{

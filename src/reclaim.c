@@ -78,7 +78,7 @@ pgb_reclaim(Oid actor)
 	args[0] = TimestampTzGetDatum(GetCurrentTimestamp());
 	args[2] = TimestampTzGetDatum(listed_at);
 	args[3] = ObjectIdGetDatum(actor);
-	if (pgb_execute(reclaim_plan, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
+	if (pgb_execute_keyed(reclaim_plan, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "pgbatch: taking back orphaned items failed");
 	for (i = 0; i < SPI_processed; i++)
 	{

@@ -756,7 +756,7 @@ pgb_http_stage_record(PgbHttpStage *hs, PgbRecord *rec, PgbHttpRequest *results)
 	}
 	args[0] = pgb_column_array(&ids);
 	args[1] = Int32GetDatum(MyProcPid);
-	if (pgb_execute(guard_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+	if (pgb_execute_keyed(guard_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pgbatch: locking items with results failed");
 	nowned = 0;
 	owned = palloc(sizeof(int64) * Max(SPI_processed, 1));

@@ -37,6 +37,8 @@ extern SPIPlanPtr pgb_prepare_opts(const char *sql, int nargs, Oid *argtypes,
 extern bool pgb_generic_plan_indexed(SPIPlanPtr plan);
 extern int	pgb_execute(SPIPlanPtr plan, Datum *args, const char *nulls,
 						bool read_only, long tcount);
+extern int	pgb_execute_keyed(SPIPlanPtr plan, Datum *args, const char *nulls,
+							  bool read_only, long tcount);
 extern Jsonb *pgb_jsonb_constant(const char *literal);
 extern Datum pgb_text_datum(const char *s);
 extern Jsonb *pgb_jsonb_set_key(Jsonb *obj, const char *key, Jsonb *value);

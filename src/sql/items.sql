@@ -90,36 +90,16 @@ CREATE FUNCTION batch_internal.count_items() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'pgbatch_count_items_1_4';
 
 /*
- * Statement trigger on batch.items: keeps batch.queue, the narrow copy of
- * the items' state, in step with the statement's changes (read from its
- * transition tables).  An update that changes none of the copied columns
- * writes nothing.
+ * Statement trigger on batch.items (C, src/queue.c): keeps batch.queue, the
+ * narrow copy of the items' state, in step with the statement's changes
+ * (read from its transition tables): inserted items get their row, deleted
+ * items lose it, and changed items update theirs in place.  An update that
+ * changes none of the copied columns writes nothing.
  */
 CREATE FUNCTION batch_internal.queue_items() RETURNS trigger
-	LANGUAGE plpgsql
+	LANGUAGE c
 	SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	IF TG_OP = 'INSERT' THEN
-		INSERT INTO batch.queue (item_id, batch_id, status, stage, next_due, error_code)
-		SELECT n.id, n.batch_id, n.status, n.stage, n.next_due, n.error_code
-		FROM new_items n;
-	ELSIF TG_OP = 'UPDATE' THEN
-		INSERT INTO batch.queue AS q (item_id, batch_id, status, stage, next_due, error_code)
-		SELECT n.id, n.batch_id, n.status, n.stage, n.next_due, n.error_code
-		FROM new_items n
-		ON CONFLICT (item_id) DO UPDATE
-		SET status = excluded.status, stage = excluded.stage,
-			next_due = excluded.next_due, error_code = excluded.error_code
-		WHERE (q.status, q.stage, q.next_due, q.error_code)
-			IS DISTINCT FROM (excluded.status, excluded.stage, excluded.next_due, excluded.error_code);
-	ELSE
-		DELETE FROM batch.queue q
-		WHERE q.item_id = ANY (ARRAY(SELECT o.id FROM old_items o));
-	END IF;
-	RETURN NULL;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'pgbatch_queue_items_1_4';
 
 /*
  * batch_finished for a batch whose end no one announced: the executors

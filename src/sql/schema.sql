@@ -181,7 +181,13 @@ CREATE INDEX items_batch_idx ON batch.items (batch_id);
  * Finished items keep their row, so that the table's statistics, which the
  * plans of the claims rest on, never describe an empty queue between two
  * batches.  Autovacuum visits it after a fixed number of dead rows,
- * whatever its size.
+ * whatever its size.  A state change cannot be a HOT update here (the state
+ * is what the partial indexes select on), but with a fillfactor of 30 its
+ * new versions have room on the row's own page, for an item's row changes
+ * at least twice in quick succession (claimed, then finished): an update
+ * that must move its row to another page first writes a row lock to the
+ * WAL (per HTTP item, measured: 1.8 such locks with 100, 0.8 with 50, none
+ * with 30).
  */
 CREATE TABLE batch.queue (
 	item_id		bigint PRIMARY KEY,
@@ -191,7 +197,8 @@ CREATE TABLE batch.queue (
 	stage		text NOT NULL,
 	next_due	timestamptz NOT NULL,
 	error_code	text
-) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000,
+) WITH (fillfactor = 30,
+		autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000,
 		autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 100000,
 		autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 20000);
 

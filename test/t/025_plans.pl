@@ -1,20 +1,25 @@
 
 # 025_plans.pl
 #
-# The saved plan that records a chunk's outcomes stays right as batch.items
-# grows.  It is planned once and kept (a generic plan), as long as it finds
+# The saved plans that record a chunk's outcomes stay right as batch.items
+# and batch.queue grow: the outcome UPDATE of the items, and the queue
+# trigger's UPDATE of their queue rows (src/queue.c).  It is planned once and kept (a generic plan), as long as it finds
 # the items by primary key.  A generic plan made while batch.items was
 # nearly empty reads it whole instead; it would stay in the plan cache after
 # the table has grown, until the next ANALYZE, and make every chunk read
-# every item.  The recorder then plans each chunk with its own arrays.
+# every item.  The recorder then plans each chunk with its own arrays; so
+# does the queue trigger.
 #
 # One session (batch.run(), so the plans are its own; autovacuum off, so
-# nothing analyzes the table behind the test's back) records a 5-item batch
-# just after batch.items was analyzed with those 5 items in it, which gives
-# a generic plan that scans the table, then 20,000 more items.  auto_explain
-# logs the plan of every statement the session runs: no plan of the outcome
-# UPDATE for the big batch reads batch.items by a sequential scan; they use
-# its primary key.
+# nothing analyzes the tables behind the test's back) records a 5-item batch
+# just after batch.items and batch.queue were analyzed with those 5 items in
+# them, which gives generic plans that scan the tables, then 20,000 more
+# items.  auto_explain logs the plan of every statement the session runs: no
+# plan of the outcome UPDATE or of the queue's UPDATE for the big batch reads
+# its table by a sequential scan; they use its primary key.  Every claim
+# walks the queue's index of due items and reaches each item by primary key
+# (a join of the two tables, planned from those statistics, read both whole
+# for every queue row: 21 s a claim of 100).
 
 use strict;
 use warnings;
@@ -35,6 +40,7 @@ SELECT batch.submit('noop', (SELECT jsonb_agg(jsonb_build_object('n', g)) FROM g
 	name => 'small');
 });
 sql('VACUUM ANALYZE batch.items');
+sql('VACUUM ANALYZE batch.queue');
 
 my $offset = -s $node->logfile;
 my $out = sql(q{
@@ -50,14 +56,31 @@ like($out, qr/^5\nbig: \d+\n20000$/, 'both batches ran in the session');
 
 # auto_explain's entries, each a "duration: ... plan:" message and its lines
 my @entries = split /^\S.*?LOG:  duration: /m, slurp_file($node->logfile, $offset);
-my @updates = grep { /Query Text: UPDATE batch\.items i SET status = u\.status/ } @entries;
-my @big = @updates[-200 .. -1];    # the big batch's chunks of 100, last
-cmp_ok(scalar(@updates), '>=', 200, 'every chunk of the big batch was recorded by the outcome UPDATE')
-  or diag(scalar(@updates) . ' outcome UPDATE plans in the log');
-is(scalar(grep { /Seq Scan on items/ } @big), 0,
-	'no chunk of the big batch read batch.items by a sequential scan');
-is(scalar(grep { /Index Scan using items_pkey on items/ } @big), 200,
-	'every chunk of the big batch found its items by primary key');
+
+# by_key(QUERY, TABLE, WHAT): the big batch's 200 chunks (of 100, the last
+# ones logged) ran QUERY, and each found its rows of batch.TABLE by primary key
+sub by_key
+{
+	my ($query, $table, $what) = @_;
+	my @all = grep { /Query Text: \Q$query\E/ } @entries;
+	my @big = @all[-200 .. -1];
+	cmp_ok(scalar(@all), '>=', 200, "every chunk of the big batch ran the $what")
+	  or diag(scalar(@all) . " $what plans in the log");
+	is(scalar(grep { /Seq Scan on $table/ } @big), 0,
+		"no $what of the big batch read batch.$table by a sequential scan");
+	is(scalar(grep { /Index Scan using ${table}_pkey on $table/ } @big), 200,
+		"every $what of the big batch found its rows by primary key");
+}
+by_key('UPDATE batch.items i SET status = u.status', 'items', 'outcome UPDATE');
+by_key('UPDATE batch.queue q SET status = u.status', 'queue', 'queue UPDATE');
+
+my @claims = grep { /Query Text: SELECT x\.id, x\.batch_id/ } @entries;
+cmp_ok(scalar(@claims), '>=', 200, 'every chunk of the big batch was claimed')
+  or diag(scalar(@claims) . ' claim plans in the log');
+is(scalar(grep { /Seq Scan|Join Filter/ } @claims), 0,
+	'no claim read a table by a sequential scan or filtered a join');
+is(scalar(grep { /Index Cond: \(id = q\.item_id\)/ && /using queue_due_batch_idx on queue/ } @claims),
+	scalar(@claims), 'every claim walked the index of due items and found each item by primary key');
 
 $node->stop;
 done_testing();
