@@ -39,11 +39,13 @@ static SPIPlanPtr next_due_all_plan = NULL;
 
 /*
  * The claims walk batch.queue's partial index of due items, in due order,
- * and lock each item found there in a LATERAL subquery that reaches it by
- * primary key, the only way such a subquery can: a join of the two tables
- * planned from statistics taken while they held a few rows could read the
- * items whole, or walk their whole primary key, for every queue row (seen:
- * 108 ms to 21 s a claim of 100 among 20,000 items, test/t/025_plans.pl).
+ * and lock each item found there in a LATERAL subquery.  Run with
+ * sequential scans off (pgb_execute_keyed), and with no order of use inside
+ * it, that subquery can only reach the item by primary key, however few
+ * rows the statistics describe: a join of the two tables planned from
+ * statistics taken while they held a few rows read the items whole, or
+ * walked their whole primary key, for every queue row (21 s and 108 ms a
+ * claim of 100 among 20,000 items, test/t/025_plans.pl).
  * Under FOR UPDATE, an item that changed since the statement's snapshot is
  * checked again in its new version, but the queue row it was found by is
  * not: hence the conditions on the item itself.  An item another session
