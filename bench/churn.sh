@@ -218,7 +218,7 @@ if ! { run_batches W sql_1 "$warmup" 1 && run_batches W http_1 "$warmup" 1; }; t
 	cat "$work/problems.txt" >&2
 	exit 1
 fi
-q -c "ANALYZE batch.items" -c "ANALYZE batch.attempts" -c "ANALYZE batch.outputs" \
+q -c "ANALYZE batch.items" -c "ANALYZE batch.queue" -c "ANALYZE batch.attempts" -c "ANALYZE batch.outputs" \
 	-c "ANALYZE batch.counters" -c "CHECKPOINT" >/dev/null
 
 # the machine's own spread: one fixed CPU loop (awk, single-threaded, no

@@ -318,7 +318,7 @@ palloc_kb() {
 }
 # before a section: settled statistics and no checkpoint debt
 settle() {
-	q -c "VACUUM ANALYZE batch.items" -c "VACUUM ANALYZE batch.attempts" \
+	q -c "VACUUM ANALYZE batch.items" -c "VACUUM ANALYZE batch.queue" -c "VACUUM ANALYZE batch.attempts" \
 		-c "VACUUM ANALYZE batch.outputs" -c "CHECKPOINT" >/dev/null
 }
 
