@@ -32,7 +32,6 @@
 #include "util.h"
 
 static SPIPlanPtr update_plan = NULL;
-static SPIPlanPtr update_custom_plan = NULL;
 static SPIPlanPtr output_insert_plan = NULL;
 static SPIPlanPtr attempt_insert_plan = NULL;
 
@@ -351,14 +350,13 @@ pgb_outcome_flush(PgbRecord *rec, TimestampTz now)
 
 			/*
 			 * Planned once, not for every chunk (the executors spent 6 %
-			 * less CPU per HTTP item), as long as the plan finds the items
-			 * by their primary key; else planned for every chunk, with the
-			 * chunk's own arrays, until the table has been analyzed again.
+			 * less CPU per HTTP item), and without sequential scans
+			 * (pgb_execute_keyed), so that a plan made while batch.items
+			 * was nearly empty still finds the items by primary key once
+			 * the table has grown.
 			 */
 			update_plan = pgb_prepare_opts(OUTCOME_UPDATE, 11, argtypes,
 										   CURSOR_OPT_GENERIC_PLAN);
-			update_custom_plan = pgb_prepare_opts(OUTCOME_UPDATE, 11, argtypes,
-												  CURSOR_OPT_CUSTOM_PLAN);
 		}
 		args[0] = pgb_column_array(&rec->item_id);
 		args[1] = pgb_column_array(&rec->item_status);
@@ -371,8 +369,7 @@ pgb_outcome_flush(PgbRecord *rec, TimestampTz now)
 		args[8] = TimestampTzGetDatum(now);
 		args[9] = pgb_column_array(&rec->item_claimed_by);
 		args[10] = pgb_column_array(&rec->item_lease_until);
-		ret = pgb_execute(pgb_generic_plan_indexed(update_plan) ?
-						  update_plan : update_custom_plan, args, NULL, false, 0);
+		ret = pgb_execute_keyed(update_plan, args, NULL, false, 0);
 		if (ret != SPI_OK_UPDATE)
 			elog(ERROR, "pgbatch: recording item states failed: %s",
 				 SPI_result_code_string(ret));

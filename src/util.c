@@ -14,16 +14,12 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "nodes/plannodes.h"
-#include "parser/parsetree.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/plancache.h"
-#include "utils/resowner.h"
 
 #include "util.h"
 
@@ -112,79 +108,6 @@ pgb_prepare_opts(const char *sql, int nargs, Oid *argtypes, int options)
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "pgbatch: SPI_keepplan failed");
 	return plan;
-}
-
-/*
- * seq_scans_target
- *		Whether a plan tree of stmt reads relation relid with a sequential
- *		scan.  A node whose children are not in lefttree and righttree (an
- *		Append, a subquery) counts as one that does: the caller then takes
- *		the custom plan, which is never wrong.
- */
-static bool
-seq_scans_target(PlannedStmt *stmt, Plan *plan, Oid relid)
-{
-	if (plan == NULL)
-		return false;
-	switch (nodeTag(plan))
-	{
-		case T_SeqScan:
-		case T_SampleScan:
-			return rt_fetch(((Scan *) plan)->scanrelid, stmt->rtable)->relid == relid;
-		case T_Append:
-		case T_MergeAppend:
-		case T_BitmapAnd:
-		case T_BitmapOr:
-		case T_SubqueryScan:
-		case T_CustomScan:
-			return true;
-		default:
-			break;
-	}
-	return seq_scans_target(stmt, plan->lefttree, relid) ||
-		seq_scans_target(stmt, plan->righttree, relid);
-}
-
-/*
- * pgb_generic_plan_indexed
- *		Whether the generic plan that SPI would run now for a saved
- *		statement (prepared with CURSOR_OPT_GENERIC_PLAN) reaches the rows
- *		of the table it modifies through an index.  A generic plan made
- *		while that table was nearly empty may read it whole instead, and
- *		would keep doing so after it has grown, until the next ANALYZE; the
- *		caller then runs a custom plan of the same statement.  Asked before
- *		every execution, so that a plan made again (after an ANALYZE) is
- *		looked at again; what it costs is a look-up in the plan cache.
- */
-bool
-pgb_generic_plan_indexed(SPIPlanPtr plan)
-{
-	CachedPlan *cplan = SPI_plan_get_cached_plan(plan);
-	ListCell   *lc;
-	bool		indexed = true;
-
-	if (cplan == NULL)
-		return false;
-	foreach(lc, cplan->stmt_list)
-	{
-		PlannedStmt *stmt = lfirst_node(PlannedStmt, lc);
-		Oid			target;
-		ListCell   *sp;
-
-		if (stmt->resultRelations == NIL)
-		{
-			indexed = false;
-			break;
-		}
-		target = rt_fetch(linitial_int(stmt->resultRelations), stmt->rtable)->relid;
-		if (seq_scans_target(stmt, stmt->planTree, target))
-			indexed = false;
-		foreach(sp, stmt->subplans)
-			if (seq_scans_target(stmt, (Plan *) lfirst(sp), target))
-				indexed = false;
-	}
-	ReleaseCachedPlan(cplan, CurrentResourceOwner);
-	return indexed;
 }
 
 /*

@@ -34,7 +34,6 @@ extern Datum pgb_column_array(PgbColumn *col);
 extern SPIPlanPtr pgb_prepare(const char *sql, int nargs, Oid *argtypes);
 extern SPIPlanPtr pgb_prepare_opts(const char *sql, int nargs, Oid *argtypes,
 								   int options);
-extern bool pgb_generic_plan_indexed(SPIPlanPtr plan);
 extern int	pgb_execute(SPIPlanPtr plan, Datum *args, const char *nulls,
 						bool read_only, long tcount);
 extern int	pgb_execute_keyed(SPIPlanPtr plan, Datum *args, const char *nulls,

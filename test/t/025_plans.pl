@@ -3,19 +3,18 @@
 #
 # The saved plans that record a chunk's outcomes stay right as batch.items
 # and batch.queue grow: the outcome UPDATE of the items, and the queue
-# trigger's UPDATE of their queue rows (src/queue.c).  It is planned once and kept (a generic plan), as long as it finds
-# the items by primary key.  A generic plan made while batch.items was
-# nearly empty reads it whole instead; it would stay in the plan cache after
-# the table has grown, until the next ANALYZE, and make every chunk read
-# every item.  The recorder then plans each chunk with its own arrays; so
-# does the queue trigger.
+# trigger's UPDATE of their queue rows (src/queue.c).  Each is planned once
+# and kept (a generic plan).  One made while its table was nearly empty
+# would read the table whole, stay in the plan cache after the table has
+# grown, until the next ANALYZE, and make every chunk read every row; so
+# they are planned and run with sequential scans off (pgb_execute_keyed).
 #
 # One session (batch.run(), so the plans are its own; autovacuum off, so
 # nothing analyzes the tables behind the test's back) records a 5-item batch
 # just after batch.items and batch.queue were analyzed with those 5 items in
-# them, which gives generic plans that scan the tables, then 20,000 more
-# items.  auto_explain logs the plan of every statement the session runs: no
-# plan of the outcome UPDATE or of the queue's UPDATE for the big batch reads
+# them (statistics from which a plan would scan the tables), then 20,000
+# more items.  auto_explain logs the plan of every statement the session
+# runs: no plan of the outcome UPDATE or of the queue's UPDATE for the big batch reads
 # its table by a sequential scan; they use its primary key.  Every claim
 # walks the queue's index of due items and reaches each item by primary key
 # (a join of the two tables, planned from those statistics, read both whole
