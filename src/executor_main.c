@@ -50,6 +50,9 @@
 #include "postgres.h"
 
 #include <curl/curl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "access/xact.h"
 #include "commands/dbcommands.h"
@@ -507,6 +510,27 @@ run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 }
 
 /*
+ * executor_malloc_settings
+ *		Keeps the memory an iteration frees for the next one.  With glibc's
+ *		defaults, the blocks a chunk's statements and libcurl's handles take
+ *		and free went back to the kernel and were faulted in again by the
+ *		next iteration: 1.0 page fault an HTTP item on an executor that had
+ *		run for a while, against 0.2 with these settings (minflt in
+ *		/proc/PID/stat, batches of 40,000).
+ *		Up to 16 MB of free heap stays with the process, and a block of 4 MB
+ *		or more is still mapped and unmapped on its own, so the resident size
+ *		keeps following the work in flight.
+ */
+static void
+executor_malloc_settings(void)
+{
+#ifdef __GLIBC__
+	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
+#endif
+}
+
+/*
  * pgbatch_executor_main
  *		Entry point of an executor worker: bgw_main_arg is its shared-memory
  *		slot, bgw_extra its database's OID.
@@ -525,6 +549,7 @@ pgbatch_executor_main(Datum main_arg)
 	volatile uint32 exits_now = 0;
 
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+	executor_malloc_settings();
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);

@@ -44,8 +44,9 @@ PG_FUNCTION_INFO_V1(pgbatch_queue_items_1_4);
 #define QUEUE_UPDATE \
 	"UPDATE batch.queue q SET status = u.status, stage = u.stage," \
 	" next_due = u.next_due, error_code = u.error_code" \
-	" FROM unnest($1, $2, $3, $4, $5)" \
-	"  AS u(item_id, status, stage, next_due, error_code)" \
+	" FROM (SELECT unnest($1) AS item_id, unnest($2) AS status," \
+	"  unnest($3) AS stage, unnest($4) AS next_due," \
+	"  unnest($5) AS error_code) u" \
 	" WHERE q.item_id = u.item_id" \
 	" AND (q.status, q.stage, q.next_due, q.error_code)" \
 	"  IS DISTINCT FROM (u.status, u.stage, u.next_due, u.error_code)"

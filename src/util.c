@@ -133,24 +133,31 @@ pgb_execute(SPIPlanPtr plan, Datum *args, const char *nulls, bool read_only,
  *		pgb_execute() for a statement that reads only rows it finds by key
  *		or through a partial index of unfinished work: a claim, a due time,
  *		the outputs or the state of given items, the leases.  It runs with
- *		sequential scans disabled (enable_seqscan off, for the statement
- *		only), and so does any planning the plan cache does for it then: a
- *		plan made from statistics taken while the tables held a few rows
- *		would read them whole instead (a claim joining the queue and the
- *		items, each read whole: 21 s for a chunk of 100 among 20,000 items,
- *		test/t/025_plans.pl), and a generic plan would stay so as the
- *		tables grow, until the next ANALYZE.  None of these statements reads
- *		more than a chunk's rows, for which an index is always the way.
+ *		sequential scans, hash and merge joins and materialization disabled
+ *		(for the statement only), and so does any planning the plan cache
+ *		does for it then: a plan made from statistics taken while the tables
+ *		held a few rows would read them whole instead (a claim joining the
+ *		queue and the items, each read whole: 21 s for a chunk of 100 among
+ *		20,000 items; an update of a chunk's items by hashing the whole
+ *		primary key of batch.items: test/t/025_plans.pl), and a generic plan
+ *		would stay so as the tables grow, until the next ANALYZE.  None of
+ *		these statements reads more than a chunk's rows, for which a nested
+ *		loop probing an index once per row is always the way.
  */
 int
 pgb_execute_keyed(SPIPlanPtr plan, Datum *args, const char *nulls, bool read_only,
 				  long tcount)
 {
+	static const char *const off[] = {
+		"enable_seqscan", "enable_hashjoin", "enable_mergejoin", "enable_material"
+	};
 	int			nestlevel = NewGUCNestLevel();
 	int			ret;
+	int			i;
 
-	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	for (i = 0; i < lengthof(off); i++)
+		(void) set_config_option(off[i], "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	ret = pgb_execute(plan, args, nulls, read_only, tcount);
 	AtEOXact_GUC(true, nestlevel);
 	return ret;

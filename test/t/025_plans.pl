@@ -56,22 +56,29 @@ like($out, qr/^5\nbig: \d+\n20000$/, 'both batches ran in the session');
 # auto_explain's entries, each a "duration: ... plan:" message and its lines
 my @entries = split /^\S.*?LOG:  duration: /m, slurp_file($node->logfile, $offset);
 
-# by_key(QUERY, TABLE, WHAT): the big batch's 200 chunks (of 100, the last
-# ones logged) ran QUERY, and each found its rows of batch.TABLE by primary key
+# by_key(QUERY, TABLE, COND, WHAT): the big batch's 200 chunks (of 100, the
+# last ones logged) ran QUERY, and each found its rows of batch.TABLE by
+# primary key, one probe per row (Index Cond COND): not by reading the whole
+# index into a hash or a sort
 sub by_key
 {
-	my ($query, $table, $what) = @_;
+	my ($query, $table, $cond, $what) = @_;
 	my @all = grep { /Query Text: \Q$query\E/ } @entries;
 	my @big = @all[-200 .. -1];
 	cmp_ok(scalar(@all), '>=', 200, "every chunk of the big batch ran the $what")
 	  or diag(scalar(@all) . " $what plans in the log");
 	is(scalar(grep { /Seq Scan on $table/ } @big), 0,
 		"no $what of the big batch read batch.$table by a sequential scan");
-	is(scalar(grep { /Index Scan using ${table}_pkey on $table/ } @big), 200,
+	is(scalar(grep { /Hash Join|Merge Join/ } @big), 0,
+		"no $what of the big batch hashed or sorted batch.$table");
+	is( scalar(
+			grep { /Index Scan using ${table}_pkey on $table \S+\s.*\n\s*Index Cond: \(\Q$cond\E\)/ }
+			  @big),
+		200,
 		"every $what of the big batch found its rows by primary key");
 }
-by_key('UPDATE batch.items i SET status = u.status', 'items', 'outcome UPDATE');
-by_key('UPDATE batch.queue q SET status = u.status', 'queue', 'queue UPDATE');
+by_key('UPDATE batch.items i SET status = u.status', 'items', 'id = u.id', 'outcome UPDATE');
+by_key('UPDATE batch.queue q SET status = u.status', 'queue', 'item_id = u.item_id', 'queue UPDATE');
 
 my @claims = grep { /Query Text: SELECT x\.id, x\.batch_id/ } @entries;
 cmp_ok(scalar(@claims), '>=', 200, 'every chunk of the big batch was claimed')
