@@ -186,7 +186,7 @@ callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$work/cg/cg.${mid#
 			want["pgbatch_queue_items_1_4"] = "the queue trigger"
 			want["pgbatch_count_items_1_4"] = "the counting trigger"
 			want["pgb_claim_locked"] = "the claims"
-			want["pgb_http_stage_record"] = "reading the responses, the guard"
+			want["pgb_http_stage_record"] = "reading the responses"
 			want["pgb_http_dispatch"] = "handing requests to libcurl"
 			want["pgb_http_wait"] = "waiting, reading sockets"
 			want["CommitTransactionCommand"] = "commits"

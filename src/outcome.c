@@ -50,8 +50,10 @@ static SPIPlanPtr attempt_insert_plan = NULL;
 	"  unnest($3) AS stage, unnest($4) AS attempt, unnest($5) AS next_due," \
 	"  unnest($6) AS error_code, unnest($7) AS error_message," \
 	"  unnest($8) AS finished_at, unnest($10) AS claimed_by," \
-	"  unnest($11) AS lease_until) u" \
-	" WHERE i.id = u.id"
+	"  unnest($11) AS lease_until, unnest($12) AS held_by) u" \
+	" WHERE i.id = u.id" \
+	" AND (u.held_by IS NULL OR (i.status = 'running' AND i.claimed_by = u.held_by))" \
+	" RETURNING i.id"
 
 /*
  * pgb_outcome_begin
@@ -62,6 +64,7 @@ void
 pgb_outcome_begin(PgbRecord *rec, PgbRunStats *stats)
 {
 	rec->stats = stats;
+	rec->guard_pid = 0;
 	pgb_column_init(&rec->item_id, INT8OID);
 	pgb_column_init(&rec->item_status, TEXTOID);
 	pgb_column_init(&rec->item_stage, TEXTOID);
@@ -72,6 +75,7 @@ pgb_outcome_begin(PgbRecord *rec, PgbRunStats *stats)
 	pgb_column_init(&rec->item_finished_at, TIMESTAMPTZOID);
 	pgb_column_init(&rec->item_claimed_by, INT4OID);
 	pgb_column_init(&rec->item_lease_until, TIMESTAMPTZOID);
+	pgb_column_init(&rec->item_held_by, INT4OID);
 
 	pgb_column_init(&rec->out_item_id, INT8OID);
 	pgb_column_init(&rec->out_stage, TEXTOID);
@@ -115,6 +119,22 @@ add_item(PgbRecord *rec, int64 item_id, const char *status, const char *stage,
 	pgb_column_add(&rec->item_claimed_by, Int32GetDatum(claimed_by), claimed_by == 0);
 	pgb_column_add(&rec->item_lease_until, TimestampTzGetDatum(lease_until),
 				   claimed_by == 0);
+	pgb_column_add(&rec->item_held_by, Int32GetDatum(rec->guard_pid), rec->guard_pid == 0);
+}
+
+/*
+ * pgb_outcome_guard
+ *		From now on, what is added for an item (its state, output and
+ *		attempt) is written only if the item is still running under the
+ *		claim of backend 'pid' when the record is flushed; 0 ends that.
+ *		For results that come back after the claim committed: the item's
+ *		lease may have run out meanwhile and another executor taken it
+ *		back, and that result is then not this backend's to record.
+ */
+void
+pgb_outcome_guard(PgbRecord *rec, int32 pid)
+{
+	rec->guard_pid = pid;
 }
 
 /*
@@ -272,15 +292,168 @@ pgb_outcome_stage_error(PgbRecord *rec, int64 batch_id, int64 item_id, const cha
 }
 
 /*
+ * int64_cmp
+ *		qsort/bsearch comparator of int64 values.
+ */
+static int
+int64_cmp(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * keep_rows
+ *		Keeps, in each of the ncols columns of equal length, the rows whose
+ *		'keep' is true, in their order.
+ */
+static void
+keep_rows(PgbColumn **cols, int ncols, const bool *keep)
+{
+	int			c;
+
+	for (c = 0; c < ncols; c++)
+	{
+		PgbColumn  *col = cols[c];
+		int			n = 0;
+		int			i;
+
+		for (i = 0; i < col->n; i++)
+		{
+			if (!keep[i])
+				continue;
+			col->values[n] = col->values[i];
+			col->nulls[n] = col->nulls[i];
+			n++;
+		}
+		col->n = n;
+	}
+}
+
+/*
+ * drop_unheld
+ *		After the items' UPDATE, whose RETURNING ids are in SPI_tuptable,
+ *		fewer than all: the guarded items it left alone (no longer running
+ *		under this backend's claim) leave no output and no attempt either.
+ *		Rare: it takes an executor held up past its lease.
+ */
+static void
+drop_unheld(PgbRecord *rec)
+{
+	uint64		ndone = SPI_processed;
+	int64	   *done = palloc(sizeof(int64) * Max(ndone, 1));
+	int64	   *dropped = palloc(sizeof(int64) * rec->item_id.n);
+	int			ndropped = 0;
+	bool	   *keep;
+	uint64		k;
+	int			i;
+	PgbColumn  *att[] = {
+		&rec->att_batch_id, &rec->att_item_id, &rec->att_stage, &rec->att_attempt,
+		&rec->att_outcome, &rec->att_error_code, &rec->att_message,
+		&rec->att_started_at, &rec->att_finished_at, &rec->att_http_status,
+		&rec->att_response_size, &rec->att_response_sha256, &rec->att_response_body
+	};
+	PgbColumn  *out[] = {&rec->out_item_id, &rec->out_stage, &rec->out_output};
+
+	for (k = 0; k < ndone; k++)
+	{
+		bool		isnull;
+
+		done[k] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[k],
+											  SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	qsort(done, ndone, sizeof(int64), int64_cmp);
+	for (i = 0; i < rec->item_id.n; i++)
+	{
+		int64		id = DatumGetInt64(rec->item_id.values[i]);
+
+		if (rec->item_held_by.nulls[i] ||
+			bsearch(&id, done, ndone, sizeof(int64), int64_cmp) != NULL)
+			continue;
+		dropped[ndropped++] = id;
+		ereport(LOG,
+				(errmsg("pgbatch: the result of item " INT64_FORMAT " is dropped: the item is no longer held by this executor",
+						id),
+				 errdetail("Its lease ran out or it was taken back before the result was recorded; it may have run again.")));
+	}
+	if (ndropped == 0)
+		return;
+	qsort(dropped, ndropped, sizeof(int64), int64_cmp);
+
+	keep = palloc(sizeof(bool) * Max(Max(rec->att_item_id.n, rec->out_item_id.n), 1));
+	for (i = 0; i < rec->att_item_id.n; i++)
+	{
+		int64		id = DatumGetInt64(rec->att_item_id.values[i]);
+
+		keep[i] = bsearch(&id, dropped, ndropped, sizeof(int64), int64_cmp) == NULL;
+	}
+	keep_rows(att, lengthof(att), keep);
+	for (i = 0; i < rec->out_item_id.n; i++)
+	{
+		int64		id = DatumGetInt64(rec->out_item_id.values[i]);
+
+		keep[i] = bsearch(&id, dropped, ndropped, sizeof(int64), int64_cmp) == NULL;
+	}
+	keep_rows(out, lengthof(out), keep);
+}
+
+/*
  * pgb_outcome_flush
  *		Writes a chunk's outcomes: the items' new state, the stage outputs,
- *		and the attempt history, one statement each.
+ *		and the attempt history, one statement each.  The items go first:
+ *		those added under a guard (pgb_outcome_guard) that are no longer
+ *		held are left as they are, and their outputs and attempts are then
+ *		left out too.
  */
 void
 pgb_outcome_flush(PgbRecord *rec, TimestampTz now)
 {
 	Datum		args[13];
 	int			ret;
+
+	if (rec->item_id.n > 0)
+	{
+		if (update_plan == NULL)
+		{
+			Oid			argtypes[12] = {
+				INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+				TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+				TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID,
+				INT4ARRAYOID
+			};
+
+			/*
+			 * Planned once, not for every chunk (the executors spent 6 %
+			 * less CPU per HTTP item), and without sequential scans or
+			 * hash joins (pgb_execute_keyed), so that a plan made while
+			 * batch.items was nearly empty still finds each item by
+			 * primary key once the table has grown.
+			 */
+			update_plan = pgb_prepare_opts(OUTCOME_UPDATE, 12, argtypes,
+										   CURSOR_OPT_GENERIC_PLAN);
+		}
+		args[0] = pgb_column_array(&rec->item_id);
+		args[1] = pgb_column_array(&rec->item_status);
+		args[2] = pgb_column_array(&rec->item_stage);
+		args[3] = pgb_column_array(&rec->item_attempt);
+		args[4] = pgb_column_array(&rec->item_next_due);
+		args[5] = pgb_column_array(&rec->item_error_code);
+		args[6] = pgb_column_array(&rec->item_error);
+		args[7] = pgb_column_array(&rec->item_finished_at);
+		args[8] = TimestampTzGetDatum(now);
+		args[9] = pgb_column_array(&rec->item_claimed_by);
+		args[10] = pgb_column_array(&rec->item_lease_until);
+		args[11] = pgb_column_array(&rec->item_held_by);
+		ret = pgb_execute_keyed(update_plan, args, NULL, false, 0);
+		if (ret != SPI_OK_UPDATE_RETURNING)
+			elog(ERROR, "pgbatch: recording item states failed: %s",
+				 SPI_result_code_string(ret));
+		if (SPI_processed < (uint64) rec->item_id.n)
+			drop_unheld(rec);
+		SPI_freetuptable(SPI_tuptable);
+	}
 
 	if (rec->att_item_id.n > 0)
 	{
@@ -345,40 +518,4 @@ pgb_outcome_flush(PgbRecord *rec, TimestampTz now)
 				 SPI_result_code_string(ret));
 	}
 
-	if (rec->item_id.n > 0)
-	{
-		if (update_plan == NULL)
-		{
-			Oid			argtypes[11] = {
-				INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-				TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-				TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID
-			};
-
-			/*
-			 * Planned once, not for every chunk (the executors spent 6 %
-			 * less CPU per HTTP item), and without sequential scans or
-			 * hash joins (pgb_execute_keyed), so that a plan made while
-			 * batch.items was nearly empty still finds each item by
-			 * primary key once the table has grown.
-			 */
-			update_plan = pgb_prepare_opts(OUTCOME_UPDATE, 11, argtypes,
-										   CURSOR_OPT_GENERIC_PLAN);
-		}
-		args[0] = pgb_column_array(&rec->item_id);
-		args[1] = pgb_column_array(&rec->item_status);
-		args[2] = pgb_column_array(&rec->item_stage);
-		args[3] = pgb_column_array(&rec->item_attempt);
-		args[4] = pgb_column_array(&rec->item_next_due);
-		args[5] = pgb_column_array(&rec->item_error_code);
-		args[6] = pgb_column_array(&rec->item_error);
-		args[7] = pgb_column_array(&rec->item_finished_at);
-		args[8] = TimestampTzGetDatum(now);
-		args[9] = pgb_column_array(&rec->item_claimed_by);
-		args[10] = pgb_column_array(&rec->item_lease_until);
-		ret = pgb_execute_keyed(update_plan, args, NULL, false, 0);
-		if (ret != SPI_OK_UPDATE)
-			elog(ERROR, "pgbatch: recording item states failed: %s",
-				 SPI_result_code_string(ret));
-	}
 }

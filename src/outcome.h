@@ -47,6 +47,7 @@ typedef struct PgbResponseInfo
 typedef struct PgbRecord
 {
 	PgbRunStats *stats;			/* retries and failures are counted here */
+	int32		guard_pid;		/* see pgb_outcome_guard (0: none) */
 	/* item state after the chunk */
 	PgbColumn	item_id;
 	PgbColumn	item_status;
@@ -58,6 +59,8 @@ typedef struct PgbRecord
 	PgbColumn	item_finished_at;
 	PgbColumn	item_claimed_by;
 	PgbColumn	item_lease_until;
+	PgbColumn	item_held_by;	/* written only if still running under this
+								 * pid's claim (NULL: unconditionally) */
 	/* stage outputs */
 	PgbColumn	out_item_id;
 	PgbColumn	out_stage;
@@ -79,6 +82,7 @@ typedef struct PgbRecord
 } PgbRecord;
 
 extern void pgb_outcome_begin(PgbRecord *rec, PgbRunStats *stats);
+extern void pgb_outcome_guard(PgbRecord *rec, int32 pid);
 extern void pgb_outcome_item(PgbRecord *rec, int64 item_id, const char *status,
 							 const char *stage, int attempt, TimestampTz next_due,
 							 const char *error_code, const char *message,

@@ -78,7 +78,7 @@ typedef struct PgbEndpointInfo
 } PgbEndpointInfo;
 
 static SPIPlanPtr endpoints_plan = NULL;
-static SPIPlanPtr guard_plan = NULL;
+static SPIPlanPtr cancelled_plan = NULL;
 
 #define RESPONSE_BODY_KEPT	4096
 
@@ -719,76 +719,61 @@ announce_endpoints(PgbHttpStage *hs, PgbHttpRequest *list)
 
 /*
  * pgb_http_stage_record
- *		Adds to rec what the finished requests (a list) did to the items
- *		this executor still holds (a lease taken back by another executor
- *		is not ours to record), having locked them in the current
- *		transaction; the caller flushes rec.  The list stays the caller's.
+ *		Adds to rec what the finished requests (a list) did to their items,
+ *		under the guard that each item is still running under this
+ *		backend's claim when rec is flushed (a lease taken back by another
+ *		executor is not ours to record); the caller flushes rec.  The list
+ *		stays the caller's.
  */
 void
 pgb_http_stage_record(PgbHttpStage *hs, PgbRecord *rec, PgbHttpRequest *results)
 {
-	PgbColumn	ids;
+	PgbColumn	batches;
 	PgbHttpRequest *req;
-	Datum		args[2];
+	Datum		args[1];
 	uint64		i;
-	int64	   *owned;
-	bool	   *cancelled;
-	int			nowned;
+	int64	   *cancelled;
+	int			ncancelled;
 
-	pgb_column_init(&ids, INT8OID);
+	pgb_column_init(&batches, INT8OID);
 	for (req = results; req; req = req->next)
-		pgb_column_add(&ids, Int64GetDatum(req->item_id), false);
-	if (ids.n == 0)
+		pgb_column_add(&batches, Int64GetDatum(req->batch_id), false);
+	if (batches.n == 0)
 		return;
 
-	if (guard_plan == NULL)
+	if (cancelled_plan == NULL)
 	{
-		Oid			argtypes[2] = {INT8ARRAYOID, INT4OID};
+		Oid			argtypes[1] = {INT8ARRAYOID};
 
-		/* by primary key only: no plan may walk the index of running items */
-		guard_plan = pgb_prepare("SELECT i.id, b.cancelled_at IS NOT NULL,"
-								 " i.status = 'running' AND i.claimed_by = $2"
-								 " FROM batch.items i JOIN batch.batches b ON b.id = i.batch_id"
-								 " WHERE i.id = ANY ($1)"
-								 " FOR UPDATE OF i",
-								 2, argtypes);
+		cancelled_plan = pgb_prepare("SELECT b.id FROM batch.batches b"
+									 " WHERE b.id = ANY ($1) AND b.cancelled_at IS NOT NULL",
+									 1, argtypes);
 	}
-	args[0] = pgb_column_array(&ids);
-	args[1] = Int32GetDatum(MyProcPid);
-	if (pgb_execute_keyed(guard_plan, args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "pgbatch: locking items with results failed");
-	nowned = 0;
-	owned = palloc(sizeof(int64) * Max(SPI_processed, 1));
-	cancelled = palloc(sizeof(bool) * Max(SPI_processed, 1));
+	args[0] = pgb_column_array(&batches);
+	if (pgb_execute_keyed(cancelled_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pgbatch: reading the cancelled batches failed");
+	ncancelled = (int) SPI_processed;
+	cancelled = palloc(sizeof(int64) * Max(ncancelled, 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
 
-		/* still ours: running, under this executor's claim */
-		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
-										SPI_tuptable->tupdesc, 3, &isnull)) || isnull)
-			continue;
-		owned[nowned] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-													SPI_tuptable->tupdesc, 1, &isnull));
-		cancelled[nowned] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
-													   SPI_tuptable->tupdesc, 2, &isnull));
-		nowned++;
+		cancelled[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+												   SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	SPI_freetuptable(SPI_tuptable);
 
 	announce_endpoints(hs, results);
 
+	pgb_outcome_guard(rec, (int32) MyProcPid);
 	for (req = results; req; req = req->next)
 	{
 		int			j;
 
-		for (j = 0; j < nowned; j++)
-			if (owned[j] == req->item_id)
+		for (j = 0; j < ncancelled; j++)
+			if (cancelled[j] == req->batch_id)
 				break;
-		if (j < nowned)
-			record_result(hs, rec, req, cancelled[j]);
-		else
-			elog(DEBUG1, "pgbatch: item " INT64_FORMAT " is no longer held by this executor; its result is dropped",
-				 req->item_id);
+		record_result(hs, rec, req, j < ncancelled);
 	}
+	pgb_outcome_guard(rec, 0);
 }
