@@ -305,22 +305,32 @@ int64_cmp(const void *a, const void *b)
 }
 
 /*
- * keep_rows
- *		Keeps, in each of the ncols columns of equal length, the rows whose
- *		'keep' is true, in their order.
+ * drop_rows
+ *		Removes, from the ncols columns of equal length, the rows whose item
+ *		(in the column 'ids', one of them) is among 'dropped' (sorted); the
+ *		others keep their order.
  */
 static void
-keep_rows(PgbColumn **cols, int ncols, const bool *keep)
+drop_rows(PgbColumn **cols, int ncols, const PgbColumn *ids,
+		  const int64 *dropped, int ndropped)
 {
+	bool	   *keep = palloc(sizeof(bool) * Max(ids->n, 1));
+	int			nrows = ids->n;
 	int			c;
+	int			i;
 
+	for (i = 0; i < nrows; i++)
+	{
+		int64		id = DatumGetInt64(ids->values[i]);
+
+		keep[i] = bsearch(&id, dropped, ndropped, sizeof(int64), int64_cmp) == NULL;
+	}
 	for (c = 0; c < ncols; c++)
 	{
 		PgbColumn  *col = cols[c];
 		int			n = 0;
-		int			i;
 
-		for (i = 0; i < col->n; i++)
+		for (i = 0; i < nrows; i++)
 		{
 			if (!keep[i])
 				continue;
@@ -330,6 +340,7 @@ keep_rows(PgbColumn **cols, int ncols, const bool *keep)
 		}
 		col->n = n;
 	}
+	pfree(keep);
 }
 
 /*
@@ -346,7 +357,6 @@ drop_unheld(PgbRecord *rec)
 	int64	   *done = palloc(sizeof(int64) * Max(ndone, 1));
 	int64	   *dropped = palloc(sizeof(int64) * rec->item_id.n);
 	int			ndropped = 0;
-	bool	   *keep;
 	uint64		k;
 	int			i;
 	PgbColumn  *att[] = {
@@ -381,22 +391,8 @@ drop_unheld(PgbRecord *rec)
 	if (ndropped == 0)
 		return;
 	qsort(dropped, ndropped, sizeof(int64), int64_cmp);
-
-	keep = palloc(sizeof(bool) * Max(Max(rec->att_item_id.n, rec->out_item_id.n), 1));
-	for (i = 0; i < rec->att_item_id.n; i++)
-	{
-		int64		id = DatumGetInt64(rec->att_item_id.values[i]);
-
-		keep[i] = bsearch(&id, dropped, ndropped, sizeof(int64), int64_cmp) == NULL;
-	}
-	keep_rows(att, lengthof(att), keep);
-	for (i = 0; i < rec->out_item_id.n; i++)
-	{
-		int64		id = DatumGetInt64(rec->out_item_id.values[i]);
-
-		keep[i] = bsearch(&id, dropped, ndropped, sizeof(int64), int64_cmp) == NULL;
-	}
-	keep_rows(out, lengthof(out), keep);
+	drop_rows(att, lengthof(att), &rec->att_item_id, dropped, ndropped);
+	drop_rows(out, lengthof(out), &rec->out_item_id, dropped, ndropped);
 }
 
 /*

@@ -8,12 +8,12 @@
  *		{"payload", "outputs"}), the URL and headers, an idempotency key;
  *		the item is recorded as running under this backend's lease, and the
  *		request goes to the HTTP transport (http.c) once the claim commits.
- *		Handling the response: the items still held are locked, each
- *		result becomes an output and the next stage, a retry (after a
- *		Retry-After, if one came) or a failure, with the attempt's status,
- *		size, checksum and (for a failure) the start of the body, secrets
- *		masked (http_response.c); endpoints that paused or resumed are
- *		announced (events.c).
+ *		Handling the response: each result becomes (for an item still held
+ *		when the record is written, see pgb_outcome_guard) an output and
+ *		the next stage, a retry (after a Retry-After, if one came) or a
+ *		failure, with the attempt's status, size, checksum and (for a
+ *		failure) the start of the body, secrets masked (http_response.c);
+ *		endpoints that paused or resumed are announced (events.c).
  *
  * IDENTIFICATION
  *		src/stage_http.c
