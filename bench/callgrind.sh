@@ -147,7 +147,7 @@ printf '%-10s %s\n' "setup" "1 executor, claim 100, 64 in flight, nginx on loopb
 echo
 
 pid=$(fresh_executor)
-pid=$(fresh_executor) # the first one's life began before the extension
+pid=$(fresh_executor) # the first one had been idle for an unknown time
 idle=$(instructions "$pid")
 printf '   an executor started and stopped idle: %s instructions (taken off each round)\n\n' "$idle"
 printf '   %-6s %14s %12s %10s\n' "round" "instructions" "per item" "items/s"
