@@ -12,7 +12,9 @@ OBJS = \
 	src/gate.o \
 	src/shmem.o \
 	src/endpoint.o \
+	src/registry.o \
 	src/launcher.o \
+	src/health.o \
 	src/pipeline.o \
 	src/claim.o \
 	src/outcome.o \

@@ -64,7 +64,7 @@ CREATE FUNCTION batch_internal.run_due(role regrole, batch_id bigint, max_items 
 -- Re-queues failed items of a batch for a role (retry_failed, retry_item).
 CREATE FUNCTION batch_internal.requeue(role regrole, batch_id bigint, item_id bigint,
 	max_retries integer, backoff_factor float8, error_codes text[], stage text,
-	take_lock boolean)
+	take_lock boolean, wait boolean DEFAULT false)
 	RETURNS bigint
 	LANGUAGE c VOLATILE
 	SET search_path = pg_catalog, pg_temp
@@ -198,7 +198,8 @@ CREATE FUNCTION batch_internal.item_bucket(status text, attempt integer) RETURNS
  * and a NOTICE if one is), it is neither cancelled nor purged, and 'stage',
  * if given, is one of its pipeline's.
  */
-CREATE FUNCTION batch_internal.requeue_begin(role regrole, batch_id bigint, stage text)
+CREATE FUNCTION batch_internal.requeue_begin(role regrole, batch_id bigint, stage text,
+	wait boolean DEFAULT false)
 	RETURNS boolean
 	LANGUAGE c VOLATILE
 	SET search_path = pg_catalog, pg_temp
@@ -1075,6 +1076,7 @@ DECLARE
 	pid integer;
 	bid bigint;
 	r record;
+	health record;
 BEGIN
 	SELECT p.id INTO pid FROM batch.pipelines p WHERE p.name = submit.pipeline;
 	IF NOT FOUND THEN
@@ -1109,6 +1111,19 @@ BEGIN
 			jsonb_build_object('items', r.inserted, 'invalid', r.invalid,
 							   'duplicates', r.duplicates, 'pipeline', pipeline),
 			pg_get_userbyid(caller));
+
+	-- this database has the extension: the launcher knows it from the commit on
+	PERFORM batch_internal.wake_launcher();
+	-- nothing will run its HTTP stages (batch.health says why): say so, with the fix
+	IF EXISTS (SELECT FROM batch.stages s WHERE s.pipeline_id = pid AND s.kind = 'http') THEN
+		SELECT h.state, h.reason, h.hint INTO health
+		FROM batch_internal.health() h WHERE h.database = current_database();
+		IF health.state NOT IN ('serving', 'starting') THEN
+			RAISE WARNING 'no executor will run the HTTP stages of batch "%": %',
+				coalesce(submit.name, 'batch_' || bid), health.reason
+				USING HINT = coalesce(health.hint || ' ', '') || 'batch.health shows the state of every database.';
+		END IF;
+	END IF;
 	RETURN bid;
 END
 $$;
@@ -1175,20 +1190,20 @@ AS $$
 $$;
 
 CREATE FUNCTION batch_internal.retry_failed(caller regrole, batch bigint, max_retries integer,
-	backoff_factor float8, error_codes text[], stage text)
+	backoff_factor float8, error_codes text[], stage text, wait boolean)
 	RETURNS bigint
 	LANGUAGE sql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	RETURN batch_internal.requeue(caller, batch_internal.batch_id(caller, batch), NULL,
-								  max_retries, backoff_factor, error_codes, stage, true);
+								  max_retries, backoff_factor, error_codes, stage, true, wait);
 
 CREATE FUNCTION batch_internal.retry_failed(caller regrole, batch text, max_retries integer,
-	backoff_factor float8, error_codes text[], stage text)
+	backoff_factor float8, error_codes text[], stage text, wait boolean)
 	RETURNS bigint
 	LANGUAGE sql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	RETURN batch_internal.requeue(caller, batch_internal.batch_id(caller, batch), NULL,
-								  max_retries, backoff_factor, error_codes, stage, true);
+								  max_retries, backoff_factor, error_codes, stage, true, wait);
 
 /*
  * The item, locked, with what the item functions need, if the role may
@@ -1345,7 +1360,8 @@ CREATE FUNCTION batch_internal.set_owner(caller regrole, batch text, owner name)
 	SET search_path = pg_catalog, pg_temp
 	RETURN batch_internal.set_owner(caller, batch_internal.batch_id(caller, batch), owner);
 
-CREATE FUNCTION batch_internal.rerun_stage(caller regrole, batch bigint, stage text)
+CREATE FUNCTION batch_internal.rerun_stage(caller regrole, batch bigint, stage text,
+	wait boolean)
 	RETURNS bigint
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -1361,7 +1377,7 @@ BEGIN
 		RAISE EXCEPTION 'stage must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	-- the guards of every requeue, and its lock (src/requeue.c)
-	IF NOT batch_internal.requeue_begin(caller, bid, stage) THEN
+	IF NOT batch_internal.requeue_begin(caller, bid, stage, wait) THEN
 		RETURN 0;
 	END IF;
 	SELECT s.position INTO pos FROM batch.stages s JOIN batch.batches x ON x.pipeline_id = s.pipeline_id
@@ -1396,11 +1412,12 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION batch_internal.rerun_stage(caller regrole, batch text, stage text)
+CREATE FUNCTION batch_internal.rerun_stage(caller regrole, batch text, stage text,
+	wait boolean)
 	RETURNS bigint
 	LANGUAGE sql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
-	RETURN batch_internal.rerun_stage(caller, batch_internal.batch_id(caller, batch), stage);
+	RETURN batch_internal.rerun_stage(caller, batch_internal.batch_id(caller, batch), stage, wait);
 
 /* ------------------------------------------------------------------------
  * Endpoints
@@ -2026,6 +2043,9 @@ BEGIN
 	IF chunk IS NULL OR chunk < 1 THEN
 		RAISE EXCEPTION 'chunk must be at least 1' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	-- the launcher learns at commit that this database has the extension (a
+	-- database pg_upgrade carried over is not in its registry)
+	PERFORM batch_internal.wake_launcher();
 	CASE step
 	WHEN 'reclaim' THEN RETURN batch_internal.reclaim(caller);
 	WHEN 'purge' THEN RETURN batch_internal.purge_step(caller, chunk);
@@ -2132,12 +2152,17 @@ CREATE OR REPLACE FUNCTION batch.run(batch text DEFAULT NULL, max_items bigint D
 	OUT stages_run bigint, OUT items_completed bigint, OUT retries_scheduled bigint,
 	OUT items_failed bigint, OUT next_due timestamptz) RETURNS record
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
-CREATE OR REPLACE FUNCTION batch.retry_failed(batch bigint, max_retries integer DEFAULT NULL,
-	backoff_factor float8 DEFAULT NULL, error_codes text[] DEFAULT NULL, stage text DEFAULT NULL)
+-- retry_failed and rerun_stage gain wait (block on the batch's lock)
+DROP FUNCTION batch.retry_failed(text, integer, float8, text[], text);
+DROP FUNCTION batch.retry_failed(bigint, integer, float8, text[], text);
+CREATE FUNCTION batch.retry_failed(batch bigint, max_retries integer DEFAULT NULL,
+	backoff_factor float8 DEFAULT NULL, error_codes text[] DEFAULT NULL, stage text DEFAULT NULL,
+	wait boolean DEFAULT false)
 	RETURNS bigint
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
-CREATE OR REPLACE FUNCTION batch.retry_failed(batch text, max_retries integer DEFAULT NULL,
-	backoff_factor float8 DEFAULT NULL, error_codes text[] DEFAULT NULL, stage text DEFAULT NULL)
+CREATE FUNCTION batch.retry_failed(batch text, max_retries integer DEFAULT NULL,
+	backoff_factor float8 DEFAULT NULL, error_codes text[] DEFAULT NULL, stage text DEFAULT NULL,
+	wait boolean DEFAULT false)
 	RETURNS bigint
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
 CREATE OR REPLACE FUNCTION batch.retry_item(item_id bigint) RETURNS boolean
@@ -2152,9 +2177,13 @@ CREATE OR REPLACE FUNCTION batch.set_owner(batch text, owner name) RETURNS void
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
 CREATE OR REPLACE FUNCTION batch.set_owner(batch bigint, owner name) RETURNS void
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
-CREATE OR REPLACE FUNCTION batch.rerun_stage(batch bigint, stage text) RETURNS bigint
+DROP FUNCTION batch.rerun_stage(text, text);
+DROP FUNCTION batch.rerun_stage(bigint, text);
+CREATE FUNCTION batch.rerun_stage(batch bigint, stage text, wait boolean DEFAULT false)
+	RETURNS bigint
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
-CREATE OR REPLACE FUNCTION batch.rerun_stage(batch text, stage text) RETURNS bigint
+CREATE FUNCTION batch.rerun_stage(batch text, stage text, wait boolean DEFAULT false)
+	RETURNS bigint
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
 DROP FUNCTION batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean);
 CREATE FUNCTION batch.create_endpoint(name text, base_url text, headers jsonb DEFAULT '{}',
@@ -2444,9 +2473,9 @@ COMMENT ON FUNCTION batch.run(bigint, bigint, float8) IS
 	'runs a batch''s due work in this session, within limits; returns what it did and when the next item is due';
 COMMENT ON FUNCTION batch.run(text, bigint, float8) IS
 	'runs the due work of a batch (by name), or of every batch the caller may act on, in this session';
-COMMENT ON FUNCTION batch.retry_failed(bigint, integer, float8, text[], text) IS
-	're-queues the failed items of a batch at the stage where they failed, outputs kept; under the batch''s advisory lock';
-COMMENT ON FUNCTION batch.retry_failed(text, integer, float8, text[], text) IS
+COMMENT ON FUNCTION batch.retry_failed(bigint, integer, float8, text[], text, boolean) IS
+	're-queues the failed items of a batch at the stage where they failed, outputs kept; under the batch''s advisory lock (wait: block until another call holding it is done, instead of returning 0)';
+COMMENT ON FUNCTION batch.retry_failed(text, integer, float8, text[], text, boolean) IS
 	're-queues the failed items of a batch (by name) at the stage where they failed, outputs kept';
 COMMENT ON FUNCTION batch.retry_item(bigint) IS
 	're-queues one failed item at its stage; true if it was';
@@ -2460,9 +2489,9 @@ COMMENT ON FUNCTION batch.set_owner(text, name) IS
 	'gives a batch (by name) to a role the caller is a member of; its stages then run as that role';
 COMMENT ON FUNCTION batch.set_owner(bigint, name) IS
 	'gives a batch to a role the caller is a member of; its stages then run as that role';
-COMMENT ON FUNCTION batch.rerun_stage(bigint, text) IS
-	're-queues a batch''s items from a stage on, dropping that stage''s and later outputs; earlier outputs kept';
-COMMENT ON FUNCTION batch.rerun_stage(text, text) IS
+COMMENT ON FUNCTION batch.rerun_stage(bigint, text, boolean) IS
+	're-queues a batch''s items from a stage on, dropping that stage''s and later outputs; earlier outputs kept (wait: block on the batch''s lock instead of returning 0)';
+COMMENT ON FUNCTION batch.rerun_stage(text, text, boolean) IS
 	're-queues a batch''s (by name) items from a stage on, dropping that stage''s and later outputs';
 COMMENT ON FUNCTION batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer, integer, text) IS
 	'creates an HTTP endpoint: base URL, secret headers, concurrency, rate limit and burst, timeout, TLS trust, tokens per minute, proxy; returns its id';
@@ -2890,4 +2919,48 @@ GRANT EXECUTE ON FUNCTION
 	batch.create_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer, integer, text),
 	batch.alter_endpoint(text, text, jsonb, integer, integer, interval, boolean, jsonb, integer, integer, text),
 	batch.drop_endpoint(text)
+	TO pgbatch_operator;
+
+-- batch.health: whether executors serve each database, and if not why not
+CREATE FUNCTION batch_internal.health(OUT database name, OUT state text,
+	OUT executors integer, OUT wanted integer, OUT since timestamptz,
+	OUT started bigint, OUT reason text, OUT hint text)
+	RETURNS SETOF record
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'pgbatch_health';
+
+CREATE VIEW batch.health AS
+SELECT h.database, h.state, h.executors, h.wanted, h.since, h.started, h.reason, h.hint
+FROM batch_internal.health() h;
+COMMENT ON VIEW batch.health IS
+	'per database of the cluster: whether pgbatch executors serve it, how many, since when, and if not, why not and what to do';
+COMMENT ON COLUMN batch.health.database IS 'The database (templates are left out).';
+COMMENT ON COLUMN batch.health.state IS 'serving (executors claim its work), starting (the launcher is starting them), paused (executors run but claim nothing new: the kill switch, pg_restore) or not served (no executor will run its items; see reason).';
+COMMENT ON COLUMN batch.health.executors IS 'Executors running for the database now.';
+COMMENT ON COLUMN batch.health.wanted IS 'Executors the launcher keeps running for it (pgbatch.workers), 0 when it is not served.';
+COMMENT ON COLUMN batch.health.since IS 'When the longest-running of its executors started: served since then.';
+COMMENT ON COLUMN batch.health.started IS 'Executors the launcher started for it since the server started: more than wanted means some exited and were started again.';
+COMMENT ON COLUMN batch.health.reason IS 'Why it is not served, or served by fewer executors than wanted, or paused; NULL when all is well.';
+COMMENT ON COLUMN batch.health.hint IS 'What to do about the reason.';
+REVOKE ALL ON FUNCTION batch_internal.health() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION batch_internal.health() TO pgbatch_reader;
+GRANT SELECT ON batch.health TO pgbatch_reader;
+
+-- register this database with the launcher at commit (its registry of the
+-- databases with the extension is new in 1.4)
+SELECT batch_internal.wake_launcher();
+
+-- retry_failed and rerun_stage were made anew (their wait argument)
+REVOKE ALL ON FUNCTION
+	batch.retry_failed(bigint, integer, float8, text[], text, boolean),
+	batch.retry_failed(text, integer, float8, text[], text, boolean),
+	batch.rerun_stage(bigint, text, boolean),
+	batch.rerun_stage(text, text, boolean)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	batch.retry_failed(bigint, integer, float8, text[], text, boolean),
+	batch.retry_failed(text, integer, float8, text[], text, boolean),
+	batch.rerun_stage(bigint, text, boolean),
+	batch.rerun_stage(text, text, boolean)
 	TO pgbatch_operator;

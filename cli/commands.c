@@ -42,7 +42,7 @@
 	"error_codes => (SELECT array_agg(btrim(c)) " \
 	"FROM unnest(string_to_array($4::text, ',')) AS c " \
 	"WHERE btrim(c) <> ''), " \
-	"stage => $5::text)"
+	"stage => $5::text, wait => $6::boolean)"
 
 /*
  * id_param
@@ -154,7 +154,8 @@ print_status_table(const PGresult *res)
 
 /*
  * pgbcli_cmd_status
- *		status: every batch the user can see.
+ *		status: every batch the user can see, under a word on the
+ *		executors when they do not serve this database as wanted.
  */
 int
 pgbcli_cmd_status(PGconn *conn)
@@ -166,7 +167,19 @@ pgbcli_cmd_status(PGconn *conn)
 	if (pgbcli_out.json)
 		print_status_json(res);
 	else
+	{
+		PGresult   *health = pgbcli_fetch_health_here(conn);
+		PgbcliScreen scr;
+
+		/* first, what is wrong with the executors here, if anything */
+		pgbcli_screen_init(&scr, 0);
+		if (pgbcli_health_lines(&scr, health) > 0)
+			pgbcli_screen_newline(&scr);
+		pgbcli_screen_flush(&scr);
+		pgbcli_screen_free(&scr);
+		PQclear(health);
 		print_status_table(res);
+	}
 	PQclear(res);
 	return PGBCLI_EXIT_OK;
 }
@@ -422,7 +435,8 @@ print_retried(const PgbcliBatch *batch, const char *count)
  * pgbcli_cmd_retry
  *		retry BATCH: batch.retry_failed() with the options given, every one
  *		a parameter; prints how many items were re-queued (0, with the
- *		server's NOTICE, when another retry holds the batch's lock).
+ *		server's NOTICE, when another retry holds the batch's lock, unless
+ *		--wait: then it waits for that retry to end).
  */
 int
 pgbcli_cmd_retry(PGconn *conn, const char *arg)
@@ -430,7 +444,7 @@ pgbcli_cmd_retry(PGconn *conn, const char *arg)
 	PgbcliBatch batch;
 	PGresult   *res;
 	char		id[32];
-	const char *params[5];
+	const char *params[6];
 
 	if (!pgbcli_resolve_batch(conn, arg, &batch))
 		return PGBCLI_EXIT_ERROR;
@@ -439,7 +453,8 @@ pgbcli_cmd_retry(PGconn *conn, const char *arg)
 	params[2] = pgbcli_opts.backoff_factor;
 	params[3] = pgbcli_opts.codes;
 	params[4] = pgbcli_opts.stage;
-	res = pgbcli_query(conn, RETRY_SQL, 5, params);
+	params[5] = pgbcli_opts.wait ? "true" : "false";
+	res = pgbcli_query(conn, RETRY_SQL, 6, params);
 	if (res == NULL)
 	{
 		pgbcli_free_batch(&batch);

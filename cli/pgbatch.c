@@ -35,6 +35,7 @@
 #define CMDOPT_LEVEL			0x20
 #define CMDOPT_FOLLOW			0x40
 #define CMDOPT_LIMIT			0x80
+#define CMDOPT_WAIT				0x100
 
 /* getopt values of the options that have no short form */
 enum
@@ -47,6 +48,7 @@ enum
 	OPT_BACKOFF_FACTOR,
 	OPT_PAYLOAD,
 	OPT_LEVEL,
+	OPT_WAIT,
 	OPT_HELP
 };
 
@@ -73,9 +75,10 @@ static const Command commands[] = {
 	{"errors", true, 0, pgbcli_cmd_errors},
 	{"review", true, CMDOPT_PAYLOAD, pgbcli_cmd_review},
 	{"retry", true,
-	CMDOPT_CODES | CMDOPT_STAGE | CMDOPT_MAX_RETRIES | CMDOPT_BACKOFF_FACTOR,
+	CMDOPT_CODES | CMDOPT_STAGE | CMDOPT_MAX_RETRIES | CMDOPT_BACKOFF_FACTOR | CMDOPT_WAIT,
 	pgbcli_cmd_retry},
 	{"log", true, CMDOPT_LEVEL | CMDOPT_FOLLOW | CMDOPT_LIMIT, pgbcli_cmd_log},
+	{"health", false, 0, pgbcli_cmd_health},
 	{NULL, false, 0, NULL}
 };
 
@@ -107,12 +110,15 @@ usage(void)
 	printf(_("  review BATCH         the batch's review queue (its failed items)\n"));
 	printf(_("  retry BATCH          re-queue the batch's failed items at their stage\n"));
 	printf(_("  log BATCH            the batch's log, oldest first\n"));
+	printf(_("  health               whether executors serve each database, and if not why\n"));
 	printf(_("\nCommand options:\n"));
 	printf(_("  review --payload           show each item's payload too\n"));
 	printf(_("  retry --codes=CODE,...     only items that failed with these error codes\n"));
 	printf(_("  retry --stage=STAGE        only items that failed at this stage\n"));
 	printf(_("  retry --max-retries=N      retries the re-queued items may use\n"));
 	printf(_("  retry --backoff-factor=F   backoff factor for the re-queued items\n"));
+	printf(_("  retry --wait               wait for a retry of the batch under way, instead of\n"
+			 "                             re-queuing nothing\n"));
 	printf(_("  log --level=LEVEL          info (all), warning (and errors), error\n"));
 	printf(_("  log -n, --limit=N          the last N lines (default 50)\n"));
 	printf(_("  log -f, --follow           keep printing new lines as they come\n"));
@@ -247,6 +253,8 @@ option_name(unsigned bit)
 			return "--follow";
 		case CMDOPT_LIMIT:
 			return "--limit";
+		case CMDOPT_WAIT:
+			return "--wait";
 	}
 	return "?";
 }
@@ -279,6 +287,7 @@ parse_options(int argc, char **argv, const char **arg)
 		{"level", required_argument, NULL, OPT_LEVEL},
 		{"follow", no_argument, NULL, 'f'},
 		{"limit", required_argument, NULL, 'n'},
+		{"wait", no_argument, NULL, OPT_WAIT},
 		{NULL, 0, NULL, 0}
 	};
 	const Command *cmd;
@@ -350,6 +359,10 @@ parse_options(int argc, char **argv, const char **arg)
 				pgbcli_opts.level = parse_level(optarg);
 				given |= CMDOPT_LEVEL;
 				break;
+			case OPT_WAIT:
+				pgbcli_opts.wait = true;
+				given |= CMDOPT_WAIT;
+				break;
 			case 'f':
 				pgbcli_opts.follow = true;
 				given |= CMDOPT_FOLLOW;
@@ -390,7 +403,7 @@ parse_options(int argc, char **argv, const char **arg)
 		usage_error("too many command-line arguments (first is \"%s\")",
 					argv[optind]);
 
-	for (unsigned bit = 1; bit <= CMDOPT_LIMIT; bit <<= 1)
+	for (unsigned bit = 1; bit <= CMDOPT_WAIT; bit <<= 1)
 	{
 		if ((given & bit) && !(cmd->options & bit))
 			usage_error("option %s is not valid for command \"%s\"",

@@ -51,6 +51,7 @@ typedef struct PgbcliOptions
 	const char *max_retries;	/* retry --max-retries, checked integer */
 	const char *backoff_factor; /* retry --backoff-factor, checked number */
 	bool		payload;		/* review --payload */
+	bool		wait;			/* retry --wait */
 	PgbcliLevel level;			/* log --level */
 	bool		follow;			/* log --follow */
 	int			limit;			/* log --limit */
@@ -246,5 +247,10 @@ extern int	pgbcli_cmd_watch(PGconn *conn, const char *arg);
 extern PGresult *pgbcli_fetch_errors(PGconn *conn, const PgbcliBatch *batch);
 extern void pgbcli_errors_table(PgbcliScreen *scr, const PGresult *res,
 								int indent, bool full, int max_rows);
+
+/* health.c: whether executors serve the databases */
+extern PGresult *pgbcli_fetch_health_here(PGconn *conn);
+extern int	pgbcli_health_lines(PgbcliScreen *scr, const PGresult *res);
+extern int	pgbcli_cmd_health(PGconn *conn, const char *arg);
 
 #endif							/* PGBATCH_CLI_H */

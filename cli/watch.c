@@ -6,8 +6,9 @@
  *		notification about the batch or an endpoint arrives (at most every
  *		200 ms: bursts are coalesced), and every 5 s for the rate and ETA.
  *		On a terminal it redraws a frame in place: progress bar, counts,
- *		rate and ETA, paused endpoints, errors by stage and code, and the
- *		newest warnings and errors of the log.  Elsewhere it prints a status
+ *		rate and ETA, what is wrong with the executors (batch.health),
+ *		paused endpoints, errors by stage and code, and the newest warnings
+ *		and errors of the log.  Elsewhere it prints a status
  *		line (or, with --json, a JSON object) per change.
  *
  * cli/watch.c
@@ -83,6 +84,8 @@ typedef struct Watch
 	PGresult   *errors;
 	PGresult   *log;
 	PGresult   *endpoints;		/* NULL if not visible */
+	PGresult   *health;			/* this database's executors; NULL if not
+								 * readable */
 	PgbcliProgress p;
 	double		rate;
 	double		eta;
@@ -94,6 +97,7 @@ typedef struct Watch
 
 	/* what the last plain or JSON output showed */
 	char	   *last_shown;
+	char	   *last_health;	/* ... of the executors (plain output) */
 } Watch;
 
 /*
@@ -107,7 +111,8 @@ clear_results(Watch *w)
 	PQclear(w->errors);
 	PQclear(w->log);
 	PQclear(w->endpoints);
-	w->progress = w->errors = w->log = w->endpoints = NULL;
+	PQclear(w->health);
+	w->progress = w->errors = w->log = w->endpoints = w->health = NULL;
 }
 
 /*
@@ -206,6 +211,8 @@ refresh(PGconn *conn, Watch *w)
 		if (w->endpoints == NULL)
 			return false;
 	}
+
+	w->health = pgbcli_fetch_health_here(conn);
 
 	pgbcli_read_progress(w->progress, 0, &w->p);
 	add_sample(w, now);
@@ -406,6 +413,7 @@ draw_frame(const Watch *w)
 	appendPQExpBufferStr(&scr.buf, "\033[H");
 
 	frame_header(&scr, w, cols);
+	(void) pgbcli_health_lines(&scr, w->health);
 	frame_endpoints(&scr, w->endpoints);
 	pgbcli_screen_newline(&scr);
 
@@ -461,8 +469,9 @@ clock_text(char *out, size_t len, bool iso)
 
 /*
  * print_plain
- *		Plain output: a status line when the state changed since the last
- *		one; when the batch has finished, its errors by stage and code.
+ *		Plain output: what is wrong with the executors, when that changed;
+ *		a status line when the state changed since the last one; when the
+ *		batch has finished, its errors by stage and code.
  */
 static void
 print_plain(Watch *w)
@@ -471,6 +480,19 @@ print_plain(Watch *w)
 	char		clock[32];
 	char		rate[32];
 	char		eta[32];
+
+	PgbcliScreen health;
+
+	/* what is wrong with the executors, when that changes */
+	pgbcli_screen_init(&health, 0);
+	(void) pgbcli_health_lines(&health, w->health);
+	if (strcmp(health.buf.data, w->last_health ? w->last_health : "") != 0)
+	{
+		fputs(health.buf.data, stdout);
+		free(w->last_health);
+		w->last_health = pg_strdup(health.buf.data);
+	}
+	pgbcli_screen_free(&health);
 
 	initPQExpBuffer(&state);
 	status_line(&state, w);
@@ -539,6 +561,11 @@ print_json(Watch *w)
 		pgbcli_json_rows(&buf, w->endpoints, PQnfields(w->endpoints));
 	else
 		appendPQExpBufferStr(&buf, "[]");
+	appendPQExpBufferStr(&buf, ", \"health\": ");
+	if (w->health != NULL)
+		pgbcli_json_row(&buf, w->health, 0, PQnfields(w->health));
+	else
+		appendPQExpBufferStr(&buf, "null");
 	appendPQExpBuffer(&buf, ", \"finished\": %s}", w->p.finished ? "true" : "false");
 
 	/* one object a line: the arrays' line breaks go */
@@ -647,6 +674,7 @@ pgbcli_cmd_watch(PGconn *conn, const char *arg)
 
 	clear_results(&w);
 	free(w.last_shown);
+	free(w.last_health);
 	pgbcli_free_batch(&w.batch);
 	return status;
 }

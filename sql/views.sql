@@ -70,3 +70,19 @@ WHERE (p.total, p.pending, p.retrying, p.completed, p.failed, p.cancelled)
 
 -- progress reads the counters, never the items
 EXPLAIN (COSTS OFF) SELECT * FROM batch.progress WHERE name = 'b_views';
+
+-- health: this suite's server does not preload pgbatch, and says so, per
+-- database, with the fix; readers see it, nobody else
+SELECT state, executors, wanted, since, started, reason, hint
+FROM batch.health WHERE database = current_database();
+SELECT count(*) = (SELECT count(*) FROM pg_database WHERE NOT datistemplate) AS every_database
+FROM batch.health;
+CREATE ROLE regress_health_reader IN ROLE pgbatch_reader;
+CREATE ROLE regress_health_nobody;
+SET ROLE regress_health_reader;
+SELECT state FROM batch.health WHERE database = current_database();
+SET ROLE regress_health_nobody;
+SELECT state FROM batch.health;
+SELECT * FROM batch_internal.health();
+RESET ROLE;
+DROP ROLE regress_health_reader, regress_health_nobody;

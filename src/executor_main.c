@@ -113,13 +113,11 @@ typedef struct PgbExecutorProcess
 	PgbHttpRequest *results;
 	/* the executor state of the transaction in progress (its prepared requests) */
 	PgbExecState *current;
-	/* this executor has seen the extension in its database */
-	bool		found_extension;
-	/* ... at the version this library is built for (PGB_VERSION) */
+	/* the extension in its database is at this library's version */
 	bool		schema_current;
 } PgbExecutorProcess;
 
-static PgbExecutorProcess executor = {NULL, NULL, false, false};
+static PgbExecutorProcess executor = {NULL, NULL, false};
 
 static SPIPlanPtr active_plan = NULL;
 static SPIPlanPtr due_plan = NULL;
@@ -390,6 +388,33 @@ restore_in_progress(void)
 	return false;
 }
 
+/*
+ * report_state
+ *		Tells the launcher and batch.health what this executor found in its
+ *		database (the schema older than the library, pg_restore loading it),
+ *		in the database's shared flags; writes them only on a change.
+ */
+static void
+report_state(bool old_schema, bool restoring)
+{
+	static int	reported = -1;
+	int			state = (old_schema ? 1 : 0) | (restoring ? 2 : 0);
+	PgbDbFlags *f;
+
+	if (state == reported)
+		return;
+	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+	f = pgb_db_flags_find(MyDatabaseId, true);
+	if (f)
+	{
+		f->registered = true;
+		f->old_schema = old_schema;
+		f->restoring = restoring;
+	}
+	LWLockRelease(pgb_shared->lock);
+	reported = state;
+}
+
 /* What one loop of the executor asks of its transaction. */
 typedef struct IterationPlan
 {
@@ -423,24 +448,9 @@ run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 	present = OidIsValid(get_extension_oid("pgbatch", true));
 	if (present && !executor.schema_current)
 		executor.schema_current = check_schema_version();
-	if (present && !executor.found_extension)
-	{
-		PgbDbFlags *f;
-
-		/* tell the launcher, which starts the other executors */
-		LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
-		f = pgb_db_flags_find(MyDatabaseId, true);
-		if (f)
-		{
-			f->has_extension = true;
-			f->no_extension = false;
-		}
-		LWLockRelease(pgb_shared->lock);
-		if (pgb_shared->launcher_latch)
-			SetLatch(pgb_shared->launcher_latch);
-		executor.found_extension = true;
-	}
 	working = present && executor.schema_current;
+	if (present && !working)
+		report_state(true, false);
 	if (working)
 	{
 		pgb_my_slot()->busy_owner = InvalidOid; /* after an error, too */
@@ -456,6 +466,7 @@ run_transaction(IterationPlan *plan, bool *more, TimestampTz *next_due)
 		pgb_exec_carry(&ex, executor.results);
 		pgb_http_pump();
 		restoring = restore_in_progress();
+		report_state(false, restoring);
 		if (plan->reclaim && !restoring)
 		{
 			pgb_exec_flush_carried(&ex);
@@ -668,11 +679,7 @@ pgbatch_executor_main(Datum main_arg)
 					PgbDbFlags *f = pgb_db_flags_find(MyDatabaseId, true);
 
 					if (f)
-					{
-						f->no_extension = true;
-						f->has_extension = false;
-						f->checked_at = GetCurrentTimestamp();
-					}
+						f->registered = false;
 				}
 				LWLockRelease(pgb_shared->lock);
 				MemoryContextSwitchTo(oldcxt);

@@ -14,6 +14,7 @@
 
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
 
 #include "guc.h"
 #include "pgbatch.h"
@@ -216,4 +217,36 @@ pgb_define_gucs(GucStringCheckHook allowed_hosts_check,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pgbatch");
+}
+
+/*
+ * pgb_database_named
+ *		Whether executors may run in the database 'name' by pgbatch.databases
+ *		(empty: in every database).  The one reading of that setting, for
+ *		the launcher and for batch.health.  Sets *valid to false, and
+ *		returns false, when the setting is not a list of names.
+ */
+bool
+pgb_database_named(const char *name, bool *valid)
+{
+	char	   *copy;
+	List	   *names = NIL;
+	ListCell   *lc;
+	bool		named = false;
+
+	*valid = true;
+	if (pgb_databases == NULL || pgb_databases[0] == '\0')
+		return true;
+	copy = pstrdup(pgb_databases);
+	if (!SplitIdentifierString(copy, ',', &names))
+	{
+		*valid = false;
+		return false;
+	}
+	foreach(lc, names)
+		if (strcmp((char *) lfirst(lc), name) == 0)
+			named = true;
+	list_free(names);
+	pfree(copy);
+	return named;
 }

@@ -37,5 +37,6 @@ extern int	pgb_stage_timeout_ms;
 
 extern void pgb_define_gucs(GucStringCheckHook allowed_hosts_check,
 							GucStringAssignHook allowed_hosts_assign);
+extern bool pgb_database_named(const char *name, bool *valid);
 
 #endif							/* PGB_GUC_H */

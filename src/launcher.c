@@ -9,9 +9,11 @@
  *		of a database has been held up in stages for a while (a team's slow
  *		stage functions), it starts an extra executor there, which serves
  *		only the owners nobody serves, so that one owner cannot keep the
- *		others waiting; extras exit once idle.  A database without the
- *		extension is skipped until CREATE EXTENSION wakes the launcher (or a
- *		minute has passed); one being dropped is left alone.
+ *		others waiting; extras exit once idle.  Executors are started only
+ *		in databases registered as having the extension (registry.c): none
+ *		is spent looking into a database without it.  A database being
+ *		dropped is left alone.  What it could not start, and why, is kept
+ *		in the database's shared flags for batch.health.
  *
  * IDENTIFICATION
  *		src/launcher.c
@@ -45,10 +47,9 @@
 #include "guc.h"
 #include "launcher.h"
 #include "pgbatch.h"
+#include "registry.h"
 #include "shmem.h"
 
-/* how long a database found without the extension is left alone */
-#define NO_EXTENSION_RECHECK_MS	60000
 /* the least time between two starts of the same executor */
 #define RESTART_DELAY_MS		1000
 /* how often to look for held-up executors while any runs stages */
@@ -60,6 +61,8 @@ typedef struct LauncherDb
 {
 	Oid			oid;
 	char		name[NAMEDATALEN];
+	bool		servable;		/* connectable, not a template, and named by
+								 * pgbatch.databases if that is set */
 } LauncherDb;
 
 /* the databases served at the last reconcile, and their executor count */
@@ -73,31 +76,26 @@ static TimestampTz started_at[PGB_MAX_SLOTS];
 
 /*
  * list_databases
- *		The databases executors may run in: connectable, not templates, and
- *		named in pgbatch.databases when that is set.
+ *		Every database, each marked with whether executors may run there:
+ *		connectable, not a template, and named by pgbatch.databases when
+ *		that is set (when it is not a list, none is: a WARNING says so).
  */
 static List *
 list_databases(void)
 {
 	List	   *result = NIL;
-	List	   *wanted = NIL;
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tup;
 	MemoryContext cxt = CurrentMemoryContext;
+	bool		valid = true;
 
-	if (pgb_databases && pgb_databases[0] != '\0')
-	{
-		char	   *copy = pstrdup(pgb_databases);
-
-		if (!SplitIdentifierString(copy, ',', &wanted))
-		{
-			ereport(WARNING,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("pgbatch.databases is not a comma-separated list of database names")));
-			return NIL;
-		}
-	}
+	(void) pgb_database_named("", &valid);
+	if (!valid)
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pgbatch.databases is not a comma-separated list of database names"),
+				 errdetail("No database is served until it is.")));
 
 	StartTransactionCommand();
 	(void) GetTransactionSnapshot();
@@ -108,20 +106,13 @@ list_databases(void)
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 		MemoryContext oldcxt;
 		LauncherDb *entry;
-		ListCell   *lc;
-		bool		named = (wanted == NIL);
 
-		if (!db->datallowconn || db->datistemplate)
-			continue;
-		foreach(lc, wanted)
-			if (strcmp((char *) lfirst(lc), NameStr(db->datname)) == 0)
-				named = true;
-		if (!named)
-			continue;
 		oldcxt = MemoryContextSwitchTo(cxt);
 		entry = palloc(sizeof(LauncherDb));
 		entry->oid = db->oid;
 		strlcpy(entry->name, NameStr(db->datname), NAMEDATALEN);
+		entry->servable = db->datallowconn && !db->datistemplate &&
+			pgb_database_named(entry->name, &valid);
 		result = lappend(result, entry);
 		MemoryContextSwitchTo(oldcxt);
 	}
@@ -135,9 +126,10 @@ list_databases(void)
 /*
  * start_executor
  *		Reserves slot i for executor number 'worker' of a database (an extra
- *		one, or one of pgbatch.workers) and asks the postmaster to start it.
+ *		one, or one of pgbatch.workers) and asks the postmaster to start it;
+ *		false if no background worker slot was free (max_worker_processes).
  */
-static void
+static bool
 start_executor(int i, LauncherDb *db, int worker, bool extra)
 {
 	BackgroundWorker bgw;
@@ -179,12 +171,17 @@ start_executor(int i, LauncherDb *db, int worker, bool extra)
 		slot->in_use = false;
 		LWLockRelease(pgb_shared->lock);
 		handles[i] = NULL;
-		ereport(WARNING,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("pgbatch could not start executor %d for database \"%s\"",
-						worker, db->name),
-				 errhint("Raise max_worker_processes, or lower pgbatch.workers.")));
+		return false;
 	}
+	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+	{
+		PgbDbFlags *f = pgb_db_flags_find(db->oid, false);
+
+		if (f)
+			f->starts++;
+	}
+	LWLockRelease(pgb_shared->lock);
+	return true;
 }
 
 /*
@@ -217,10 +214,11 @@ forget_dead_slots(void)
 
 /*
  * forget_dropped_databases
- *		Clears the flags of databases that no longer exist.
+ *		Clears the flags of databases that no longer exist, but for those
+ *		registered since 'listed_at' (created after the list was read).
  */
 static void
-forget_dropped_databases(List *dbs)
+forget_dropped_databases(List *dbs, TimestampTz listed_at)
 {
 	int			i;
 
@@ -236,7 +234,7 @@ forget_dropped_databases(List *dbs)
 		foreach(lc, dbs)
 			if (((LauncherDb *) lfirst(lc))->oid == f->dboid)
 				exists = true;
-		if (!exists)
+		if (!exists && f->registered_at < listed_at)
 			memset(f, 0, sizeof(PgbDbFlags));
 	}
 	LWLockRelease(pgb_shared->lock);
@@ -259,54 +257,50 @@ start_extra_if_held_up(LauncherDb *db, int want, TimestampTz now)
 	/* not a database being dropped, or whose extension went */
 	LWLockAcquire(pgb_shared->lock, LW_SHARED);
 	f = pgb_db_flags_find(db->oid, false);
-	gone = f == NULL || f->dropping || f->no_extension || !f->has_extension;
+	gone = f == NULL || f->dropping || !f->registered;
 	LWLockRelease(pgb_shared->lock);
 	if (gone || !pgb_held_up(db->oid, NULL, now, &extras) || extras >= pgb_workers)
 		return;
 	for (i = 0; i < PGB_MAX_SLOTS; i++)
 		if (!pgb_shared->slots[i].in_use && handles[i] == NULL)
 		{
-			start_executor(i, db, want + extras, true);
+			(void) start_executor(i, db, want + extras, true);
 			return;
 		}
 }
 
 /*
  * reconcile
- *		Starts the executors each database lacks; stops the surplus.
+ *		Starts the executors each registered database lacks; stops the
+ *		surplus, and those of databases no longer served.  Records in each
+ *		database's flags how many it could not start, and why.
  */
 static void
 reconcile(void)
 {
+	TimestampTz now = GetCurrentTimestamp();
 	List	   *dbs = list_databases();
 	ListCell   *lc;
-	TimestampTz now = GetCurrentTimestamp();
 
 	forget_dead_slots();
-	forget_dropped_databases(dbs);
+	forget_dropped_databases(dbs, now);
 	nserved = 0;
 	foreach(lc, dbs)
 	{
 		LauncherDb *db = (LauncherDb *) lfirst(lc);
 		bool		running[PGB_MAX_SLOTS];
 		int			want = pgb_workers;
+		int			unstarted = 0;
+		bool		out_of_slots = false;
 		int			w;
 		int			i;
-		bool		skip = false;
+		bool		skip;
 		PgbDbFlags *f;
 
 		memset(running, 0, sizeof(running));
 		LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
 		f = pgb_db_flags_find(db->oid, false);
-		if (f && f->dropping)
-			skip = true;
-		else if (f && f->no_extension)
-		{
-			if (TimestampDifferenceExceeds(f->checked_at, now, NO_EXTENSION_RECHECK_MS))
-				f->no_extension = false;
-			else
-				skip = true;
-		}
+		skip = !db->servable || f == NULL || !f->registered || f->dropping;
 		for (i = 0; i < PGB_MAX_SLOTS; i++)
 		{
 			PgbWorkerSlot *slot = &pgb_shared->slots[i];
@@ -321,34 +315,56 @@ reconcile(void)
 		LWLockRelease(pgb_shared->lock);
 		if (skip)
 			continue;
-		/* until one executor has found the extension there, start only one */
-		if (!(f && f->has_extension))
-			want = Min(want, 1);
 
 		for (w = 0; w < want; w++)
 		{
 			int			free_slot = -1;
+			bool		any_free = false;
 
 			if (running[w])
 				continue;
-			for (i = 0; i < PGB_MAX_SLOTS; i++)
-				if (!pgb_shared->slots[i].in_use && handles[i] == NULL &&
-					TimestampDifferenceExceeds(started_at[i], now, RESTART_DELAY_MS))
+			for (i = 0; i < PGB_MAX_SLOTS && free_slot < 0; i++)
+				if (!pgb_shared->slots[i].in_use && handles[i] == NULL)
 				{
-					free_slot = i;
-					break;
+					any_free = true;
+					if (TimestampDifferenceExceeds(started_at[i], now, RESTART_DELAY_MS))
+						free_slot = i;
 				}
-			if (free_slot < 0)
-				break;
-			start_executor(free_slot, db, w, false);
+			if (free_slot >= 0 && start_executor(free_slot, db, w, false))
+				continue;
+			/* a slot just freed is used again after RESTART_DELAY_MS */
+			if (free_slot < 0 && any_free)
+				continue;
+			unstarted++;
+			out_of_slots = out_of_slots || !any_free;
 		}
-		if (f && f->has_extension && nserved < PGB_MAX_DBS)
+		LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+		f = pgb_db_flags_find(db->oid, false);
+		if (f)
+		{
+			/* said once when it happens, not at every reconcile */
+			if (unstarted > f->unstarted)
+				ereport(WARNING,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("pgbatch could not start %d of the %d executors of database \"%s\"",
+								unstarted, want, db->name),
+						 out_of_slots ?
+						 errdetail("pgbatch's %d executor slots are all in use.", PGB_MAX_SLOTS) :
+						 errdetail("All %d background worker processes (max_worker_processes) are in use.",
+								   max_worker_processes),
+						 errhint("Raise max_worker_processes, or lower pgbatch.workers; batch.health shows the databases left without executors.")));
+			f->unstarted = unstarted;
+			f->out_of_slots = out_of_slots;
+		}
+		LWLockRelease(pgb_shared->lock);
+		if (nserved < PGB_MAX_DBS)
 		{
 			served[nserved] = *db;
 			served_want[nserved++] = want;
 		}
 	}
 	list_free_deep(dbs);
+	pgb_registry_save();
 }
 
 /*
@@ -402,6 +418,7 @@ pgbatch_launcher_main(Datum main_arg)
 	pgb_shared->launcher_latch = MyLatch;
 	LWLockRelease(pgb_shared->lock);
 	before_shmem_exit(launcher_exit, (Datum) 0);
+	pgb_registry_load();
 
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "pgbatch launcher loop",
 									ALLOCSET_DEFAULT_SIZES);

@@ -107,18 +107,23 @@ check_batch(int64 batch_id, text *stage)
  *		The guards every requeue of a batch passes, in one place: the role
  *		may act on the batch; with take_lock, no other transaction is
  *		re-queuing it (the transaction-scoped advisory lock (PGB_LOCK_CLASS,
- *		batch id); if another holds it, a NOTICE and false); the batch is
- *		neither cancelled nor purged; 'stage', if given, is one of its
- *		pipeline's.  The caller is connected to SPI.
+ *		batch id); if another holds it, a NOTICE and false, or with 'wait'
+ *		a wait for it, bounded by lock_timeout and statement_timeout); the
+ *		batch is neither cancelled nor purged; 'stage', if given, is one of
+ *		its pipeline's.  The caller is connected to SPI.
  */
 static bool
-requeue_begin(Oid role, int64 batch_id, text *stage, bool take_lock)
+requeue_begin(Oid role, int64 batch_id, text *stage, bool take_lock, bool wait)
 {
 	pgb_require_batch(role, batch_id);
-	if (take_lock &&
-		!DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
-										  Int32GetDatum(PGB_LOCK_CLASS),
-										  Int32GetDatum((int32) batch_id))))
+	if (take_lock && wait)
+		(void) DirectFunctionCall2(pg_advisory_xact_lock_int4,
+								   Int32GetDatum(PGB_LOCK_CLASS),
+								   Int32GetDatum((int32) batch_id));
+	else if (take_lock &&
+			 !DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
+											   Int32GetDatum(PGB_LOCK_CLASS),
+											   Int32GetDatum((int32) batch_id))))
 	{
 		ereport(NOTICE,
 				(errmsg("batch " INT64_FORMAT " is being re-queued by another transaction; nothing done",
@@ -133,18 +138,19 @@ requeue_begin(Oid role, int64 batch_id, text *stage, bool take_lock)
 
 /*
  * pgbatch_requeue_begin
- *		batch_internal.requeue_begin(role, batch_id, stage): requeue_begin()
- *		with the lock, for batch.rerun_stage(); false if another transaction
- *		is re-queuing the batch.
+ *		batch_internal.requeue_begin(role, batch_id, stage, wait):
+ *		requeue_begin() with the lock, for batch.rerun_stage(); false if
+ *		another transaction is re-queuing the batch (unless 'wait').
  */
 Datum
 pgbatch_requeue_begin(PG_FUNCTION_ARGS)
 {
+	bool		wait = PG_NARGS() > 3 && !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
 	bool		ok;
 
 	SPI_connect();
 	ok = requeue_begin(PG_GETARG_OID(0), PG_GETARG_INT64(1),
-					   PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2), true);
+					   PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2), true, wait);
 	SPI_finish();
 	PG_RETURN_BOOL(ok);
 }
@@ -209,14 +215,14 @@ pgbatch_requeue(PG_FUNCTION_ARGS)
 /*
  * pgbatch_requeue_1_4
  *		batch_internal.requeue(role, batch_id, item_id, max_retries,
- *		backoff_factor, error_codes, stage, take_lock), for the role in
+ *		backoff_factor, error_codes, stage, take_lock, wait), for the role in
  *		effect for the call (see gate.c): moves failed items of a batch (all,
  *		one, or those matching the error codes and stage) back to pending
  *		at the stage where they failed, attempts reset, outputs kept.  Items
  *		that failed validation are re-queued only once their payload is
  *		valid.  With take_lock it first takes the transaction-scoped
  *		advisory lock (PGB_LOCK_CLASS, batch id) and returns 0 with a
- *		NOTICE when another transaction holds it.  Returns how many items
+ *		NOTICE when another transaction holds it (with 'wait', waits for it).  Returns how many items
  *		were re-queued.  The UPDATE walks the partial index of failed
  *		items, so its cost follows the number of failed items, not the
  *		size of the batch.
@@ -227,6 +233,7 @@ pgbatch_requeue_1_4(PG_FUNCTION_ARGS)
 	Oid			role = PG_GETARG_OID(0);
 	int64		batch_id;
 	bool		take_lock = PG_ARGISNULL(7) ? true : PG_GETARG_BOOL(7);
+	bool		wait = PG_NARGS() > 8 && !PG_ARGISNULL(8) && PG_GETARG_BOOL(8);
 	text	   *stage = PG_ARGISNULL(6) ? NULL : PG_GETARG_TEXT_PP(6);
 	TimestampTz now = GetCurrentTimestamp();
 	Datum		args[8];
@@ -253,7 +260,7 @@ pgbatch_requeue_1_4(PG_FUNCTION_ARGS)
 				 errmsg("backoff_factor must be %s, not %g", problem, PG_GETARG_FLOAT8(4))));
 
 	SPI_connect();
-	if (!requeue_begin(role, batch_id, stage, take_lock))
+	if (!requeue_begin(role, batch_id, stage, take_lock, wait))
 	{
 		SPI_finish();
 		PG_RETURN_INT64(0);

@@ -7,8 +7,9 @@
  *		which all executors of a database share so that an endpoint's
  *		limits hold across them.  Also the wake-ups that go with it: at
  *		commit, a transaction that queued work sets the latches of its
- *		database's executors; CREATE EXTENSION wakes the launcher; DROP
- *		DATABASE first stops the database's executors.
+ *		database's executors; CREATE EXTENSION registers the database and
+ *		wakes the launcher; DROP DATABASE first stops the database's
+ *		executors.
  *
  * IDENTIFICATION
  *		src/shmem.c
@@ -121,13 +122,7 @@ pgb_xact_callback(XactEvent event, void *arg)
 			if (pgb_shared == NULL)
 				break;
 			if (wake_launcher_at_commit)
-			{
-				LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
-				pgb_db_flags_clear(MyDatabaseId);
-				LWLockRelease(pgb_shared->lock);
-				if (pgb_shared->launcher_latch)
-					SetLatch(pgb_shared->launcher_latch);
-			}
+				pgb_register_database();
 			if (wake_executors_at_commit)
 				pgb_wake_executors(MyDatabaseId);
 			break;
@@ -175,8 +170,9 @@ pgb_wake_on_commit(void)
 
 /*
  * pgbatch_wake_launcher
- *		batch._wake_launcher(): at commit, forget that this database lacked
- *		the extension and wake the launcher, which starts its executors.
+ *		batch_internal.wake_launcher(), at the end of the extension's
+ *		scripts: at commit, register this database (pgb_register_database),
+ *		so that the launcher starts its executors.
  */
 Datum
 pgbatch_wake_launcher(PG_FUNCTION_ARGS)
@@ -215,16 +211,50 @@ pgb_db_flags_find(Oid dboid, bool create)
 }
 
 /*
- * pgb_db_flags_clear
- *		Forget what was known of a database.  Caller holds the lock.
+ * pgb_register_database
+ *		Records that this database has the extension, and wakes the launcher
+ *		if that is news to it: it then starts the database's executors and
+ *		writes its registry file (registry.c).  Called at commit, when the
+ *		extension was created or updated or a call showed it is there.
  */
 void
-pgb_db_flags_clear(Oid dboid)
+pgb_register_database(void)
 {
-	PgbDbFlags *f = pgb_db_flags_find(dboid, false);
+	PgbDbFlags *f;
+	bool		news = false;
 
+	if (pgb_shared == NULL || !OidIsValid(MyDatabaseId))
+		return;
+	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+	f = pgb_db_flags_find(MyDatabaseId, true);
 	if (f)
-		memset(f, 0, sizeof(PgbDbFlags));
+	{
+		news = !f->registered;
+		f->registered = true;
+		f->registered_at = GetCurrentTimestamp();
+	}
+	LWLockRelease(pgb_shared->lock);
+	if (news && pgb_shared->launcher_latch)
+		SetLatch(pgb_shared->launcher_latch);
+}
+
+/*
+ * pgb_register_at_commit
+ *		Asks for pgb_register_database() at the commit of this transaction,
+ *		if the database is not registered already.
+ */
+void
+pgb_register_at_commit(void)
+{
+	PgbDbFlags *f;
+
+	if (pgb_shared == NULL)
+		return;
+	LWLockAcquire(pgb_shared->lock, LW_SHARED);
+	f = pgb_db_flags_find(MyDatabaseId, false);
+	if (f == NULL || !f->registered)
+		wake_launcher_at_commit = true;
+	LWLockRelease(pgb_shared->lock);
 }
 
 /*
@@ -310,8 +340,12 @@ pgb_process_utility(PlannedStmt *pstmt, const char *queryString,
 		 */
 		if (OidIsValid(dropping))
 		{
+			PgbDbFlags *f;
+
 			LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
-			pgb_db_flags_clear(dropping);
+			f = pgb_db_flags_find(dropping, false);
+			if (f)
+				f->dropping = false;
 			LWLockRelease(pgb_shared->lock);
 			if (pgb_shared->launcher_latch)
 				SetLatch(pgb_shared->launcher_latch);

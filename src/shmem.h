@@ -35,13 +35,28 @@ typedef struct PgbWorkerSlot
 	bool		extra;			/* started because every executor was held up */
 } PgbWorkerSlot;
 
+/*
+ * What is known of one database.  'registered' says that it has the
+ * extension: set at the commit of CREATE EXTENSION or ALTER EXTENSION UPDATE
+ * (and of a submit, or a look at batch.health, there), cleared when an
+ * executor finds the extension gone, and kept across restarts in the
+ * launcher's registry file (registry.c).  The launcher starts executors
+ * only in registered databases.
+ */
 typedef struct PgbDbFlags
 {
 	Oid			dboid;
-	bool		no_extension;	/* an executor found no pgbatch there */
-	bool		has_extension;	/* an executor found pgbatch there */
+	bool		registered;		/* the database has the extension */
 	bool		dropping;		/* DROP DATABASE in progress */
-	TimestampTz checked_at;
+	bool		old_schema;		/* its executors found the schema older than
+								 * the library */
+	bool		restoring;		/* its executors wait for pg_restore */
+	bool		out_of_slots;	/* 'unstarted' for want of pgbatch's own
+								 * slots, not of max_worker_processes */
+	int32		unstarted;		/* executors the launcher could not start at
+								 * its last try */
+	int64		starts;			/* executors started since the server started */
+	TimestampTz registered_at;	/* when a backend last registered it */
 } PgbDbFlags;
 
 typedef enum PgbCircuit
@@ -104,7 +119,8 @@ extern void pgb_shmem_init(void);
 extern void pgb_register_xact_callback(void);
 extern void pgb_wake_on_commit(void);
 extern PgbDbFlags *pgb_db_flags_find(Oid dboid, bool create);
-extern void pgb_db_flags_clear(Oid dboid);
+extern void pgb_register_database(void);
+extern void pgb_register_at_commit(void);
 extern void pgb_slot_attach(int index, Oid dboid);
 extern PgbWorkerSlot *pgb_my_slot(void);
 extern Datum pgb_live_executor_pids(Oid dboid);

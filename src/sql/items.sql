@@ -20,7 +20,7 @@ CREATE FUNCTION batch_internal.run_due(role regrole, batch_id bigint, max_items 
 -- Re-queues failed items of a batch for a role (retry_failed, retry_item).
 CREATE FUNCTION batch_internal.requeue(role regrole, batch_id bigint, item_id bigint,
 	max_retries integer, backoff_factor float8, error_codes text[], stage text,
-	take_lock boolean)
+	take_lock boolean, wait boolean DEFAULT false)
 	RETURNS bigint
 	LANGUAGE c VOLATILE
 	SET search_path = pg_catalog, pg_temp
@@ -53,6 +53,15 @@ CREATE FUNCTION batch_internal.workers(OUT pid integer, OUT worker integer,
 	LANGUAGE c VOLATILE
 	AS 'MODULE_PATHNAME', 'pgbatch_workers';
 
+-- Per database: whether executors serve it, and if not why (src/health.c).
+CREATE FUNCTION batch_internal.health(OUT database name, OUT state text,
+	OUT executors integer, OUT wanted integer, OUT since timestamptz,
+	OUT started bigint, OUT reason text, OUT hint text)
+	RETURNS SETOF record
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'pgbatch_health';
+
 -- A batch's status from its counts: the one rule (src/events.c), for
 -- batch.progress and the batch_finished event.
 CREATE FUNCTION batch_internal.batch_status(cancelled boolean, pending bigint, retrying bigint,
@@ -73,7 +82,8 @@ CREATE FUNCTION batch_internal.item_bucket(status text, attempt integer) RETURNS
  * and a NOTICE if one is), it is neither cancelled nor purged, and 'stage',
  * if given, is one of its pipeline's.
  */
-CREATE FUNCTION batch_internal.requeue_begin(role regrole, batch_id bigint, stage text)
+CREATE FUNCTION batch_internal.requeue_begin(role regrole, batch_id bigint, stage text,
+	wait boolean DEFAULT false)
 	RETURNS boolean
 	LANGUAGE c VOLATILE
 	SET search_path = pg_catalog, pg_temp
@@ -206,6 +216,7 @@ DECLARE
 	pid integer;
 	bid bigint;
 	r record;
+	health record;
 BEGIN
 	SELECT p.id INTO pid FROM batch.pipelines p WHERE p.name = submit.pipeline;
 	IF NOT FOUND THEN
@@ -240,6 +251,19 @@ BEGIN
 			jsonb_build_object('items', r.inserted, 'invalid', r.invalid,
 							   'duplicates', r.duplicates, 'pipeline', pipeline),
 			pg_get_userbyid(caller));
+
+	-- this database has the extension: the launcher knows it from the commit on
+	PERFORM batch_internal.wake_launcher();
+	-- nothing will run its HTTP stages (batch.health says why): say so, with the fix
+	IF EXISTS (SELECT FROM batch.stages s WHERE s.pipeline_id = pid AND s.kind = 'http') THEN
+		SELECT h.state, h.reason, h.hint INTO health
+		FROM batch_internal.health() h WHERE h.database = current_database();
+		IF health.state NOT IN ('serving', 'starting') THEN
+			RAISE WARNING 'no executor will run the HTTP stages of batch "%": %',
+				coalesce(submit.name, 'batch_' || bid), health.reason
+				USING HINT = coalesce(health.hint || ' ', '') || 'batch.health shows the state of every database.';
+		END IF;
+	END IF;
 	RETURN bid;
 END
 $$;
@@ -306,20 +330,20 @@ AS $$
 $$;
 
 CREATE FUNCTION batch_internal.retry_failed(caller regrole, batch bigint, max_retries integer,
-	backoff_factor float8, error_codes text[], stage text)
+	backoff_factor float8, error_codes text[], stage text, wait boolean)
 	RETURNS bigint
 	LANGUAGE sql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	RETURN batch_internal.requeue(caller, batch_internal.batch_id(caller, batch), NULL,
-								  max_retries, backoff_factor, error_codes, stage, true);
+								  max_retries, backoff_factor, error_codes, stage, true, wait);
 
 CREATE FUNCTION batch_internal.retry_failed(caller regrole, batch text, max_retries integer,
-	backoff_factor float8, error_codes text[], stage text)
+	backoff_factor float8, error_codes text[], stage text, wait boolean)
 	RETURNS bigint
 	LANGUAGE sql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	RETURN batch_internal.requeue(caller, batch_internal.batch_id(caller, batch), NULL,
-								  max_retries, backoff_factor, error_codes, stage, true);
+								  max_retries, backoff_factor, error_codes, stage, true, wait);
 
 /*
  * The item, locked, with what the item functions need, if the role may
@@ -516,7 +540,8 @@ CREATE FUNCTION batch_internal.set_priority(caller regrole, batch text, priority
 	SET search_path = pg_catalog, pg_temp
 	RETURN batch_internal.set_priority(caller, batch_internal.batch_id(caller, batch), priority);
 
-CREATE FUNCTION batch_internal.rerun_stage(caller regrole, batch bigint, stage text)
+CREATE FUNCTION batch_internal.rerun_stage(caller regrole, batch bigint, stage text,
+	wait boolean)
 	RETURNS bigint
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -532,7 +557,7 @@ BEGIN
 		RAISE EXCEPTION 'stage must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	-- the guards of every requeue, and its lock (src/requeue.c)
-	IF NOT batch_internal.requeue_begin(caller, bid, stage) THEN
+	IF NOT batch_internal.requeue_begin(caller, bid, stage, wait) THEN
 		RETURN 0;
 	END IF;
 	SELECT s.position INTO pos FROM batch.stages s JOIN batch.batches x ON x.pipeline_id = s.pipeline_id
@@ -567,11 +592,12 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION batch_internal.rerun_stage(caller regrole, batch text, stage text)
+CREATE FUNCTION batch_internal.rerun_stage(caller regrole, batch text, stage text,
+	wait boolean)
 	RETURNS bigint
 	LANGUAGE sql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
-	RETURN batch_internal.rerun_stage(caller, batch_internal.batch_id(caller, batch), stage);
+	RETURN batch_internal.rerun_stage(caller, batch_internal.batch_id(caller, batch), stage, wait);
 
 -- A batch's items by counter bucket, counted from the items themselves.
 CREATE FUNCTION batch_internal.item_counts(batch_id bigint,
@@ -628,17 +654,19 @@ COMMENT ON FUNCTION batch.run(text,bigint,double precision) IS
 	'runs the due work of a batch (by name), or of every batch the caller may act on, in this session';
 
 CREATE FUNCTION batch.retry_failed(batch bigint, max_retries integer DEFAULT NULL,
-	backoff_factor float8 DEFAULT NULL, error_codes text[] DEFAULT NULL, stage text DEFAULT NULL)
+	backoff_factor float8 DEFAULT NULL, error_codes text[] DEFAULT NULL, stage text DEFAULT NULL,
+	wait boolean DEFAULT false)
 	RETURNS bigint
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
-COMMENT ON FUNCTION batch.retry_failed(bigint,integer,double precision,text[],text) IS
-	're-queues the failed items of a batch at the stage where they failed, outputs kept; under the batch''s advisory lock';
+COMMENT ON FUNCTION batch.retry_failed(bigint,integer,double precision,text[],text,boolean) IS
+	're-queues the failed items of a batch at the stage where they failed, outputs kept; under the batch''s advisory lock (wait: block until another call holding it is done, instead of returning 0)';
 
 CREATE FUNCTION batch.retry_failed(batch text, max_retries integer DEFAULT NULL,
-	backoff_factor float8 DEFAULT NULL, error_codes text[] DEFAULT NULL, stage text DEFAULT NULL)
+	backoff_factor float8 DEFAULT NULL, error_codes text[] DEFAULT NULL, stage text DEFAULT NULL,
+	wait boolean DEFAULT false)
 	RETURNS bigint
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
-COMMENT ON FUNCTION batch.retry_failed(text,integer,double precision,text[],text) IS
+COMMENT ON FUNCTION batch.retry_failed(text,integer,double precision,text[],text,boolean) IS
 	're-queues the failed items of a batch (by name) at the stage where they failed, outputs kept';
 
 CREATE FUNCTION batch.retry_item(item_id bigint) RETURNS boolean
@@ -681,14 +709,16 @@ CREATE FUNCTION batch.set_priority(batch text, priority integer) RETURNS void
 COMMENT ON FUNCTION batch.set_priority(text,integer) IS
 	'sets the batch''s (by name) priority (-1000 to 1000, default 0) among its owner''s batches: higher runs first';
 
-CREATE FUNCTION batch.rerun_stage(batch bigint, stage text) RETURNS bigint
+CREATE FUNCTION batch.rerun_stage(batch bigint, stage text, wait boolean DEFAULT false)
+	RETURNS bigint
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
-COMMENT ON FUNCTION batch.rerun_stage(bigint,text) IS
-	're-queues a batch''s items from a stage on, dropping that stage''s and later outputs; earlier outputs kept';
+COMMENT ON FUNCTION batch.rerun_stage(bigint,text,boolean) IS
+	're-queues a batch''s items from a stage on, dropping that stage''s and later outputs; earlier outputs kept (wait: block on the batch''s lock instead of returning 0)';
 
-CREATE FUNCTION batch.rerun_stage(batch text, stage text) RETURNS bigint
+CREATE FUNCTION batch.rerun_stage(batch text, stage text, wait boolean DEFAULT false)
+	RETURNS bigint
 	LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'pgbatch_gate';
-COMMENT ON FUNCTION batch.rerun_stage(text,text) IS
+COMMENT ON FUNCTION batch.rerun_stage(text,text,boolean) IS
 	're-queues a batch''s (by name) items from a stage on, dropping that stage''s and later outputs';
 
 -- the counters follow every change of the items

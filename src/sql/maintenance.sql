@@ -164,6 +164,9 @@ BEGIN
 	IF chunk IS NULL OR chunk < 1 THEN
 		RAISE EXCEPTION 'chunk must be at least 1' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	-- the launcher learns at commit that this database has the extension (a
+	-- database pg_upgrade carried over is not in its registry)
+	PERFORM batch_internal.wake_launcher();
 	CASE step
 	WHEN 'reclaim' THEN RETURN batch_internal.reclaim(caller);
 	WHEN 'purge' THEN RETURN batch_internal.purge_step(caller, chunk);

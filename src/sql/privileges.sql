@@ -5,7 +5,7 @@
  * pgbatch table: every change goes through the API.  Readers read through
  * row-level security (security.sql); operators run batches; admins also
  * manage pipelines, endpoints and maintenance.  Nobody else executes an
- * implementation in batch_internal, except the four helpers the read
+ * implementation in batch_internal, except the five helpers the read
  * policies and views call for whoever reads them.
  */
 
@@ -15,6 +15,7 @@ GRANT EXECUTE ON FUNCTION
 	batch_internal.batch_status(boolean,bigint,bigint,bigint,bigint,bigint,bigint,boolean),
 	batch_internal.current_can_see(name),
 	batch_internal.endpoint_state(),
+	batch_internal.health(),
 	batch_internal.workers()
 	TO pgbatch_reader;
 GRANT EXECUTE ON FUNCTION
@@ -26,10 +27,10 @@ GRANT EXECUTE ON FUNCTION
 	batch.create_endpoint(text,text,jsonb,integer,integer,interval,boolean,jsonb,integer,integer,text),
 	batch.drop_endpoint(text),
 	batch.grant_endpoint(text,name),
-	batch.rerun_stage(bigint,text),
-	batch.rerun_stage(text,text),
-	batch.retry_failed(bigint,integer,double precision,text[],text),
-	batch.retry_failed(text,integer,double precision,text[],text),
+	batch.rerun_stage(bigint,text,boolean),
+	batch.rerun_stage(text,text,boolean),
+	batch.retry_failed(bigint,integer,double precision,text[],text,boolean),
+	batch.retry_failed(text,integer,double precision,text[],text,boolean),
 	batch.retry_item(bigint),
 	batch.revoke_endpoint(text,name),
 	batch.run(bigint,bigint,double precision),
@@ -69,7 +70,7 @@ GRANT EXECUTE ON PROCEDURE batch.maintenance(double precision,integer) TO pgbatc
 -- tables and views: reading only
 GRANT SELECT ON batch.attempts, batch.batches, batch.counters, batch.endpoints, batch.events, batch.items, batch.outputs, batch.pipelines, batch.queue, batch.schedules, batch.stages, batch.usage_grants TO pgbatch_admin;
 GRANT SELECT ON batch.attempts, batch.costs, batch.events, batch.items, batch.outputs, batch.pipelines, batch.review_queue, batch.schedules, batch.stages TO pgbatch_operator;
-GRANT SELECT ON batch.batches, batch.counters, batch.endpoint_status, batch.errors, batch.log, batch.metrics, batch.progress, batch.queue, batch.workers TO pgbatch_reader;
+GRANT SELECT ON batch.batches, batch.counters, batch.endpoint_status, batch.errors, batch.health, batch.log, batch.metrics, batch.progress, batch.queue, batch.workers TO pgbatch_reader;
 
 -- the columns readers see: an endpoint's headers and a schedule's query are not among them
 GRANT SELECT (id, batch_id, item_id, stage, attempt, outcome, error_code, message, started_at, finished_at, http_status, response_size, response_sha256) ON batch.attempts TO pgbatch_reader;

@@ -175,6 +175,20 @@ COMMENT ON COLUMN batch.workers.started_at IS 'When the executor started.';
 COMMENT ON COLUMN batch.workers.in_flight IS 'HTTP requests the executor has in flight now.';
 COMMENT ON COLUMN batch.workers.requests IS 'HTTP requests the executor has sent since it started.';
 
+CREATE VIEW batch.health AS
+SELECT h.database, h.state, h.executors, h.wanted, h.since, h.started, h.reason, h.hint
+FROM batch_internal.health() h;
+COMMENT ON VIEW batch.health IS
+	'per database of the cluster: whether pgbatch executors serve it, how many, since when, and if not, why not and what to do';
+COMMENT ON COLUMN batch.health.database IS 'The database (templates are left out).';
+COMMENT ON COLUMN batch.health.state IS 'serving (executors claim its work), starting (the launcher is starting them), paused (executors run but claim nothing new: the kill switch, pg_restore) or not served (no executor will run its items; see reason).';
+COMMENT ON COLUMN batch.health.executors IS 'Executors running for the database now.';
+COMMENT ON COLUMN batch.health.wanted IS 'Executors the launcher keeps running for it (pgbatch.workers), 0 when it is not served.';
+COMMENT ON COLUMN batch.health.since IS 'When the longest-running of its executors started: served since then.';
+COMMENT ON COLUMN batch.health.started IS 'Executors the launcher started for it since the server started: more than wanted means some exited and were started again.';
+COMMENT ON COLUMN batch.health.reason IS 'Why it is not served, or served by fewer executors than wanted, or paused; NULL when all is well.';
+COMMENT ON COLUMN batch.health.hint IS 'What to do about the reason.';
+
 /*
  * Tokens and cost per batch and stage, from the outputs of completed
  * stages (one per item and stage):

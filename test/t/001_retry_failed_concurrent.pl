@@ -23,7 +23,10 @@
 #     stage function ran successfully exactly once per item (app.calls);
 #   - 4 sessions calling batch.rerun_stage(batch, 's3') together: one
 #     re-queues every item at s3 (dropping the s3 outputs, keeping s1 and s2),
-#     the others find the advisory lock held.
+#     the others find the advisory lock held;
+#   - with wait => true, two sessions calling rerun_stage (or retry_failed)
+#     together both take the lock, one after the other: no NOTICE, and each
+#     re-queues (and writes its event).
 
 use strict;
 use warnings;
@@ -277,6 +280,32 @@ is( sql(qq{SELECT string_agg(DISTINCT o.stage, ',' ORDER BY o.stage) FROM batch.
 			JOIN batch.items i ON i.id = o.item_id WHERE i.batch_id = $bid}),
 	's1,s2', 'the s3 outputs were dropped, s1 and s2 kept');
 is(sql(qq{SELECT items_completed FROM batch.run($bid)}), $NITEMS, 'batch.run() ran s3 again for every item');
+
+# ---- wait => true: the calls queue on the lock instead of returning 0
+@results = run_together($node, 3,
+	map {
+		qq{BEGIN;
+SELECT 'rerun=' || batch.rerun_stage($bid, 's3', wait => true);
+SELECT pg_sleep(0.3);
+COMMIT;}
+	} 1 .. 2);
+@reruns = map { my ($n) = $_->{out} =~ /rerun=(\d+)/; $n // -1 } @results;
+is("@reruns", "$NITEMS $NITEMS",
+	'rerun_stage(wait => true) in two sessions together: each re-queued every item, one after the other');
+is(scalar(grep { $_->{err} =~ /NOTICE/ } @results), 0, '... and neither found the lock held');
+$events_before = sql(qq{SELECT count(*) FROM batch.events WHERE batch_id = $bid AND event = 'retry_failed'});
+@results = run_together($node, 4,
+	map {
+		qq{BEGIN;
+SELECT 'retried=' || batch.retry_failed($bid, wait => true);
+SELECT pg_sleep(0.3);
+COMMIT;}
+	} 1 .. 2);
+is(join(' ', map { my ($n) = $_->{out} =~ /retried=(\d+)/; $n // -1 } @results), '0 0',
+	'retry_failed(wait => true) in two sessions together: both ran (nothing failed)');
+is(scalar(grep { $_->{err} =~ /NOTICE/ } @results), 0, '... neither found the lock held');
+is(sql(qq{SELECT count(*) FROM batch.events WHERE batch_id = $bid AND event = 'retry_failed'}) - $events_before,
+	2, '... and each wrote its event');
 
 $node->stop;
 done_testing();

@@ -13,7 +13,7 @@
 #    --codes division_by_zero --stage s2 re-queues 2 and the next run
 #    completes them; --max-retries re-queues the s1 failures, not the invalid
 #    item; while another transaction holds the batch's advisory lock, retry
-#    prints 0 and the server's NOTICE.
+#    prints 0 and the server's NOTICE, and retry --wait waits for it.
 # 3. Exit statuses: 0; 1 for an unknown batch, a refused connection, a
 #    server error (its message, detail and hint printed); 2 for usage errors.
 # 4. Connections: PG* variables, -h/-p, a connection string and a URI as
@@ -206,7 +206,27 @@ my ($rc, $rout, $rerr) = cli({}, 'retry', 'cli_batch');
 is($rc, 0, 'retry while another transaction holds the lock: exit status 0');
 like($rout, qr/^re-queued 0 items/, 'retry while the lock is held: 0 re-queued');
 like($rerr, qr/NOTICE:/, "retry while the lock is held: the server's notice is printed");
-$locker->query_safe('COMMIT');
+# retry --wait: waits for the lock, then re-queues
+{
+	my ($wout, $werr) = ('', '');
+	local %ENV = (%ENV, %conn);
+	my $h = IPC::Run::start([ $pgbatch, 'retry', 'cli_batch', '--wait' ],
+		'<', \undef, '>', \$wout, '2>', \$werr, IPC::Run::timeout(60));
+	my $blocked = '';
+	for (1 .. 100)
+	{
+		$blocked = sql(q{SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event = 'advisory' AND query LIKE '%retry_failed%'});
+		last if $blocked eq '1';
+		usleep(100_000);
+	}
+	is($blocked, '1', 'retry --wait while the lock is held: it waits on the lock');
+	$locker->query_safe('COMMIT');
+	$h->finish;
+	is($? >> 8, 0, 'retry --wait: exit status 0 once the lock is free');
+	like($wout, qr/^re-queued \d+ items of batch "cli_batch"/, 'retry --wait: it re-queued');
+	unlike($werr, qr/NOTICE/, 'retry --wait: no notice that the lock was held');
+}
 $locker->quit;
 
 # 3. exit statuses
@@ -250,7 +270,9 @@ like($rerr, qr/^pgbatch: error: connection to server at "127.0.0.1", port \d+ fa
 	"a refused connection: libpq's message");
 sql('CREATE ROLE op LOGIN IN ROLE pgbatch_operator; CREATE ROLE nobody LOGIN');
 ($rc, $rout) = cli({ PGUSER => 'op' }, 'status');
-is($rout, "no batches\n", 'PGUSER=op: an operator sees no batch of another role');
+like($rout, qr/\A(?:executors: .*\n  .*\n\n)?no batches\n\z/, 'PGUSER=op: an operator sees no batch of another role');
+like($rout, qr/^executors: not served: pgbatch is not in shared_preload_libraries$/m,
+	'PGUSER=op: ... and is told that no executor serves the database');
 ($rc, $rout, $rerr) = cli({ PGUSER => 'op' }, 'errors', 'cli_batch');
 like($rerr, qr/batch "cli_batch" does not exist/, 'PGUSER=op: it does not exist for op');
 sql('CREATE ROLE opmon LOGIN IN ROLE pgbatch_operator, pgbatch_monitor');
