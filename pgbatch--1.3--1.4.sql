@@ -2964,3 +2964,87 @@ GRANT EXECUTE ON FUNCTION
 	batch.rerun_stage(bigint, text, boolean),
 	batch.rerun_stage(text, text, boolean)
 	TO pgbatch_operator;
+
+-- BI without glue: costs for readers (numbers only; the batches they see),
+-- stage lists for readers, attempts and completions per minute, results
+ALTER VIEW batch.costs RESET (security_invoker);
+CREATE OR REPLACE VIEW batch.costs WITH (security_barrier = true) AS
+WITH calls AS (
+	SELECT e.batch_id, e.created_at
+	FROM batch.events e
+	WHERE e.event = 'retry_failed' AND coalesce((e.detail ->> 'items')::bigint, 0) > 0
+), used AS (
+	SELECT i.batch_id, o.stage, o.item_id, o.created_at,
+		   CASE WHEN jsonb_typeof(o.output #> s.usage_path) = 'number'
+				THEN (o.output #>> s.usage_path)::numeric END AS tokens,
+		   EXISTS (SELECT FROM batch.attempts a
+				   WHERE a.item_id = o.item_id AND a.stage = o.stage
+					 AND a.outcome <> 'completed') AS retried
+	FROM batch.outputs o
+	JOIN batch.items i ON i.id = o.item_id
+	JOIN batch.batches b ON b.id = i.batch_id
+	JOIN batch.stages s ON s.pipeline_id = b.pipeline_id AND s.name = o.stage
+	WHERE s.usage_path IS NOT NULL AND batch_internal.current_can_see(b.owner)
+)
+SELECT b.id AS batch_id, b.name AS batch, s.name AS stage, s.price_per_1k_tokens,
+	   coalesce(sum(u.tokens), 0) AS tokens,
+	   round(coalesce(sum(u.tokens), 0) * s.price_per_1k_tokens / 1000, 6) AS cost,
+	   coalesce(sum(u.tokens) FILTER (WHERE u.retried), 0) AS retried_tokens,
+	   round(coalesce(sum(u.tokens) FILTER (WHERE u.retried), 0) * s.price_per_1k_tokens / 1000, 6) AS retried_cost,
+	   (SELECT count(*) FROM calls c WHERE c.batch_id = b.id) AS retry_failed_calls,
+	   coalesce((SELECT sum(u2.tokens) FROM used u2 JOIN calls c ON c.batch_id = u2.batch_id
+				 WHERE u2.batch_id = b.id AND u2.stage = s.name AND u2.created_at < c.created_at), 0)
+		   AS saved_tokens,
+	   round(coalesce((SELECT sum(u2.tokens) FROM used u2 JOIN calls c ON c.batch_id = u2.batch_id
+					   WHERE u2.batch_id = b.id AND u2.stage = s.name AND u2.created_at < c.created_at), 0)
+			 * s.price_per_1k_tokens / 1000, 6) AS saved_cost
+FROM batch.batches b
+JOIN batch.stages s ON s.pipeline_id = b.pipeline_id
+LEFT JOIN used u ON u.batch_id = b.id AND u.stage = s.name
+WHERE s.usage_path IS NOT NULL AND batch_internal.current_can_see(b.owner)
+GROUP BY b.id, b.name, s.name, s.position, s.price_per_1k_tokens;
+
+/*
+ * Attempts per minute, batch, stage and outcome, and the items that
+ * completed (their last stage's completed attempts): a progress-over-time
+ * series for any pipeline, without naming its last stage.
+ */
+CREATE VIEW batch.throughput WITH (security_invoker = true) AS
+SELECT date_trunc('minute', a.finished_at) AS minute, a.batch_id, b.name AS batch,
+	   a.stage, a.outcome, count(*) AS attempts,
+	   count(*) FILTER (WHERE a.outcome = 'completed' AND s.position = last.position) AS items_completed
+FROM batch.attempts a
+JOIN batch.batches b ON b.id = a.batch_id
+JOIN batch.stages s ON s.pipeline_id = b.pipeline_id AND s.name = a.stage
+JOIN (SELECT st.pipeline_id, max(st.position) AS position FROM batch.stages st
+	  GROUP BY st.pipeline_id) last ON last.pipeline_id = b.pipeline_id
+GROUP BY 1, a.batch_id, b.name, a.stage, a.outcome;
+COMMENT ON VIEW batch.throughput IS
+	'attempts per minute, batch, stage and outcome, and the items completed in that minute';
+COMMENT ON COLUMN batch.throughput.minute IS 'The minute the attempts finished in.';
+COMMENT ON COLUMN batch.throughput.batch_id IS 'Batch id.';
+COMMENT ON COLUMN batch.throughput.batch IS 'Batch name.';
+COMMENT ON COLUMN batch.throughput.stage IS 'The stage attempted.';
+COMMENT ON COLUMN batch.throughput.outcome IS 'completed, retry (a transient error, retried later) or failed.';
+COMMENT ON COLUMN batch.throughput.attempts IS 'Attempts of that stage with that outcome that finished in that minute.';
+COMMENT ON COLUMN batch.throughput.items_completed IS 'Items that completed in that minute: the completed attempts of the pipeline''s last stage (0 on the rows of other stages and outcomes).';
+
+-- Every stage output of every item, with the item's key: a batch's results.
+CREATE VIEW batch.results WITH (security_invoker = true) AS
+SELECT i.batch_id, b.name AS batch, i.id AS item_id, i.key, o.stage, o.output,
+	   o.created_at
+FROM batch.outputs o
+JOIN batch.items i ON i.id = o.item_id
+JOIN batch.batches b ON b.id = i.batch_id;
+COMMENT ON VIEW batch.results IS
+	'the output of every completed stage of every item, with the item''s key and its batch';
+COMMENT ON COLUMN batch.results.batch_id IS 'Batch id.';
+COMMENT ON COLUMN batch.results.batch IS 'Batch name.';
+COMMENT ON COLUMN batch.results.item_id IS 'Item id.';
+COMMENT ON COLUMN batch.results.key IS 'The item''s key; NULL if it has none.';
+COMMENT ON COLUMN batch.results.stage IS 'The stage that produced the output.';
+COMMENT ON COLUMN batch.results.output IS 'What the stage returned (a SQL stage''s result, an HTTP stage''s parsed answer).';
+COMMENT ON COLUMN batch.results.created_at IS 'When the stage completed.';
+REVOKE SELECT ON batch.costs, batch.stages FROM pgbatch_operator;
+GRANT SELECT ON batch.costs, batch.stages, batch.throughput TO pgbatch_reader;
+GRANT SELECT ON batch.results TO pgbatch_operator;

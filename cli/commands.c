@@ -3,7 +3,8 @@
  * commands.c
  *		The commands that read or change a batch once and print: status
  *		(every batch's progress), errors (failed items grouped by stage and
- *		code), review (the review queue) and retry (batch.retry_failed).
+ *		code), review (the review queue), retry (batch.retry_failed) and
+ *		cancel (batch.cancel); and endpoints (their live state).
  *		Each prints a table, or one JSON document with --json.
  *
  * cli/commands.c
@@ -134,7 +135,7 @@ print_status_table(const PGresult *res)
 	PgbcliScreen scr;
 	PgbcliTable table;
 
-	pgbcli_screen_init(&scr, 0);
+	pgbcli_screen_init_out(&scr);
 	if (PQntuples(res) == 0)
 	{
 		pgbcli_screen_text(&scr, NULL, "no batches");
@@ -172,7 +173,7 @@ pgbcli_cmd_status(PGconn *conn)
 		PgbcliScreen scr;
 
 		/* first, what is wrong with the executors here, if anything */
-		pgbcli_screen_init(&scr, 0);
+		pgbcli_screen_init_out(&scr);
 		if (pgbcli_health_lines(&scr, health) > 0)
 			pgbcli_screen_newline(&scr);
 		pgbcli_screen_flush(&scr);
@@ -271,7 +272,7 @@ print_errors(const PgbcliBatch *batch, const PGresult *res)
 	PgbcliScreen scr;
 	char	   *name = pgbcli_sanitize(batch->name);
 
-	pgbcli_screen_init(&scr, 0);
+	pgbcli_screen_init_out(&scr);
 	if (PQntuples(res) == 0)
 		pgbcli_screen_printf(&scr, NULL, "batch \"%s\" (id " INT64_FORMAT
 							 ") has no failed items", name, batch->id);
@@ -350,7 +351,7 @@ print_review(const PgbcliBatch *batch, const PGresult *res)
 	PgbcliScreen scr;
 	PgbcliTable table;
 
-	pgbcli_screen_init(&scr, 0);
+	pgbcli_screen_init_out(&scr);
 	if (PQntuples(res) == 0)
 	{
 		char	   *name = pgbcli_sanitize(batch->name);
@@ -463,5 +464,128 @@ pgbcli_cmd_retry(PGconn *conn, const char *arg)
 	print_retried(&batch, PQgetvalue(res, 0, 0));
 	PQclear(res);
 	pgbcli_free_batch(&batch);
+	return PGBCLI_EXIT_OK;
+}
+
+/*
+ * pgbcli_cmd_cancel
+ *		cancel BATCH: batch.cancel(); prints how many waiting items were
+ *		cancelled (running ones finish, their results recorded).
+ */
+int
+pgbcli_cmd_cancel(PGconn *conn, const char *arg)
+{
+	PgbcliBatch batch;
+	PGresult   *res;
+	char		id[32];
+	const char *params[1];
+	PQExpBufferData buf;
+
+	if (!pgbcli_resolve_batch(conn, arg, &batch))
+		return PGBCLI_EXIT_ERROR;
+	params[0] = id_param(&batch, id, sizeof(id));
+	res = pgbcli_query(conn, "SELECT batch.cancel($1::bigint)", 1, params);
+	if (res == NULL)
+	{
+		pgbcli_free_batch(&batch);
+		return PGBCLI_EXIT_ERROR;
+	}
+	initPQExpBuffer(&buf);
+	if (pgbcli_out.json)
+	{
+		appendPQExpBuffer(&buf, "{\"batch_id\": " INT64_FORMAT ", \"batch\": ", batch.id);
+		pgbcli_json_string(&buf, batch.name);
+		appendPQExpBuffer(&buf, ", \"cancelled\": %s}", PQgetvalue(res, 0, 0));
+	}
+	else
+	{
+		char	   *name = pgbcli_sanitize(batch.name);
+
+		appendPQExpBuffer(&buf, "cancelled %s %s of batch \"%s\" (id " INT64_FORMAT ")",
+						  PQgetvalue(res, 0, 0),
+						  strcmp(PQgetvalue(res, 0, 0), "1") == 0 ? "item" : "items",
+						  name, batch.id);
+		free(name);
+	}
+	pgbcli_print_buffer(&buf);
+	termPQExpBuffer(&buf);
+	PQclear(res);
+	pgbcli_free_batch(&batch);
+	return PGBCLI_EXIT_OK;
+}
+
+/* every endpoint the user may see, and its live state */
+#define ENDPOINTS_SQL \
+	"SELECT name, base_url, in_flight, max_concurrency, rate_limit, circuit, " \
+	"to_char(paused_until, 'YYYY-MM-DD HH24:MI:SS') AS paused_until, " \
+	"consecutive_failures, requests, failures " \
+	"FROM batch.endpoint_status ORDER BY name"
+
+/*
+ * pgbcli_cmd_endpoints
+ *		endpoints: a line per endpoint, its requests in flight against its
+ *		limit, rate limit, circuit, pause, failures.
+ */
+int
+pgbcli_cmd_endpoints(PGconn *conn, const char *arg)
+{
+	static const char *const headers[] = {
+		"endpoint", "in flight", "rate/min", "circuit", "paused until",
+		"failures", "requests", "url"
+	};
+	PGresult   *res = pgbcli_query(conn, ENDPOINTS_SQL, 0, NULL);
+	PgbcliScreen scr;
+	PgbcliTable table;
+
+	if (res == NULL)
+		return PGBCLI_EXIT_ERROR;
+	if (pgbcli_out.json)
+	{
+		PQExpBufferData buf;
+
+		initPQExpBuffer(&buf);
+		pgbcli_json_rows(&buf, res, PQnfields(res));
+		pgbcli_print_buffer(&buf);
+		termPQExpBuffer(&buf);
+		PQclear(res);
+		return PGBCLI_EXIT_OK;
+	}
+	pgbcli_screen_init_out(&scr);
+	if (PQntuples(res) == 0)
+	{
+		pgbcli_screen_text(&scr, NULL, "no endpoints");
+		pgbcli_screen_newline(&scr);
+	}
+	else
+	{
+		pgbcli_table_init(&table, lengthof(headers), headers, "lrrllrrl");
+		for (int row = 0; row < PQntuples(res); row++)
+		{
+			int			r = pgbcli_table_add_row(&table);
+			const char *circuit = PQgetvalue(res, row, 5);
+			char		text[64];
+
+			pgbcli_table_set(&table, r, 0, PGBCLI_BOLD, PQgetvalue(res, row, 0));
+			snprintf(text, sizeof(text), "%s/%s", PQgetvalue(res, row, 2),
+					 PQgetvalue(res, row, 3));
+			pgbcli_table_set(&table, r, 1, NULL, text);
+			pgbcli_table_set(&table, r, 2, NULL,
+							 PQgetisnull(res, row, 4) ? "-" : PQgetvalue(res, row, 4));
+			pgbcli_table_set(&table, r, 3,
+							 strcmp(circuit, "closed") == 0 ? NULL : PGBCLI_RED, circuit);
+			pgbcli_table_set(&table, r, 4, PQgetisnull(res, row, 6) ? NULL : PGBCLI_YELLOW,
+							 PQgetisnull(res, row, 6) ? "-" : PQgetvalue(res, row, 6));
+			snprintf(text, sizeof(text), "%s (%s in a row)", PQgetvalue(res, row, 9),
+					 PQgetvalue(res, row, 7));
+			pgbcli_table_set(&table, r, 5, NULL, text);
+			pgbcli_table_set(&table, r, 6, NULL, PQgetvalue(res, row, 8));
+			pgbcli_table_set(&table, r, 7, PGBCLI_DIM, PQgetvalue(res, row, 1));
+		}
+		pgbcli_table_print(&scr, &table, 0);
+		pgbcli_table_free(&table);
+	}
+	pgbcli_screen_flush(&scr);
+	pgbcli_screen_free(&scr);
+	PQclear(res);
 	return PGBCLI_EXIT_OK;
 }

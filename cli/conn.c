@@ -206,11 +206,12 @@ pgbcli_command(PGconn *conn, const char *sql)
 }
 
 /*
- * looks_like_id
- *		True if arg is a batch id: digits only, short enough for a bigint.
+ * pgbcli_looks_like_id
+ *		True if arg is an id (of a batch, of an item): digits only, short
+ *		enough for a bigint.
  */
-static bool
-looks_like_id(const char *arg)
+bool
+pgbcli_looks_like_id(const char *arg)
 {
 	size_t		len = strlen(arg);
 
@@ -230,7 +231,7 @@ pgbcli_resolve_batch(PGconn *conn, const char *arg, PgbcliBatch *batch)
 	PGresult   *res;
 
 	params[0] = arg;
-	params[1] = looks_like_id(arg) ? arg : NULL;
+	params[1] = pgbcli_looks_like_id(arg) ? arg : NULL;
 	res = pgbcli_query(conn,
 					   "SELECT id, name FROM batch.progress "
 					   "WHERE name = $1::text OR id = $2::bigint "

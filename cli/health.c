@@ -112,12 +112,9 @@ print_health_table(const PGresult *res)
 	};
 	PgbcliScreen scr;
 	PgbcliTable table;
-	int			cols;
-	int			rows;
 	bool		hints = false;
 
-	pgbcli_term_size(&cols, &rows);
-	pgbcli_screen_init(&scr, pgbcli_out.redraw ? cols : 0);
+	pgbcli_screen_init_out(&scr);
 	pgbcli_table_init(&table, lengthof(headers), headers, "llrlrl");
 	for (int row = 0; row < PQntuples(res); row++)
 	{

@@ -25,6 +25,9 @@
 
 #include "pgbatch_cli.h"
 
+/* how long a notification sent on the connection may take to come back */
+#define PROBE_WAIT_MS	1000
+
 /* the self-pipe: signal handlers write a byte, pgbcli_wait reads it */
 static int	signal_pipe[2] = {-1, -1};
 
@@ -120,14 +123,113 @@ pgbcli_signals_init(void)
 }
 
 /*
+ * backend_pid
+ *		The server process that runs this query (and, run with 'first' in
+ *		the same query, its statements); 0 after reporting an error.
+ */
+static int
+backend_pid(PGconn *conn, const char *first)
+{
+	char		sql[160];
+	PGresult   *res;
+	int			pid = 0;
+
+	snprintf(sql, sizeof(sql), "%s%sSELECT pg_backend_pid()", first, first[0] ? "; " : "");
+	res = PQexec(conn, sql);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		pid = atoi(PQgetvalue(res, 0, 0));
+	else
+		pgbcli_report_error(conn, res);
+	PQclear(res);
+	return pid;
+}
+
+/*
+ * notifications_arrive
+ *		Whether notifications reach this connection.  Through a connection
+ *		pooler in transaction mode (pgbouncer), LISTEN succeeds, but each
+ *		transaction may run in another server process, and what one of them
+ *		listens for goes to whichever client holds it then.  So: LISTEN on
+ *		a channel of this process and NOTIFY it in two transactions, each
+ *		telling its server process; they must be the same one, and the
+ *		notification must come back within PROBE_WAIT_MS.  Other
+ *		notifications read meanwhile are dropped: the caller refreshes
+ *		first anyway.  -1 after reporting an error.
+ */
+static int
+notifications_arrive(PGconn *conn)
+{
+	char		channel[64];
+	char		sql[128];
+	int			pid1;
+	int			pid2;
+	int64		deadline;
+	bool		arrived = false;
+
+	snprintf(channel, sizeof(channel), "pgbatch_cli_probe_%d", (int) getpid());
+	snprintf(sql, sizeof(sql), "LISTEN %s", channel);
+	if ((pid1 = backend_pid(conn, sql)) == 0)
+		return -1;
+	snprintf(sql, sizeof(sql), "NOTIFY %s", channel);
+	if ((pid2 = backend_pid(conn, sql)) == 0)
+		return -1;
+	deadline = pgbcli_now_ms() + PROBE_WAIT_MS;
+	while (!arrived && pid1 == pid2)
+	{
+		PGnotify   *notify;
+		struct pollfd pfd;
+		int64		left;
+
+		if (!PQconsumeInput(conn))
+		{
+			pgbcli_report_error(conn, NULL);
+			return -1;
+		}
+		while ((notify = PQnotifies(conn)) != NULL)
+		{
+			arrived = arrived || strcmp(notify->relname, channel) == 0;
+			PQfreemem(notify);
+		}
+		left = deadline - pgbcli_now_ms();
+		if (arrived || left <= 0)
+			break;
+		pfd.fd = PQsocket(conn);
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		(void) poll(&pfd, 1, (int) left);
+	}
+	snprintf(sql, sizeof(sql), "UNLISTEN %s", channel);
+	if (!pgbcli_command(conn, sql))
+		return -1;
+	return arrived && pid1 == pid2 ? 1 : 0;
+}
+
+/*
  * pgbcli_listen
- *		LISTEN on the extension's event channel; false after reporting an
- *		error.
+ *		LISTEN on the extension's event channel, and check that
+ *		notifications reach this connection: if they do not, a warning says
+ *		that the caller falls back to refreshing every 'fallback_s'
+ *		seconds.  False after reporting an error.
  */
 bool
-pgbcli_listen(PGconn *conn)
+pgbcli_listen(PGconn *conn, int fallback_s)
 {
-	return pgbcli_command(conn, "LISTEN " PGBCLI_CHANNEL);
+	int			arrive;
+
+	if (!pgbcli_command(conn, "LISTEN " PGBCLI_CHANNEL))
+		return false;
+	arrive = notifications_arrive(conn);
+	if (arrive < 0)
+		return false;
+	if (arrive == 0)
+	{
+		pg_log_warning("notifications do not reach this connection: refreshing every %d s instead",
+					   fallback_s);
+		pg_log_warning_detail("Two transactions of this connection ran in different server processes, or a notification it sent did not come back within %d ms.",
+							  PROBE_WAIT_MS);
+		pg_log_warning_hint("Connect to the server directly, or through a pooler in session mode: LISTEN does not work through one in transaction mode (pgbouncer's pool_mode = transaction).");
+	}
+	return true;
 }
 
 /*

@@ -250,7 +250,7 @@ print_lines(const PGresult *res, bool one_per_line, LogKey *key)
 	{
 		PgbcliScreen scr;
 
-		pgbcli_screen_init(&scr, 0);
+		pgbcli_screen_init_out(&scr);
 		for (int row = 0; row < nrows; row++)
 			print_line(&scr, res, row);
 		pgbcli_screen_flush(&scr);
@@ -334,7 +334,7 @@ follow(PGconn *conn, const PgbcliBatch *batch, const char *id)
 	int			status = PGBCLI_EXIT_OK;
 
 	pgbcli_signals_init();
-	if (!pgbcli_listen(conn))
+	if (!pgbcli_listen(conn, FOLLOW_SLOW_MS / 1000))
 		return PGBCLI_EXIT_ERROR;
 
 	key_init(&key);

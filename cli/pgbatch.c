@@ -36,6 +36,7 @@
 #define CMDOPT_FOLLOW			0x40
 #define CMDOPT_LIMIT			0x80
 #define CMDOPT_WAIT				0x100
+#define CMDOPT_RETRY			0x200
 
 /* getopt values of the options that have no short form */
 enum
@@ -49,14 +50,15 @@ enum
 	OPT_PAYLOAD,
 	OPT_LEVEL,
 	OPT_WAIT,
+	OPT_RETRY,
 	OPT_HELP
 };
 
-/* a command: its name, whether it takes a batch, the options it accepts */
+/* a command: its name, what argument it takes, the options it accepts */
 typedef struct Command
 {
 	const char *name;
-	bool		needs_batch;
+	const char *needs;			/* "a batch name or id", "an item id", or NULL */
 	unsigned	options;
 	int			(*run) (PGconn *conn, const char *arg);
 } Command;
@@ -65,21 +67,28 @@ typedef struct Command
 PgbcliOptions pgbcli_opts;
 PgbcliOutput pgbcli_out;
 
+#define BATCH_ARG	"a batch name or id"
+#define ITEM_ARG	"an item id"
+
 static int	run_status(PGconn *conn, const char *arg);
 static void usage_error(const char *fmt,...)
 			pg_attribute_printf(1, 2) pg_attribute_noreturn();
 
 static const Command commands[] = {
-	{"status", false, 0, run_status},
-	{"watch", true, 0, pgbcli_cmd_watch},
-	{"errors", true, 0, pgbcli_cmd_errors},
-	{"review", true, CMDOPT_PAYLOAD, pgbcli_cmd_review},
-	{"retry", true,
+	{"status", NULL, 0, run_status},
+	{"watch", BATCH_ARG, 0, pgbcli_cmd_watch},
+	{"errors", BATCH_ARG, 0, pgbcli_cmd_errors},
+	{"review", BATCH_ARG, CMDOPT_PAYLOAD, pgbcli_cmd_review},
+	{"retry", BATCH_ARG,
 	CMDOPT_CODES | CMDOPT_STAGE | CMDOPT_MAX_RETRIES | CMDOPT_BACKOFF_FACTOR | CMDOPT_WAIT,
 	pgbcli_cmd_retry},
-	{"log", true, CMDOPT_LEVEL | CMDOPT_FOLLOW | CMDOPT_LIMIT, pgbcli_cmd_log},
-	{"health", false, 0, pgbcli_cmd_health},
-	{NULL, false, 0, NULL}
+	{"log", BATCH_ARG, CMDOPT_LEVEL | CMDOPT_FOLLOW | CMDOPT_LIMIT, pgbcli_cmd_log},
+	{"cancel", BATCH_ARG, 0, pgbcli_cmd_cancel},
+	{"item", ITEM_ARG, 0, pgbcli_cmd_item},
+	{"fix", ITEM_ARG, CMDOPT_RETRY, pgbcli_cmd_fix},
+	{"endpoints", NULL, 0, pgbcli_cmd_endpoints},
+	{"health", NULL, 0, pgbcli_cmd_health},
+	{NULL, NULL, 0, NULL}
 };
 
 /*
@@ -103,13 +112,17 @@ usage(void)
 		   "pgbatch");
 	printf(_("Usage:\n"));
 	printf(_("  pgbatch [OPTION]... COMMAND [BATCH] [COMMAND OPTION]...\n"));
-	printf(_("\nCommands (BATCH is a batch's name or id):\n"));
+	printf(_("\nCommands (BATCH is a batch's name or id, ITEM an item's id):\n"));
 	printf(_("  status               every batch you can see: progress, rate and ETA\n"));
 	printf(_("  watch BATCH          a live view of a batch, until it finishes (q quits)\n"));
 	printf(_("  errors BATCH         the batch's failed items, grouped by stage and code\n"));
 	printf(_("  review BATCH         the batch's review queue (its failed items)\n"));
 	printf(_("  retry BATCH          re-queue the batch's failed items at their stage\n"));
 	printf(_("  log BATCH            the batch's log, oldest first\n"));
+	printf(_("  cancel BATCH         cancel the batch's waiting items\n"));
+	printf(_("  item ITEM            an item: payload, outputs by stage, every attempt and answer\n"));
+	printf(_("  fix ITEM             edit an item's payload in $VISUAL or $EDITOR, store it, retry it\n"));
+	printf(_("  endpoints            the endpoints: in flight, limits, circuit, pauses, failures\n"));
 	printf(_("  health               whether executors serve each database, and if not why\n"));
 	printf(_("\nCommand options:\n"));
 	printf(_("  review --payload           show each item's payload too\n"));
@@ -119,6 +132,7 @@ usage(void)
 	printf(_("  retry --backoff-factor=F   backoff factor for the re-queued items\n"));
 	printf(_("  retry --wait               wait for a retry of the batch under way, instead of\n"
 			 "                             re-queuing nothing\n"));
+	printf(_("  fix --retry                re-queue the item once fixed, without asking\n"));
 	printf(_("  log --level=LEVEL          info (all), warning (and errors), error\n"));
 	printf(_("  log -n, --limit=N          the last N lines (default 50)\n"));
 	printf(_("  log -f, --follow           keep printing new lines as they come\n"));
@@ -255,6 +269,8 @@ option_name(unsigned bit)
 			return "--limit";
 		case CMDOPT_WAIT:
 			return "--wait";
+		case CMDOPT_RETRY:
+			return "--retry";
 	}
 	return "?";
 }
@@ -288,6 +304,7 @@ parse_options(int argc, char **argv, const char **arg)
 		{"follow", no_argument, NULL, 'f'},
 		{"limit", required_argument, NULL, 'n'},
 		{"wait", no_argument, NULL, OPT_WAIT},
+		{"retry", no_argument, NULL, OPT_RETRY},
 		{NULL, 0, NULL, 0}
 	};
 	const Command *cmd;
@@ -363,6 +380,10 @@ parse_options(int argc, char **argv, const char **arg)
 				pgbcli_opts.wait = true;
 				given |= CMDOPT_WAIT;
 				break;
+			case OPT_RETRY:
+				pgbcli_opts.retry = true;
+				given |= CMDOPT_RETRY;
+				break;
 			case 'f':
 				pgbcli_opts.follow = true;
 				given |= CMDOPT_FOLLOW;
@@ -393,17 +414,17 @@ parse_options(int argc, char **argv, const char **arg)
 	optind++;
 
 	*arg = NULL;
-	if (cmd->needs_batch)
+	if (cmd->needs != NULL)
 	{
 		if (optind >= argc)
-			usage_error("command \"%s\" needs a batch name or id", cmd->name);
+			usage_error("command \"%s\" needs %s", cmd->name, cmd->needs);
 		*arg = argv[optind++];
 	}
 	if (optind < argc)
 		usage_error("too many command-line arguments (first is \"%s\")",
 					argv[optind]);
 
-	for (unsigned bit = 1; bit <= CMDOPT_WAIT; bit <<= 1)
+	for (unsigned bit = 1; bit <= CMDOPT_RETRY; bit <<= 1)
 	{
 		if ((given & bit) && !(cmd->options & bit))
 			usage_error("option %s is not valid for command \"%s\"",

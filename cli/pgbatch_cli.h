@@ -52,6 +52,7 @@ typedef struct PgbcliOptions
 	const char *backoff_factor; /* retry --backoff-factor, checked number */
 	bool		payload;		/* review --payload */
 	bool		wait;			/* retry --wait */
+	bool		retry;			/* fix --retry */
 	PgbcliLevel level;			/* log --level */
 	bool		follow;			/* log --follow */
 	int			limit;			/* log --limit */
@@ -85,6 +86,7 @@ extern void pgbcli_report_error(PGconn *conn, const PGresult *res);
 extern bool pgbcli_resolve_batch(PGconn *conn, const char *arg,
 								 PgbcliBatch *batch);
 extern void pgbcli_free_batch(PgbcliBatch *batch);
+extern bool pgbcli_looks_like_id(const char *arg);
 
 /* json.c: JSON output and the fields of notification payloads */
 extern void pgbcli_json_string(PQExpBuffer buf, const char *str);
@@ -133,6 +135,7 @@ typedef struct PgbcliTable
 } PgbcliTable;
 
 extern void pgbcli_screen_init(PgbcliScreen *scr, int width);
+extern void pgbcli_screen_init_out(PgbcliScreen *scr);
 extern void pgbcli_screen_text(PgbcliScreen *scr, const char *color,
 							   const char *text);
 extern void pgbcli_screen_printf(PgbcliScreen *scr, const char *color,
@@ -224,7 +227,7 @@ typedef struct PgbcliPacer
 } PgbcliPacer;
 
 extern void pgbcli_signals_init(void);
-extern bool pgbcli_listen(PGconn *conn);
+extern bool pgbcli_listen(PGconn *conn, int fallback_s);
 extern int	pgbcli_wait(PGconn *conn, const PgbcliFilter *filter,
 						int64 timeout_ms);
 extern int64 pgbcli_now_ms(void);
@@ -242,6 +245,12 @@ extern int	pgbcli_cmd_review(PGconn *conn, const char *arg);
 extern int	pgbcli_cmd_retry(PGconn *conn, const char *arg);
 extern int	pgbcli_cmd_log(PGconn *conn, const char *arg);
 extern int	pgbcli_cmd_watch(PGconn *conn, const char *arg);
+extern int	pgbcli_cmd_cancel(PGconn *conn, const char *arg);
+extern int	pgbcli_cmd_endpoints(PGconn *conn, const char *arg);
+
+/* item.c: one item */
+extern int	pgbcli_cmd_item(PGconn *conn, const char *arg);
+extern int	pgbcli_cmd_fix(PGconn *conn, const char *arg);
 
 /* shared by errors and watch: the batch's errors by stage and code */
 extern PGresult *pgbcli_fetch_errors(PGconn *conn, const PgbcliBatch *batch);

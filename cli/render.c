@@ -12,12 +12,17 @@
  */
 #include "postgres_fe.h"
 
+#include <limits.h>
+
 #include "mb/pg_wchar.h"
 
 #include "pgbatch_cli.h"
 
 /* the space between two columns of a table */
 #define COLUMN_GAP	2
+
+/* the narrowest a text column is made to fit the terminal */
+#define MIN_COLUMN	8
 
 /*
  * pgbcli_screen_init
@@ -77,36 +82,100 @@ pgbcli_control_len(const char *text, int encoding)
 }
 
 /*
- * pgbcli_screen_text
- *		Appends text to the current line, in a colour (or NULL), as much of
- *		it as fits.  Control characters (pgbcli_control_len) become spaces:
- *		text from the server never reaches the terminal as an escape.
+ * char_width
+ *		The bytes and the columns of the character text starts with (a
+ *		control character counts one column: it is shown as a space).
  */
-void
-pgbcli_screen_text(PgbcliScreen *scr, const char *color, const char *text)
+static void
+char_width(const char *text, int *len, int *w)
 {
 	int			encoding = pgbcli_out.encoding;
+	int			ctl = pgbcli_control_len(text, encoding);
+
+	*len = ctl > 0 ? ctl : PQmblenBounded(text, encoding);
+	*w = ctl > 0 ? 1 : PQdsplen(text, encoding);
+	if (*w < 0)
+		*w = 0;
+}
+
+/*
+ * screen_text_max
+ *		Appends text to the current line, in a colour (or NULL), in at most
+ *		'room' columns (and what is left of the line): when it does not
+ *		fit, as much as fits before an ellipsis.  Control characters
+ *		(pgbcli_control_len) become spaces: text from the server never
+ *		reaches the terminal as an escape.
+ */
+static void
+screen_text_max(PgbcliScreen *scr, const char *color, const char *text, int room)
+{
+	int			encoding = pgbcli_out.encoding;
+	const char *ellipsis = encoding == PG_UTF8 ? "\xe2\x80\xa6" : "~";
 	const char *p = text;
+	int			total = 0;
+	int			len;
+	int			w;
+
+	if (scr->width > 0)
+		room = Min(room, scr->width - scr->col);
+	if (room <= 0)
+		return;
+	for (const char *q = text; *q; q += len)
+	{
+		char_width(q, &len, &w);
+		total += w;
+	}
+	/* cut: keep a column for the ellipsis */
+	if (total > room)
+		room--;
 
 	begin_color(scr, color);
 	while (*p)
 	{
-		int			ctl = pgbcli_control_len(p, encoding);
-		int			len = ctl > 0 ? ctl : PQmblenBounded(p, encoding);
-		int			w = ctl > 0 ? 1 : PQdsplen(p, encoding);
-
-		if (w < 0)
-			w = 0;
-		if (scr->width > 0 && scr->col + w > scr->width)
+		char_width(p, &len, &w);
+		if (w > room)
 			break;
-		if (ctl > 0)
+		if (pgbcli_control_len(p, encoding) > 0)
 			appendPQExpBufferChar(&scr->buf, ' ');
 		else
 			appendBinaryPQExpBuffer(&scr->buf, p, len);
 		scr->col += w;
+		room -= w;
 		p += len;
 	}
+	if (*p)
+	{
+		appendPQExpBufferStr(&scr->buf, ellipsis);
+		scr->col++;
+	}
 	end_color(scr, color);
+}
+
+/*
+ * pgbcli_screen_text
+ *		Appends text to the current line, in a colour (or NULL): as much as
+ *		fits, then an ellipsis (screen_text_max).
+ */
+void
+pgbcli_screen_text(PgbcliScreen *scr, const char *color, const char *text)
+{
+	screen_text_max(scr, color, text, INT_MAX);
+}
+
+/*
+ * pgbcli_screen_init_out
+ *		Starts a screen for a command's output: lines cut to the terminal's
+ *		width on a terminal, not cut in a pipe or a file.
+ */
+void
+pgbcli_screen_init_out(PgbcliScreen *scr)
+{
+	int			cols = 0;
+	int			rows;
+
+	if (pgbcli_out.redraw)
+		pgbcli_term_size(&cols, &rows);
+	pgbcli_screen_init(scr, cols);
 }
 
 /*
@@ -323,16 +392,47 @@ column_widths(const PgbcliTable *table)
 }
 
 /*
+ * fit_columns
+ *		Narrows the text columns ('l') of a table, widest first but none
+ *		below MIN_COLUMN, until its lines fit the screen's width (if it has
+ *		one); their cells are then cut with an ellipsis.
+ */
+static void
+fit_columns(const PgbcliScreen *scr, const PgbcliTable *table, int indent, int *widths)
+{
+	int			total = indent + COLUMN_GAP * (table->ncols - 1);
+
+	if (scr->width <= 0)
+		return;
+	for (int col = 0; col < table->ncols; col++)
+		total += widths[col];
+	while (total > scr->width)
+	{
+		int			widest = -1;
+
+		for (int col = 0; col < table->ncols; col++)
+			if (table->kinds[col] == 'l' && widths[col] > MIN_COLUMN &&
+				(widest < 0 || widths[col] > widths[widest]))
+				widest = col;
+		if (widest < 0)
+			break;
+		widths[widest]--;
+		total--;
+	}
+}
+
+/*
  * print_cell
- *		Appends one cell padded to its column's width (the last column is
- *		not padded on the right).
+ *		Appends one cell padded to its column's width, cut to it with an
+ *		ellipsis if it is wider (the last column is not padded on the
+ *		right).
  */
 static void
 print_cell(PgbcliScreen *scr, const PgbcliTable *table, int col, int width,
 		   const char *color, const char *text, bool header)
 {
 	char		kind = header ? 'l' : table->kinds[col];
-	int			w = pgbcli_display_width(text) + (kind == 'b' ? 2 : 0);
+	int			w = Min(pgbcli_display_width(text) + (kind == 'b' ? 2 : 0), width);
 	bool		last = col == table->ncols - 1;
 
 	if (col > 0)
@@ -342,7 +442,7 @@ print_cell(PgbcliScreen *scr, const PgbcliTable *table, int col, int width,
 	if (kind == 'b')
 		pgbcli_screen_bar(scr, text);
 	else
-		pgbcli_screen_text(scr, color, text);
+		screen_text_max(scr, color, text, width);
 	if (kind != 'r' && !last)
 		pgbcli_screen_pad(scr, width - w);
 }
@@ -356,6 +456,7 @@ pgbcli_table_print(PgbcliScreen *scr, const PgbcliTable *table, int indent)
 {
 	int		   *widths = column_widths(table);
 
+	fit_columns(scr, table, indent, widths);
 	pgbcli_screen_pad(scr, indent);
 	for (int col = 0; col < table->ncols; col++)
 		print_cell(scr, table, col, widths[col], PGBCLI_BOLD,

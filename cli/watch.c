@@ -6,9 +6,9 @@
  *		notification about the batch or an endpoint arrives (at most every
  *		200 ms: bursts are coalesced), and every 5 s for the rate and ETA.
  *		On a terminal it redraws a frame in place: progress bar, counts,
- *		rate and ETA, what is wrong with the executors (batch.health),
- *		paused endpoints, errors by stage and code, and the newest warnings
- *		and errors of the log.  Elsewhere it prints a status
+ *		rate and ETA, what is wrong with the executors (batch.health), the
+ *		paused endpoints its stages use, errors by stage and code, and the
+ *		newest warnings and errors of the log.  Elsewhere it prints a status
  *		line (or, with --json, a JSON object) per change.
  *
  * cli/watch.c
@@ -56,14 +56,18 @@
 #define LOG_COL_MESSAGE		7
 #define LOG_COL_AT			10
 
-/* endpoints that are paused or whose circuit is not closed */
+/* the endpoints the batch's stages use that are paused or whose circuit is not closed */
 #define ENDPOINTS_VISIBLE_SQL \
 	"SELECT coalesce(has_table_privilege(" \
-	"to_regclass('batch.endpoint_status'), 'SELECT'), false)"
+	"to_regclass('batch.endpoint_status'), 'SELECT') " \
+	"AND has_table_privilege(to_regclass('batch.stages'), 'SELECT'), false)"
 #define ENDPOINTS_SQL \
 	"SELECT name, circuit, paused_until, consecutive_failures " \
 	"FROM batch.endpoint_status " \
-	"WHERE paused_until IS NOT NULL OR circuit <> 'closed' ORDER BY name"
+	"WHERE (paused_until IS NOT NULL OR circuit <> 'closed') " \
+	"AND id IN (SELECT s.endpoint_id FROM batch.stages s " \
+	"JOIN batch.batches b ON b.pipeline_id = s.pipeline_id " \
+	"WHERE b.id = $1::bigint) ORDER BY name"
 
 /* the completed count at a moment */
 typedef struct Sample
@@ -207,7 +211,7 @@ refresh(PGconn *conn, Watch *w)
 		return false;
 	if (w->endpoints_visible)
 	{
-		w->endpoints = pgbcli_query(conn, ENDPOINTS_SQL, 0, NULL);
+		w->endpoints = pgbcli_query(conn, ENDPOINTS_SQL, 1, params);
 		if (w->endpoints == NULL)
 			return false;
 	}
@@ -660,7 +664,8 @@ pgbcli_cmd_watch(PGconn *conn, const char *arg)
 	snprintf(w.id, sizeof(w.id), INT64_FORMAT, w.batch.id);
 
 	pgbcli_signals_init();
-	if (!pgbcli_listen(conn) || !endpoints_visible(conn, &w.endpoints_visible))
+	if (!pgbcli_listen(conn, WATCH_SLOW_MS / 1000) ||
+		!endpoints_visible(conn, &w.endpoints_visible))
 	{
 		pgbcli_free_batch(&w.batch);
 		return PGBCLI_EXIT_ERROR;

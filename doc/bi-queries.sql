@@ -1,15 +1,14 @@
 -- doc/bi-queries.sql - ready-made queries for BI dashboards over pgbatch's views
 --
 -- Every query reads only the views batch.progress, batch.errors, batch.log,
--- batch.costs, batch.metrics and batch.endpoint_status, whose columns are
--- fixed (see doc/user-guide.md, "Views"). Each one is preceded by a
+-- batch.costs, batch.throughput, batch.metrics and batch.endpoint_status,
+-- whose columns are fixed (see doc/user-guide.md, "Views"). Each one is preceded by a
 -- "-- name:" line and a one-line description; each is a plain SELECT ending
 -- with ";", so a BI tool (Grafana, Metabase, Superset, ...) can take it as is.
 --
 -- Roles. Give the BI tool a login in pgbatch_monitor: it sees every team's
--- batches and can change none. The queries on batch.costs (they say so)
--- need pgbatch_operator, which sees the batches of its own roles, or
--- pgbatch_admin, which sees all. Times are in the session's TimeZone.
+-- batches (their costs too, never a payload or an output) and can change
+-- none. Times are in the session's TimeZone.
 --
 -- test/t/015_docs.pl runs every query here against a database that holds a
 -- finished batch with failures and a retry_failed, so they stay valid.
@@ -111,6 +110,16 @@ WHERE l.event = 'stage_completed'
 GROUP BY p.pipeline, l.stage
 ORDER BY p.pipeline, l.stage;
 
+-- name: Progress over time
+-- Items completed per minute and in all, per batch, over the last 24 hours, for any pipeline (batch.throughput counts an item when its pipeline's last stage completes).
+SELECT t.minute, t.batch, sum(t.items_completed) AS completed,
+       sum(sum(t.items_completed)) OVER (PARTITION BY t.batch ORDER BY t.minute) AS completed_so_far,
+       sum(t.attempts) FILTER (WHERE t.outcome <> 'completed') AS failed_attempts
+FROM batch.throughput t
+WHERE t.minute > now() - interval '24 hours'
+GROUP BY t.minute, t.batch
+ORDER BY t.batch, t.minute;
+
 -- name: Completed stages per hour
 -- Throughput over the last 24 hours: completed stage attempts per hour and stage.
 SELECT date_trunc('hour', finished_at) AS hour, stage, count(*) AS completed
@@ -142,7 +151,7 @@ HAVING coalesce(max(l.finished_at), p.created_at) < now() - interval '15 minutes
 ORDER BY p.id;
 
 -- name: Cost per batch
--- Tokens and cost of each batch, and per completed item (batch.costs: needs pgbatch_operator or pgbatch_admin).
+-- Tokens and cost of each batch, and per completed item.
 SELECT c.batch_id, c.batch, p.pipeline, p.status, p.completed,
        sum(c.tokens) AS tokens, sum(c.cost) AS cost,
        round(sum(c.cost) / nullif(p.completed, 0), 6) AS cost_per_completed_item,
@@ -153,7 +162,7 @@ GROUP BY c.batch_id, c.batch, p.pipeline, p.status, p.completed, p.created_at
 ORDER BY p.created_at DESC, c.batch_id DESC;
 
 -- name: Cost per pipeline and stage
--- Tokens and cost per pipeline and stage over the batches of the last 30 days (batch.costs: needs pgbatch_operator or pgbatch_admin).
+-- Tokens and cost per pipeline and stage over the batches of the last 30 days.
 SELECT p.pipeline, c.stage, count(*) AS batches,
        sum(c.tokens) AS tokens, sum(c.cost) AS cost,
        sum(c.retried_cost) AS retried_cost
@@ -164,7 +173,7 @@ GROUP BY p.pipeline, c.stage
 ORDER BY p.pipeline, cost DESC NULLS LAST, c.stage;
 
 -- name: Cost per day
--- Cost of the batches submitted each day, and what retry_failed saved on them (batch.costs: needs pgbatch_operator or pgbatch_admin).
+-- Cost of the batches submitted each day, and what retry_failed saved on them.
 SELECT p.created_at::date AS day, count(DISTINCT c.batch_id) AS batches,
        sum(c.tokens) AS tokens, sum(c.cost) AS cost, sum(c.saved_cost) AS saved_cost
 FROM batch.costs c
@@ -173,7 +182,7 @@ GROUP BY day
 ORDER BY day DESC;
 
 -- name: Savings from retry_failed
--- Per batch: retry_failed calls, what they saved against rerunning the whole batch, and what the retried items finally cost (batch.costs: needs pgbatch_operator or pgbatch_admin).
+-- Per batch: retry_failed calls, what they saved against rerunning the whole batch, and what the retried items finally cost.
 SELECT batch_id, batch, max(retry_failed_calls) AS retry_failed_calls,
        sum(saved_tokens) AS saved_tokens, sum(saved_cost) AS saved_cost,
        sum(retried_tokens) AS retried_tokens, sum(retried_cost) AS retried_cost,

@@ -101,15 +101,39 @@ SELECT batch.set_priority('ops1', NULL);
 SELECT batch.set_priority(NULL::bigint, 1);
 SELECT batch.set_priority('no_such_batch', 1);
 
--- roles: readers see metrics, not costs; operators rerun their own batches
+-- roles: readers see the costs of the batches they see (monitors: of all),
+-- never the outputs behind them; operators rerun their own batches
 CREATE ROLE regress_ops_reader IN ROLE pgbatch_reader;
+CREATE ROLE regress_ops_monitor IN ROLE pgbatch_monitor;
 CREATE ROLE regress_ops_op IN ROLE pgbatch_operator;
 SET ROLE regress_ops_reader;
 SELECT count(*) FROM batch.metrics WHERE batch = 'ops1';
 SELECT * FROM batch.costs;
+-- a condition of the reader's own that prints what it is given is shown no
+-- batch the reader may not see
+CREATE FUNCTION pg_temp.leak(t text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 AS $$
+BEGIN
+	RAISE NOTICE 'leaked %', t;
+	RETURN true;
+END $$;
+SELECT count(*) FROM batch.costs WHERE pg_temp.leak(batch_id::text);
+DROP FUNCTION pg_temp.leak(text);
 SELECT batch.rerun_stage('ops1', 'voice');
 SELECT batch.set_priority('ops1', 9);
+SET ROLE regress_ops_monitor;
+SELECT batch, stage, tokens, cost FROM batch.costs WHERE batch = 'ops1' ORDER BY stage;
+SELECT stage, outcome, sum(attempts) AS attempts, sum(items_completed) AS items_completed
+FROM batch.throughput WHERE batch = 'ops1' GROUP BY stage, outcome ORDER BY stage, outcome;
+SELECT name, position FROM batch.stages WHERE pipeline_id = (SELECT id FROM batch.pipelines WHERE name = 'ops') ORDER BY position;
+SELECT count(*) FROM batch.outputs;
+SELECT count(*) FROM batch.results;
 RESET ROLE;
+-- a batch's results: every output with its item's key
+SELECT key, stage, output ->> 'text' AS text FROM batch.results WHERE batch = 'ops1'
+ORDER BY stage, text LIMIT 6;
+SELECT (SELECT count(*) FROM batch.results WHERE batch = 'ops1')
+	 = (SELECT count(*) FROM batch.outputs o JOIN batch.items i ON i.id = o.item_id
+		JOIN batch.batches b ON b.id = i.batch_id WHERE b.name = 'ops1') AS every_output;
 SET ROLE regress_ops_op;
 SELECT batch.rerun_stage('ops1', 'voice');
 SELECT batch.set_priority('ops1', 9);
@@ -122,7 +146,7 @@ SELECT batch.submit('ops', (SELECT jsonb_agg(jsonb_build_object('n', g))
 	FROM generate_series(1, 25000) g), name => 'ops_big') AS ops_big \gset
 SELECT batch.cancel('ops_big') AS cancelled;
 SELECT status, count(*) FROM batch.queue WHERE batch_id = :ops_big GROUP BY status;
-DROP ROLE regress_ops_reader, regress_ops_op;
+DROP ROLE regress_ops_reader, regress_ops_monitor, regress_ops_op;
 DROP SCHEMA ops CASCADE;
 
 -- batch.queue holds a row for every item, with the item's state, after

@@ -48,7 +48,7 @@ pgb_apt_install() {
 
 pgb_install_deps() {
 	pgb_apt_install build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-cron \
-		libcurl4-openssl-dev libipc-run-perl python3 python3-h2 curl tmux nginx-light openssl
+		libcurl4-openssl-dev libipc-run-perl python3 python3-h2 curl tmux nginx-light openssl pgbouncer
 }
 
 pgb_build_install() {

@@ -69,8 +69,8 @@ GRANT EXECUTE ON PROCEDURE batch.maintenance(double precision,integer) TO pgbatc
 
 -- tables and views: reading only
 GRANT SELECT ON batch.attempts, batch.batches, batch.counters, batch.endpoints, batch.events, batch.items, batch.outputs, batch.pipelines, batch.queue, batch.schedules, batch.stages, batch.usage_grants TO pgbatch_admin;
-GRANT SELECT ON batch.attempts, batch.costs, batch.events, batch.items, batch.outputs, batch.pipelines, batch.review_queue, batch.schedules, batch.stages TO pgbatch_operator;
-GRANT SELECT ON batch.batches, batch.counters, batch.endpoint_status, batch.errors, batch.health, batch.log, batch.metrics, batch.progress, batch.queue, batch.workers TO pgbatch_reader;
+GRANT SELECT ON batch.attempts, batch.events, batch.items, batch.outputs, batch.pipelines, batch.results, batch.review_queue, batch.schedules TO pgbatch_operator;
+GRANT SELECT ON batch.batches, batch.counters, batch.costs, batch.endpoint_status, batch.errors, batch.health, batch.log, batch.metrics, batch.progress, batch.queue, batch.stages, batch.throughput, batch.workers TO pgbatch_reader;
 
 -- the columns readers see: an endpoint's headers and a schedule's query are not among them
 GRANT SELECT (id, batch_id, item_id, stage, attempt, outcome, error_code, message, started_at, finished_at, http_status, response_size, response_sha256) ON batch.attempts TO pgbatch_reader;

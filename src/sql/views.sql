@@ -201,8 +201,13 @@ COMMENT ON COLUMN batch.health.hint IS 'What to do about the reason.';
  *   saved_tokens, saved_cost     what those calls saved against rerunning the
  *                                whole batch: every output that existed at a
  *                                call would have been paid for again.
+ * Numbers only, never an output: readers (dashboards under pgbatch_monitor)
+ * read it, not the outputs it sums.  So it reads the tables as its owner and
+ * keeps to the batches the reader sees by the read policies' own rule
+ * (current_can_see); a security barrier keeps the reader's conditions from
+ * running before that one.
  */
-CREATE VIEW batch.costs WITH (security_invoker = true) AS
+CREATE VIEW batch.costs WITH (security_barrier = true) AS
 WITH calls AS (
 	SELECT e.batch_id, e.created_at
 	FROM batch.events e
@@ -218,7 +223,7 @@ WITH calls AS (
 	JOIN batch.items i ON i.id = o.item_id
 	JOIN batch.batches b ON b.id = i.batch_id
 	JOIN batch.stages s ON s.pipeline_id = b.pipeline_id AND s.name = o.stage
-	WHERE s.usage_path IS NOT NULL
+	WHERE s.usage_path IS NOT NULL AND batch_internal.current_can_see(b.owner)
 )
 SELECT b.id AS batch_id, b.name AS batch, s.name AS stage, s.price_per_1k_tokens,
 	   coalesce(sum(u.tokens), 0) AS tokens,
@@ -235,7 +240,7 @@ SELECT b.id AS batch_id, b.name AS batch, s.name AS stage, s.price_per_1k_tokens
 FROM batch.batches b
 JOIN batch.stages s ON s.pipeline_id = b.pipeline_id
 LEFT JOIN used u ON u.batch_id = b.id AND u.stage = s.name
-WHERE s.usage_path IS NOT NULL
+WHERE s.usage_path IS NOT NULL AND batch_internal.current_can_see(b.owner)
 GROUP BY b.id, b.name, s.name, s.position, s.price_per_1k_tokens;
 COMMENT ON VIEW batch.costs IS
 	'tokens and cost per batch and stage, and what retries cost and retry_failed saved';
@@ -250,6 +255,48 @@ COMMENT ON COLUMN batch.costs.retried_cost IS 'Cost of retried_tokens, rounded t
 COMMENT ON COLUMN batch.costs.retry_failed_calls IS 'Number of batch.retry_failed() calls on the batch, scheduled ones included, that re-queued at least one item. retry_item and rerun_stage do not count.';
 COMMENT ON COLUMN batch.costs.saved_tokens IS 'Tokens those retry_failed calls saved against rerunning the whole batch: for each call, the tokens of this stage''s outputs that existed at the call and still exist, summed over the calls.';
 COMMENT ON COLUMN batch.costs.saved_cost IS 'Cost of saved_tokens, rounded to 6 decimals; NULL when the stage has no price.';
+
+/*
+ * Attempts per minute, batch, stage and outcome, and the items that
+ * completed (their last stage's completed attempts): a progress-over-time
+ * series for any pipeline, without naming its last stage.
+ */
+CREATE VIEW batch.throughput WITH (security_invoker = true) AS
+SELECT date_trunc('minute', a.finished_at) AS minute, a.batch_id, b.name AS batch,
+	   a.stage, a.outcome, count(*) AS attempts,
+	   count(*) FILTER (WHERE a.outcome = 'completed' AND s.position = last.position) AS items_completed
+FROM batch.attempts a
+JOIN batch.batches b ON b.id = a.batch_id
+JOIN batch.stages s ON s.pipeline_id = b.pipeline_id AND s.name = a.stage
+JOIN (SELECT st.pipeline_id, max(st.position) AS position FROM batch.stages st
+	  GROUP BY st.pipeline_id) last ON last.pipeline_id = b.pipeline_id
+GROUP BY 1, a.batch_id, b.name, a.stage, a.outcome;
+COMMENT ON VIEW batch.throughput IS
+	'attempts per minute, batch, stage and outcome, and the items completed in that minute';
+COMMENT ON COLUMN batch.throughput.minute IS 'The minute the attempts finished in.';
+COMMENT ON COLUMN batch.throughput.batch_id IS 'Batch id.';
+COMMENT ON COLUMN batch.throughput.batch IS 'Batch name.';
+COMMENT ON COLUMN batch.throughput.stage IS 'The stage attempted.';
+COMMENT ON COLUMN batch.throughput.outcome IS 'completed, retry (a transient error, retried later) or failed.';
+COMMENT ON COLUMN batch.throughput.attempts IS 'Attempts of that stage with that outcome that finished in that minute.';
+COMMENT ON COLUMN batch.throughput.items_completed IS 'Items that completed in that minute: the completed attempts of the pipeline''s last stage (0 on the rows of other stages and outcomes).';
+
+-- Every stage output of every item, with the item's key: a batch's results.
+CREATE VIEW batch.results WITH (security_invoker = true) AS
+SELECT i.batch_id, b.name AS batch, i.id AS item_id, i.key, o.stage, o.output,
+	   o.created_at
+FROM batch.outputs o
+JOIN batch.items i ON i.id = o.item_id
+JOIN batch.batches b ON b.id = i.batch_id;
+COMMENT ON VIEW batch.results IS
+	'the output of every completed stage of every item, with the item''s key and its batch';
+COMMENT ON COLUMN batch.results.batch_id IS 'Batch id.';
+COMMENT ON COLUMN batch.results.batch IS 'Batch name.';
+COMMENT ON COLUMN batch.results.item_id IS 'Item id.';
+COMMENT ON COLUMN batch.results.key IS 'The item''s key; NULL if it has none.';
+COMMENT ON COLUMN batch.results.stage IS 'The stage that produced the output.';
+COMMENT ON COLUMN batch.results.output IS 'What the stage returned (a SQL stage''s result, an HTTP stage''s parsed answer).';
+COMMENT ON COLUMN batch.results.created_at IS 'When the stage completed.';
 
 /*
  * Counters and gauges for monitoring, one row per metric and label set:

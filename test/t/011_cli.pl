@@ -27,7 +27,12 @@
 #    name holding ESC ] (title), ESC [ 2 J (clear), BEL and the C1 controls
 #    U+009B and U+009D reach the output of status, errors, review and log,
 #    as text and as --json, and the error messages on stderr, with no
-#    control character left (the JSON escapes them).
+#    control character left (the JSON escapes them); item too.
+# 7. The triage loop: item (state, payload, outputs, attempts; --json);
+#    fix with an editor (a script): an edit that is not JSON is refused
+#    with the server's reason, no edit stores nothing, n 5 -> 6 is stored
+#    and --retry re-queues it, and the next run completes it; cancel;
+#    endpoints.
 #
 # (012_cli_tmux.pl covers watch and log --follow on a terminal.)
 
@@ -390,6 +395,63 @@ my ($erc, $eout, $eerr) = cli({}, 'errors', "nosuch\e]0;pwned\a\e[2J");
 is($erc, 1, 'an unknown batch whose name holds escapes is an error');
 like($eerr, qr/nosuch ]0;pwned  \[2J/, '... whose message quotes the name');
 unlike($eerr, $controls, '... with no control character left');
+# the item of the escapes: its payload, error and answer reach no terminal raw
+my $esc_item = sql(qq{SELECT id FROM batch.items WHERE batch_id = $esc_id});
+$out = cli_ok('item', $esc_item);
+like($out, qr/boom/, 'pgbatch item shows the error text');
+unlike($out, $controls, 'pgbatch item prints no control character of the server\'s strings');
+
+# 7. the triage loop without SQL: item, fix (an editor), cancel, endpoints
+sql(q{SELECT batch.run('cli_batch')});
+my $k5 = sql(qq{SELECT id FROM batch.items WHERE batch_id = $bid AND key = 'k5'});
+is(sql("SELECT status || ' ' || stage FROM batch.items WHERE id = $k5"), 'failed s1', 'item k5 failed at s1');
+$out = cli_ok('item', $k5);
+like($out, qr/^item $k5 of batch "cli_batch" \(id $bid\), key k5$/m, 'item: which item of which batch');
+like($out, qr/^status failed at stage s1, attempt \d+$/m, 'item: its status, stage and attempt');
+like($out, qr/^error raise_exception: bad item 5$/m, 'item: its error');
+like($out, qr/^payload\n  \{\n      "n": 5,/m, 'item: its payload, pretty-printed');
+like($out, qr/^  s1\s+\d+\s+failed\s+\d+\s+raise_exception\s+bad item 5$/m, 'item: every attempt, with its outcome, latency and error');
+my $item = cli_json('item', $k5);
+is_deeply([ $item->{item}{status}, $item->{payload}{n}, $item->{attempts}[0]{outcome} ],
+	[ 'failed', 5, 'failed' ], 'item --json: item, payload, attempts');
+($rc, $rout, $rerr) = cli({}, 'item', 'abc');
+is($rc, 1, 'item abc: exit status 1');
+like($rerr, qr/"abc" is not an item id/, 'item abc: says why');
+($rc, $rout, $rerr) = cli({}, 'item', '987654321');
+like($rerr, qr/item 987654321 does not exist/, 'item of no batch: does not exist');
+
+# fix: the editor (a script here) changes n from 5 to 6, which s1 accepts
+my $edit = PostgreSQL::Test::Utils::tempdir('editor');
+PostgreSQL::Test::Utils::append_to_file("$edit/to6.sh", qq|#!/bin/sh\nsed -i 's/"n": 5/"n": 6/' "\$1"\n|);
+PostgreSQL::Test::Utils::append_to_file("$edit/bad.sh", qq|#!/bin/sh\necho '{"n": ' > "\$1"\n|);
+chmod 0755, "$edit/to6.sh", "$edit/bad.sh";
+($rc, $rout, $rerr) = cli({ EDITOR => "$edit/bad.sh", VISUAL => undef }, 'fix', $k5);
+is($rc, 1, 'fix with an edit that is not JSON: exit status 1');
+like($rerr, qr/invalid input syntax for type json/, "fix: the server's reason");
+is(sql("SELECT payload ->> 'n' FROM batch.items WHERE id = $k5"), '5', 'fix: the payload is unchanged');
+($rc, $rout, $rerr) = cli({ EDITOR => 'true', VISUAL => undef }, 'fix', $k5);
+is($rc, 0, 'fix, nothing edited: exit status 0');
+like($rout, qr/^payload of item $k5 unchanged$/m, 'fix, nothing edited: says so');
+($rc, $rout, $rerr) = cli({ EDITOR => "$edit/to6.sh", VISUAL => undef }, 'fix', $k5, '--retry');
+is($rc, 0, 'fix --retry: exit status 0') or diag($rerr);
+like($rout, qr/^payload of item $k5 stored\nitem $k5 re-queued at stage s1$/m, 'fix --retry: stored and re-queued');
+is(sql("SELECT payload ->> 'n' || ' ' || status || ' ' || stage FROM batch.items WHERE id = $k5"),
+	'6 pending s1', 'the item has its new payload and waits at s1');
+sql(q{SELECT batch.run('cli_batch')});
+is(sql("SELECT status FROM batch.items WHERE id = $k5"), 'completed', 'the fixed item completed');
+
+# cancel
+sql(q{SELECT batch.submit('p', '[{"n": 1}, {"n": 2}, {"n": 3}]', name => 'cli_cancel')});
+my $cid = sql(q{SELECT id FROM batch.batches WHERE name = 'cli_cancel'});
+is(cli_ok('cancel', 'cli_cancel'), qq{cancelled 3 items of batch "cli_cancel" (id $cid)\n}, 'cancel: says how many');
+is(sql("SELECT status FROM batch.progress WHERE id = $cid"), 'cancelled', 'cancel: the batch is cancelled');
+
+# endpoints
+sql(q{SELECT batch.create_endpoint('cli_ep', 'https://api.example.com', max_concurrency => 4, rate_limit => 60)});
+like(cli_ok('endpoints'), qr/^cli_ep\s+0\/4\s+60\s+closed\s+-\s+0 \(0 in a row\)\s+0\s+https:\/\/api.example.com$/m,
+	'endpoints: in flight against the limit, rate, circuit, pause, failures, requests, url');
+my $eps = cli_json('endpoints');
+is(join(',', map { $_->{name} } grep { $_->{name} eq 'cli_ep' } @$eps), 'cli_ep', 'endpoints --json');
 
 $node->stop;
 done_testing();

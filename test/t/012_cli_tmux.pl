@@ -15,6 +15,9 @@
 #    batch runs (and a notification comes), the new error line appears.
 #    Ctrl-C ends it.
 # 4. watch on a finished batch prints its final state and exits by itself.
+# 5. status, errors, review, log, health, endpoints and item at 60 and 120
+#    columns: no line wraps; a 77-character batch name is cut with an
+#    ellipsis.
 #
 # Every wait is bounded (30 s); the tmux server is killed by its socket at the
 # end.  Skipped if tmux is not installed.
@@ -213,6 +216,34 @@ type('clear; pgbatch watch tmux_watch');
 wait_screen('watch on a finished batch: the final state',
 	qr/batch finished: partial/, qr{9/12 completed .* 3 failed});
 wait_command('bash', 'watch exits by itself when the batch has finished');
+
+# 5. every command fits the terminal: at 60 and at 120 columns no line
+#    wraps (capture-pane -J joins wrapped lines), and a long batch name is
+#    cut with an ellipsis
+my $long = 'tmux_' . ('long_name_' x 7) . 'end';
+sql(qq{SELECT batch.submit('w', '[{"n": 8}, {"n": 9}]', name => '$long')});
+sql(qq{SELECT batch.run('$long')});
+sql(q{SELECT batch.create_endpoint('tmux_ep', 'https://api.example.com/a/rather/long/base/path/for/the/table')});
+my $item = sql("SELECT min(id) FROM batch.items WHERE batch_id = $bid AND status = 'failed'");
+my $n = 0;
+for my $cols (60, 120)
+{
+	tmux('resize-window', '-t', $session, '-x', $cols, '-y', '40');
+	for my $cmd ('status', 'errors tmux_watch', 'review tmux_watch', 'log tmux_watch', 'health',
+		'endpoints', "item $item")
+	{
+		$n++;
+		type("clear; pgbatch $cmd; echo EN''D_$n");
+		wait_screen("pgbatch $cmd at $cols columns: it ran", qr/^END_$n$/m);
+		my $text = tmux('capture-pane', '-p', '-J', '-t', $session);
+		utf8::decode($text);
+		my @wrapped = grep { length($_) > $cols } map { s/\s+$//r } split /\n/, $text;
+		is(scalar(@wrapped), 0, "pgbatch $cmd at $cols columns: no line wraps")
+		  or diag("the lines wider than $cols columns:\n" . join("\n", @wrapped));
+		like($text, qr/tmux_lo\S*\x{2026}/, "pgbatch status at $cols columns: the long name is cut with an ellipsis")
+		  if $cmd eq 'status' && $cols == 60;
+	}
+}
 
 tmux('kill-server');
 $tmux_started = 0;
