@@ -15,8 +15,11 @@
 
 #include "pgbatch_cli.h"
 
-/* the width of the progress bars of the status table */
+/* the width of the progress bars of the status table, and on a terminal
+ * narrower than STATUS_NARROW columns */
 #define STATUS_BAR_WIDTH	20
+#define STATUS_BAR_NARROW	10
+#define STATUS_NARROW		100
 
 /* the columns of the errors query; those JSON shows are all of them */
 #define ERRORS_SQL \
@@ -84,10 +87,10 @@ print_status_json(const PGresult *res)
 
 /*
  * add_status_row
- *		One batch's line of the status table.
+ *		One batch's line of the status table, its bar bar_width wide.
  */
 static void
-add_status_row(PgbcliTable *table, const PGresult *res, int row)
+add_status_row(PgbcliTable *table, const PGresult *res, int row, int bar_width)
 {
 	PgbcliProgress p;
 	double		rate;
@@ -97,7 +100,7 @@ add_status_row(PgbcliTable *table, const PGresult *res, int row)
 
 	pgbcli_read_progress(res, row, &p);
 	rate = pgbcli_overall_rate(&p);
-	bar = pgbcli_bar(&p, STATUS_BAR_WIDTH);
+	bar = pgbcli_bar(&p, bar_width);
 
 	pgbcli_table_set(table, r, 0, NULL, PQgetvalue(res, row, 0));
 	pgbcli_table_set(table, r, 1, PGBCLI_BOLD, p.name);
@@ -145,7 +148,9 @@ print_status_table(const PGresult *res)
 	{
 		pgbcli_table_init(&table, lengthof(headers), headers, "rllbrrrrrrr");
 		for (int row = 0; row < PQntuples(res); row++)
-			add_status_row(&table, res, row);
+			add_status_row(&table, res, row,
+						   scr.width > 0 && scr.width < STATUS_NARROW ?
+						   STATUS_BAR_NARROW : STATUS_BAR_WIDTH);
 		pgbcli_table_print(&scr, &table, 0);
 		pgbcli_table_free(&table);
 	}

@@ -52,16 +52,19 @@ state_color(const char *state)
 PGresult *
 pgbcli_fetch_health_here(PGconn *conn)
 {
-	PGresult   *res = PQexec(conn,
-							 "SELECT to_regclass('batch.health') IS NOT NULL");
+	/* whether the view is there: asked once (watch refreshes often) */
+	static int	present = -1;
+	PGresult   *res;
 
-	if (PQresultStatus(res) != PGRES_TUPLES_OK ||
-		strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+	if (present < 0)
 	{
+		res = PQexec(conn, "SELECT to_regclass('batch.health') IS NOT NULL");
+		present = PQresultStatus(res) == PGRES_TUPLES_OK &&
+			strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 		PQclear(res);
-		return NULL;
 	}
-	PQclear(res);
+	if (!present)
+		return NULL;
 	res = PQexec(conn, HEALTH_HERE_SQL);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 	{

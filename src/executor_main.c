@@ -391,8 +391,9 @@ restore_in_progress(void)
 /*
  * report_state
  *		Tells the launcher and batch.health what this executor found in its
- *		database (the schema older than the library, pg_restore loading it),
- *		in the database's shared flags; writes them only on a change.
+ *		database (the extension, the schema older than the library,
+ *		pg_restore loading it), in the database's shared flags; writes them
+ *		only on a change.
  */
 static void
 report_state(bool old_schema, bool restoring)
@@ -400,6 +401,7 @@ report_state(bool old_schema, bool restoring)
 	static int	reported = -1;
 	int			state = (old_schema ? 1 : 0) | (restoring ? 2 : 0);
 	PgbDbFlags *f;
+	bool		confirmed = false;
 
 	if (state == reported)
 		return;
@@ -407,11 +409,16 @@ report_state(bool old_schema, bool restoring)
 	f = pgb_db_flags_find(MyDatabaseId, true);
 	if (f)
 	{
+		confirmed = f->tentative;
 		f->registered = true;
+		f->tentative = false;
 		f->old_schema = old_schema;
 		f->restoring = restoring;
 	}
 	LWLockRelease(pgb_shared->lock);
+	/* the launcher starts the others, and writes its registry */
+	if (confirmed && pgb_shared->launcher_latch)
+		SetLatch(pgb_shared->launcher_latch);
 	reported = state;
 }
 
@@ -679,7 +686,7 @@ pgbatch_executor_main(Datum main_arg)
 					PgbDbFlags *f = pgb_db_flags_find(MyDatabaseId, true);
 
 					if (f)
-						f->registered = false;
+						f->registered = f->tentative = false;
 				}
 				LWLockRelease(pgb_shared->lock);
 				MemoryContextSwitchTo(oldcxt);

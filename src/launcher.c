@@ -11,9 +11,10 @@
  *		only the owners nobody serves, so that one owner cannot keep the
  *		others waiting; extras exit once idle.  Executors are started only
  *		in databases registered as having the extension (registry.c): none
- *		is spent looking into a database without it.  A database being
- *		dropped is left alone.  What it could not start, and why, is kept
- *		in the database's shared flags for batch.health.
+ *		is spent looking into a database without it, but once, where there
+ *		is no registry file yet: then one executor looks into each.  A
+ *		database being dropped is left alone.  What it could not start, and
+ *		why, is kept in the database's shared flags for batch.health.
  *
  * IDENTIFICATION
  *		src/launcher.c
@@ -69,6 +70,9 @@ typedef struct LauncherDb
 static LauncherDb served[PGB_MAX_DBS];
 static int	served_want[PGB_MAX_DBS];
 static int	nserved = 0;
+
+/* no registry file was found: look into every database once */
+static bool look_into_all = false;
 
 /* per slot: the launcher's handle and when it last started that slot */
 static BackgroundWorkerHandle *handles[PGB_MAX_SLOTS];
@@ -270,10 +274,102 @@ start_extra_if_held_up(LauncherDb *db, int want, TimestampTz now)
 }
 
 /*
+ * reconcile_db
+ *		Starts the executors a database lacks (one, while it is registered
+ *		only tentatively), stops the surplus, or all when it is not to be
+ *		served; records in its flags how many it could not start, and why.
+ */
+static void
+reconcile_db(LauncherDb *db, TimestampTz now)
+{
+	bool		running[PGB_MAX_SLOTS];
+	int			want = pgb_workers;
+	int			unstarted = 0;
+	bool		out_of_slots = false;
+	int			w;
+	int			i;
+	bool		skip;
+	bool		tentative;
+	PgbDbFlags *f;
+
+	memset(running, 0, sizeof(running));
+	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+	f = pgb_db_flags_find(db->oid, false);
+	skip = !db->servable || f == NULL || !f->registered || f->dropping;
+	tentative = f != NULL && f->tentative;
+	for (i = 0; i < PGB_MAX_SLOTS; i++)
+	{
+		PgbWorkerSlot *slot = &pgb_shared->slots[i];
+
+		if (!slot->in_use || slot->dboid != db->oid)
+			continue;
+		if (slot->worker < PGB_MAX_SLOTS && !slot->extra)
+			running[slot->worker] = true;
+		if (((slot->worker >= want && !slot->extra) || skip) && slot->pid != 0)
+			kill(slot->pid, SIGTERM);
+	}
+	LWLockRelease(pgb_shared->lock);
+	if (skip)
+		return;
+	/* a database only thought to have the extension: one looks */
+	if (tentative)
+		want = 1;
+
+	for (w = 0; w < want; w++)
+	{
+		int			free_slot = -1;
+		bool		any_free = false;
+
+		if (running[w])
+			continue;
+		for (i = 0; i < PGB_MAX_SLOTS && free_slot < 0; i++)
+			if (!pgb_shared->slots[i].in_use && handles[i] == NULL)
+			{
+				any_free = true;
+				if (TimestampDifferenceExceeds(started_at[i], now, RESTART_DELAY_MS))
+					free_slot = i;
+			}
+		if (free_slot >= 0 && start_executor(free_slot, db, w, false))
+			continue;
+		/* a slot just freed is used again after RESTART_DELAY_MS */
+		if (free_slot < 0 && any_free)
+			continue;
+		unstarted++;
+		out_of_slots = out_of_slots || !any_free;
+	}
+	LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
+	f = pgb_db_flags_find(db->oid, false);
+	if (f)
+	{
+		/* said once when it happens, not at every reconcile */
+		if (unstarted > f->unstarted)
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("pgbatch could not start %d of the %d executors of database \"%s\"",
+							unstarted, want, db->name),
+					 out_of_slots ?
+					 errdetail("pgbatch's %d executor slots are all in use.", PGB_MAX_SLOTS) :
+					 errdetail("All %d background worker processes (max_worker_processes) are in use.",
+							   max_worker_processes),
+					 errhint("Raise max_worker_processes, or lower pgbatch.workers; batch.health shows the databases left without executors.")));
+		f->unstarted = unstarted;
+		f->out_of_slots = out_of_slots;
+	}
+	LWLockRelease(pgb_shared->lock);
+	if (nserved < PGB_MAX_DBS)
+	{
+		served[nserved] = *db;
+		served_want[nserved++] = want;
+	}
+}
+
+/*
  * reconcile
- *		Starts the executors each registered database lacks; stops the
- *		surplus, and those of databases no longer served.  Records in each
- *		database's flags how many it could not start, and why.
+ *		Reconciles every database's executors (reconcile_db): first those
+ *		registered tentatively, whose one executor only looks (and where
+ *		there is no extension, exits at once), then the others; without a
+ *		registry file, first registers every database tentatively.  Then
+ *		writes the registry if the registered databases changed.
  */
 static void
 reconcile(void)
@@ -281,89 +377,37 @@ reconcile(void)
 	TimestampTz now = GetCurrentTimestamp();
 	List	   *dbs = list_databases();
 	ListCell   *lc;
+	bool	   *looks = palloc0(sizeof(bool) * Max(list_length(dbs), 1));
+	int			n;
 
 	forget_dead_slots();
 	forget_dropped_databases(dbs, now);
 	nserved = 0;
+	n = 0;
 	foreach(lc, dbs)
 	{
 		LauncherDb *db = (LauncherDb *) lfirst(lc);
-		bool		running[PGB_MAX_SLOTS];
-		int			want = pgb_workers;
-		int			unstarted = 0;
-		bool		out_of_slots = false;
-		int			w;
-		int			i;
-		bool		skip;
 		PgbDbFlags *f;
 
-		memset(running, 0, sizeof(running));
 		LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
-		f = pgb_db_flags_find(db->oid, false);
-		skip = !db->servable || f == NULL || !f->registered || f->dropping;
-		for (i = 0; i < PGB_MAX_SLOTS; i++)
-		{
-			PgbWorkerSlot *slot = &pgb_shared->slots[i];
-
-			if (!slot->in_use || slot->dboid != db->oid)
-				continue;
-			if (slot->worker < PGB_MAX_SLOTS && !slot->extra)
-				running[slot->worker] = true;
-			if (((slot->worker >= want && !slot->extra) || skip) && slot->pid != 0)
-				kill(slot->pid, SIGTERM);
-		}
+		f = pgb_db_flags_find(db->oid, look_into_all && db->servable);
+		if (f && look_into_all && db->servable && !f->registered && f->starts == 0)
+			f->registered = f->tentative = true;
+		looks[n++] = f != NULL && f->tentative;
 		LWLockRelease(pgb_shared->lock);
-		if (skip)
-			continue;
-
-		for (w = 0; w < want; w++)
+	}
+	for (int pass = 0; pass < 2; pass++)
+	{
+		n = 0;
+		foreach(lc, dbs)
 		{
-			int			free_slot = -1;
-			bool		any_free = false;
-
-			if (running[w])
-				continue;
-			for (i = 0; i < PGB_MAX_SLOTS && free_slot < 0; i++)
-				if (!pgb_shared->slots[i].in_use && handles[i] == NULL)
-				{
-					any_free = true;
-					if (TimestampDifferenceExceeds(started_at[i], now, RESTART_DELAY_MS))
-						free_slot = i;
-				}
-			if (free_slot >= 0 && start_executor(free_slot, db, w, false))
-				continue;
-			/* a slot just freed is used again after RESTART_DELAY_MS */
-			if (free_slot < 0 && any_free)
-				continue;
-			unstarted++;
-			out_of_slots = out_of_slots || !any_free;
-		}
-		LWLockAcquire(pgb_shared->lock, LW_EXCLUSIVE);
-		f = pgb_db_flags_find(db->oid, false);
-		if (f)
-		{
-			/* said once when it happens, not at every reconcile */
-			if (unstarted > f->unstarted)
-				ereport(WARNING,
-						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-						 errmsg("pgbatch could not start %d of the %d executors of database \"%s\"",
-								unstarted, want, db->name),
-						 out_of_slots ?
-						 errdetail("pgbatch's %d executor slots are all in use.", PGB_MAX_SLOTS) :
-						 errdetail("All %d background worker processes (max_worker_processes) are in use.",
-								   max_worker_processes),
-						 errhint("Raise max_worker_processes, or lower pgbatch.workers; batch.health shows the databases left without executors.")));
-			f->unstarted = unstarted;
-			f->out_of_slots = out_of_slots;
-		}
-		LWLockRelease(pgb_shared->lock);
-		if (nserved < PGB_MAX_DBS)
-		{
-			served[nserved] = *db;
-			served_want[nserved++] = want;
+			if (looks[n++] == (pass == 0))
+				reconcile_db((LauncherDb *) lfirst(lc), now);
 		}
 	}
 	list_free_deep(dbs);
+	pfree(looks);
+	look_into_all = false;
 	pgb_registry_save();
 }
 
@@ -418,7 +462,7 @@ pgbatch_launcher_main(Datum main_arg)
 	pgb_shared->launcher_latch = MyLatch;
 	LWLockRelease(pgb_shared->lock);
 	before_shmem_exit(launcher_exit, (Datum) 0);
-	pgb_registry_load();
+	look_into_all = !pgb_registry_load();
 
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "pgbatch launcher loop",
 									ALLOCSET_DEFAULT_SIZES);

@@ -12,10 +12,14 @@
  *		writes it, when the set has changed.  The file is written to a
  *		temporary name and renamed over the old one, durably.
  *
- *		It is not the source of truth: a database missing from it (restored
- *		by pg_upgrade, copied from a template) is registered by its first
- *		call of pgbatch, and one listed wrongly costs one executor start,
- *		which finds no extension and unregisters it.
+ *		It is not the source of truth: a database missing from it (copied
+ *		from a template) is registered by its first call of pgbatch, and one
+ *		listed wrongly costs one executor start, which finds no extension
+ *		and unregisters it.  Where there is no file yet (a new data
+ *		directory, one pg_upgrade made, the first start of a library that
+ *		keeps one), the launcher looks into every database once, with one
+ *		executor each (launcher.c), and writes the file once all have been
+ *		looked into.
  *
  * IDENTIFICATION
  *		src/registry.c
@@ -59,9 +63,9 @@ oid_cmp(const void *a, const void *b)
 /*
  * pgb_registry_load
  *		Registers, in shared memory, the databases the file lists; called by
- *		the launcher when it starts.  A missing file lists none.
+ *		the launcher when it starts.  False if there is no file.
  */
-void
+bool
 pgb_registry_load(void)
 {
 	FILE	   *file;
@@ -75,7 +79,8 @@ pgb_registry_load(void)
 			ereport(LOG,
 					(errcode_for_file_access(),
 					 errmsg("pgbatch: could not read file \"%s\": %m", REGISTRY_FILE)));
-		return;
+		nsaved = -1;
+		return false;
 	}
 	while (fgets(line, sizeof(line), file) != NULL)
 	{
@@ -106,6 +111,7 @@ pgb_registry_load(void)
 	}
 	FreeFile(file);
 	qsort(saved, nsaved, sizeof(Oid), oid_cmp);
+	return true;
 }
 
 /*
@@ -145,7 +151,9 @@ write_registry(const Oid *oids, int n)
 /*
  * pgb_registry_save
  *		Writes the registered databases to the file if they are not what it
- *		holds; called by the launcher after each look at the databases.
+ *		holds; called by the launcher after each look at the databases.  Not
+ *		while a database is registered tentatively: then the file would
+ *		say what is not known yet.
  */
 void
 pgb_registry_save(void)
@@ -156,11 +164,20 @@ pgb_registry_save(void)
 
 	LWLockAcquire(pgb_shared->lock, LW_SHARED);
 	for (i = 0; i < PGB_MAX_DBS; i++)
-		if (pgb_shared->dbs[i].dboid != InvalidOid && pgb_shared->dbs[i].registered)
-			now[n++] = pgb_shared->dbs[i].dboid;
+	{
+		PgbDbFlags *f = &pgb_shared->dbs[i];
+
+		if (f->dboid != InvalidOid && f->tentative)
+		{
+			LWLockRelease(pgb_shared->lock);
+			return;
+		}
+		if (f->dboid != InvalidOid && f->registered)
+			now[n++] = f->dboid;
+	}
 	LWLockRelease(pgb_shared->lock);
 	qsort(now, n, sizeof(Oid), oid_cmp);
-	if (n == nsaved && memcmp(now, saved, n * sizeof(Oid)) == 0)
+	if (nsaved >= 0 && n == nsaved && memcmp(now, saved, n * sizeof(Oid)) == 0)
 		return;
 	if (write_registry(now, n))
 	{

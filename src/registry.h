@@ -12,7 +12,7 @@
 #ifndef PGB_REGISTRY_H
 #define PGB_REGISTRY_H
 
-extern void pgb_registry_load(void);
+extern bool pgb_registry_load(void);
 extern void pgb_registry_save(void);
 
 #endif							/* PGB_REGISTRY_H */

@@ -229,8 +229,9 @@ pgb_register_database(void)
 	f = pgb_db_flags_find(MyDatabaseId, true);
 	if (f)
 	{
-		news = !f->registered;
+		news = !f->registered || f->tentative;
 		f->registered = true;
+		f->tentative = false;
 		f->registered_at = GetCurrentTimestamp();
 	}
 	LWLockRelease(pgb_shared->lock);

@@ -41,12 +41,17 @@ typedef struct PgbWorkerSlot
  * (and of a submit, or a look at batch.health, there), cleared when an
  * executor finds the extension gone, and kept across restarts in the
  * launcher's registry file (registry.c).  The launcher starts executors
- * only in registered databases.
+ * only in registered databases.  Where there is no registry file yet (a new
+ * data directory, one pg_upgrade made, a library older than the registry
+ * before), every database is registered 'tentative'ly once: one executor
+ * looks, and confirms or unregisters it.
  */
 typedef struct PgbDbFlags
 {
 	Oid			dboid;
 	bool		registered;		/* the database has the extension */
+	bool		tentative;		/* ... maybe: to be looked into by one
+								 * executor (no registry file yet) */
 	bool		dropping;		/* DROP DATABASE in progress */
 	bool		old_schema;		/* its executors found the schema older than
 								 * the library */

@@ -90,6 +90,12 @@ $plain->stop;
 # the launcher and two executors: nothing is left for a second database
 # (the fourth is the logical replication launcher's)
 my $node = new_worker_node('health', "max_worker_processes = 4\nmax_parallel_workers = 0\n");
+# a new data directory has no registry: the launcher looks into each
+# database once, then writes it
+my $registry = $node->data_dir . '/pgbatch_databases';
+for (1 .. 150) { last if -e $registry; usleep(200_000); }
+ok(-e $registry, 'the launcher wrote its registry once it had looked into every database');
+is(slurp_file($registry) =~ tr/\n//, 1, '... which lists none (only its header line)');
 $node->safe_psql('postgres', 'CREATE DATABASE one; CREATE DATABASE two; CREATE DATABASE nox;');
 $node->safe_psql('one', $setup);
 is(wait_for($node, q{SELECT state || '|' || executors FROM batch.health WHERE database = 'one'},
@@ -129,12 +135,11 @@ usleep(1_500_000);
 is(health_of($node, 'one', 'nox', 'state, executors, started, reason'),
 	'not served|0|0|the extension is not installed here, or has not been used since this database was copied or upgraded',
 	'no executor was ever started in database nox, which lacks the extension');
-is(health_of($node, 'one', 'postgres', 'executors, started'), '0|0',
-	'nor in database postgres');
+is(health_of($node, 'one', 'postgres', 'executors, started'), '0|1',
+	'database postgres, without the extension, had one executor start: the look before the registry was written');
 is(health_of($node, 'one', 'one', 'started'), '2', 'database one had two executor starts');
 
 # ---------------------------------------------------------------- 3
-my $registry = $node->data_dir . '/pgbatch_databases';
 my $oids = $node->safe_psql('postgres',
 	q{SELECT string_agg(oid::text, ',' ORDER BY oid) FROM pg_database WHERE datname IN ('one', 'two')});
 $node->restart;
@@ -145,6 +150,26 @@ is(wait_for($node, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 
 	'after a restart, one is served again with no call of pgbatch there');
 usleep(1_000_000);
 is(health_of($node, 'one', 'nox', 'started'), '0', 'and nox still had no executor');
+is(health_of($node, 'one', 'postgres', 'started'), '0', 'nor postgres: the registry is trusted');
+
+# without the registry (pg_upgrade makes a data directory without it), the
+# launcher looks into each database once: one is found and served again
+$node->stop;
+unlink $registry or die "unlink $registry: $!";
+$node->append_conf('postgresql.conf', "max_worker_processes = 16\n");
+$node->start;
+is(wait_for($node, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pgbatch executor'
+		AND datname = 'one'}, '2', 30), '2',
+	'with the registry gone, one is found by a look and served again');
+my $listed = '';
+for (1 .. 150)
+{
+	$listed = -e $registry ? join(',', sort { $a <=> $b } grep { /^\d+$/ } split /\n/, slurp_file($registry)) : '';
+	last if $listed eq $oids;
+	usleep(200_000);
+}
+is($listed, $oids, '... and the registry is written anew, with one and two');
+is(health_of($node, 'one', 'nox', 'started'), '1', 'nox had its one look');
 
 # ---------------------------------------------------------------- 4
 $node->safe_psql('postgres', q{ALTER SYSTEM SET pgbatch.enabled = off; SELECT pg_reload_conf();});
@@ -168,7 +193,7 @@ $node->safe_psql('postgres', q{ALTER SYSTEM RESET pgbatch.databases; SELECT pg_r
 # ---------------------------------------------------------------- 5
 $node->safe_psql('two', 'DROP EXTENSION pgbatch CASCADE');
 my $one_oid = $node->safe_psql('postgres', q{SELECT oid FROM pg_database WHERE datname = 'one'});
-my $listed = '';
+$listed = '';
 for (1 .. 100)
 {
 	$listed = join(',', grep { /^\d+$/ } split /\n/, slurp_file($registry));
