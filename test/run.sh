@@ -32,7 +32,7 @@ exporter=$(pgb_fetch_exporter "$work/exporter")
 pgb_cluster_start "$work/cluster" "$port"
 status=0
 pgb_as_postgres env PGHOST="$work/cluster" PGPORT="$port" PGUSER=postgres PGB_EXPORTER="$exporter" \
-	make -C "$work/src" -s PG_CONFIG="$PG_BIN/pg_config" installcheck || status=$?
+	make -C "$work/src" -s PG_CONFIG="$PG_BIN/pg_config" PROVE_FLAGS=--timer installcheck || status=$?
 if [ $status -ne 0 ] && [ -f "$work/src/regression.diffs" ]; then
 	cat "$work/src/regression.diffs"
 fi
