@@ -483,12 +483,24 @@ pgbcli_cmd_fix(PGconn *conn, const char *arg)
 			PQclear(res);
 			if (f != NULL)
 				fclose(f);
+			else
+			{
+				pg_log_error("could not write file \"%s\": %m", path);
+				close(fd);
+			}
 			unlink(path);
 			free_view(&v);
 			return PGBCLI_EXIT_ERROR;
 		}
 		fprintf(f, "%s\n", PQgetvalue(res, 0, 0));
-		fclose(f);
+		if (fclose(f) != 0)
+		{
+			pg_log_error("could not write file \"%s\": %m", path);
+			PQclear(res);
+			unlink(path);
+			free_view(&v);
+			return PGBCLI_EXIT_ERROR;
+		}
 		PQclear(res);
 	}
 	before = read_file(path);
