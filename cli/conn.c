@@ -19,15 +19,6 @@
 #include "pgbatch_cli.h"
 
 /*
- * Every session: a search_path that only reaches pg_catalog (the queries
- * qualify every name) and ISO dates, the same for JSON whatever the user's
- * settings.
- */
-#define SESSION_SETUP_SQL \
-	"SELECT pg_catalog.set_config('search_path', '', false), " \
-	"pg_catalog.set_config('datestyle', 'ISO, YMD', false)"
-
-/*
  * notice_processor
  *		Prints the server's notices (say, that another retry_failed holds
  *		the batch's lock) on stderr, as psql does.
@@ -112,7 +103,7 @@ pgbcli_connect(void)
 	}
 
 	PQsetNoticeProcessor(conn, notice_processor, NULL);
-	if (!pgbcli_command(conn, SESSION_SETUP_SQL))
+	if (!pgbcli_command(conn, PGBCLI_SESSION_SETUP_SQL))
 	{
 		PQfinish(conn);
 		return NULL;

@@ -372,11 +372,12 @@ run_editor(const char *path)
 }
 
 /*
- * read_file
- *		The whole of a file, malloc'd; NULL after reporting an error.
+ * pgbcli_read_file
+ *		The whole of a file, malloc'd; NULL after reporting an error.  (Also
+ *		serve's certificate and key.)
  */
-static char *
-read_file(const char *path)
+char *
+pgbcli_read_file(const char *path)
 {
 	FILE	   *f = fopen(path, "r");
 	PQExpBufferData buf;
@@ -503,13 +504,13 @@ pgbcli_cmd_fix(PGconn *conn, const char *arg)
 		}
 		PQclear(res);
 	}
-	before = read_file(path);
+	before = pgbcli_read_file(path);
 
 	while (before != NULL && !stored)
 	{
 		free(after);
 		after = NULL;
-		if (!run_editor(path) || (after = read_file(path)) == NULL)
+		if (!run_editor(path) || (after = pgbcli_read_file(path)) == NULL)
 			break;
 		if (strcmp(before, after) == 0)
 		{

@@ -37,6 +37,11 @@
 #define CMDOPT_LIMIT			0x80
 #define CMDOPT_WAIT				0x100
 #define CMDOPT_RETRY			0x200
+#define CMDOPT_LISTEN			0x400
+#define CMDOPT_WEB_PORT			0x800
+#define CMDOPT_TLS_CERT			0x1000
+#define CMDOPT_TLS_KEY			0x2000
+#define CMDOPT_LAST				CMDOPT_TLS_KEY
 
 /* getopt values of the options that have no short form */
 enum
@@ -51,6 +56,10 @@ enum
 	OPT_LEVEL,
 	OPT_WAIT,
 	OPT_RETRY,
+	OPT_LISTEN,
+	OPT_WEB_PORT,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
 	OPT_HELP
 };
 
@@ -61,6 +70,7 @@ typedef struct Command
 	const char *needs;			/* "a batch name or id", "an item id", or NULL */
 	unsigned	options;
 	int			(*run) (PGconn *conn, const char *arg);
+	bool		own_connections;	/* connects by itself: run gets NULL */
 } Command;
 
 /* the command-line options and the choice of output, for every file */
@@ -88,6 +98,8 @@ static const Command commands[] = {
 	{"fix", ITEM_ARG, CMDOPT_RETRY, pgbcli_cmd_fix},
 	{"endpoints", NULL, 0, pgbcli_cmd_endpoints},
 	{"health", NULL, 0, pgbcli_cmd_health},
+	{"serve", NULL, CMDOPT_LISTEN | CMDOPT_WEB_PORT | CMDOPT_TLS_CERT | CMDOPT_TLS_KEY,
+	pgbcli_cmd_serve, true},
 	{NULL, NULL, 0, NULL}
 };
 
@@ -124,6 +136,8 @@ usage(void)
 	printf(_("  fix ITEM             edit an item's payload in $VISUAL or $EDITOR, store it, retry it\n"));
 	printf(_("  endpoints            the endpoints: in flight, limits, circuit, pauses, failures\n"));
 	printf(_("  health               whether executors serve each database, and if not why\n"));
+	printf(_("  serve                a web page for the batches; its users sign in with\n"
+			 "                       their own database role and password\n"));
 	printf(_("\nCommand options:\n"));
 	printf(_("  review --payload           show each item's payload too\n"));
 	printf(_("  retry --codes=CODE,...     only items that failed with these error codes\n"));
@@ -136,6 +150,11 @@ usage(void)
 	printf(_("  log --level=LEVEL          info (all), warning (and errors), error\n"));
 	printf(_("  log -n, --limit=N          the last N lines (default 50)\n"));
 	printf(_("  log -f, --follow           keep printing new lines as they come\n"));
+	printf(_("  serve --listen=ADDRESS     the IP address to listen on (default 127.0.0.1);\n"
+			 "                             beyond loopback only with TLS\n"));
+	printf(_("  serve --web-port=PORT      the port to listen on (default 8432; 0: any free)\n"));
+	printf(_("  serve --tls-cert=FILE      serve HTTPS with this certificate (PEM) ...\n"));
+	printf(_("  serve --tls-key=FILE       ... and this private key (PEM)\n"));
 	printf(_("\nOutput options:\n"));
 	printf(_("  --json                     machine output: one JSON document, or one\n"
 			 "                             JSON object per line for watch and log --follow\n"));
@@ -204,6 +223,23 @@ parse_level(const char *arg)
 }
 
 /*
+ * parse_int
+ *		An integer option in [min, max]; exits with status 2 otherwise.
+ */
+static int
+parse_int(const char *arg, const char *option, int min, int max)
+{
+	int			n;
+
+	if (!option_parse_int(arg, option, min, max, &n))
+	{
+		pg_log_error_hint("Try \"%s --help\" for more information.", "pgbatch");
+		exit(PGBCLI_EXIT_USAGE);
+	}
+	return n;
+}
+
+/*
  * check_number
  *		Exits unless arg is a number (a float when is_float, else a
  *		non-negative integer); returns arg.
@@ -212,7 +248,6 @@ static const char *
 check_number(const char *arg, const char *option, bool is_float)
 {
 	char	   *end;
-	int			n;
 
 	if (is_float)
 	{
@@ -222,11 +257,7 @@ check_number(const char *arg, const char *option, bool is_float)
 			usage_error("invalid value \"%s\" for %s: not a number", arg, option);
 		return arg;
 	}
-	if (!option_parse_int(arg, option, 0, INT_MAX, &n))
-	{
-		pg_log_error_hint("Try \"%s --help\" for more information.", "pgbatch");
-		exit(PGBCLI_EXIT_USAGE);
-	}
+	(void) parse_int(arg, option, 0, INT_MAX);
 	return arg;
 }
 
@@ -271,6 +302,14 @@ option_name(unsigned bit)
 			return "--wait";
 		case CMDOPT_RETRY:
 			return "--retry";
+		case CMDOPT_LISTEN:
+			return "--listen";
+		case CMDOPT_WEB_PORT:
+			return "--web-port";
+		case CMDOPT_TLS_CERT:
+			return "--tls-cert";
+		case CMDOPT_TLS_KEY:
+			return "--tls-key";
 	}
 	return "?";
 }
@@ -305,6 +344,10 @@ parse_options(int argc, char **argv, const char **arg)
 		{"limit", required_argument, NULL, 'n'},
 		{"wait", no_argument, NULL, OPT_WAIT},
 		{"retry", no_argument, NULL, OPT_RETRY},
+		{"listen", required_argument, NULL, OPT_LISTEN},
+		{"web-port", required_argument, NULL, OPT_WEB_PORT},
+		{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+		{"tls-key", required_argument, NULL, OPT_TLS_KEY},
 		{NULL, 0, NULL, 0}
 	};
 	const Command *cmd;
@@ -314,6 +357,7 @@ parse_options(int argc, char **argv, const char **arg)
 	pgbcli_opts.prompt_password = TRI_DEFAULT;
 	pgbcli_opts.level = PGBCLI_LEVEL_INFO;
 	pgbcli_opts.limit = 50;
+	pgbcli_opts.web_port = 8432;
 
 	while ((c = getopt_long(argc, argv, "d:fh:n:p:U:VwW", long_options, NULL)) != -1)
 	{
@@ -384,18 +428,28 @@ parse_options(int argc, char **argv, const char **arg)
 				pgbcli_opts.retry = true;
 				given |= CMDOPT_RETRY;
 				break;
+			case OPT_LISTEN:
+				pgbcli_opts.listen = optarg;
+				given |= CMDOPT_LISTEN;
+				break;
+			case OPT_WEB_PORT:
+				pgbcli_opts.web_port = parse_int(optarg, "--web-port", 0, 65535);
+				given |= CMDOPT_WEB_PORT;
+				break;
+			case OPT_TLS_CERT:
+				pgbcli_opts.tls_cert = optarg;
+				given |= CMDOPT_TLS_CERT;
+				break;
+			case OPT_TLS_KEY:
+				pgbcli_opts.tls_key = optarg;
+				given |= CMDOPT_TLS_KEY;
+				break;
 			case 'f':
 				pgbcli_opts.follow = true;
 				given |= CMDOPT_FOLLOW;
 				break;
 			case 'n':
-				if (!option_parse_int(optarg, "-n/--limit", 1, INT_MAX,
-									  &pgbcli_opts.limit))
-				{
-					pg_log_error_hint("Try \"%s --help\" for more information.",
-									  "pgbatch");
-					exit(PGBCLI_EXIT_USAGE);
-				}
+				pgbcli_opts.limit = parse_int(optarg, "-n/--limit", 1, INT_MAX);
 				given |= CMDOPT_LIMIT;
 				break;
 			default:
@@ -424,7 +478,7 @@ parse_options(int argc, char **argv, const char **arg)
 		usage_error("too many command-line arguments (first is \"%s\")",
 					argv[optind]);
 
-	for (unsigned bit = 1; bit <= CMDOPT_RETRY; bit <<= 1)
+	for (unsigned bit = 1; bit <= CMDOPT_LAST; bit <<= 1)
 	{
 		if ((given & bit) && !(cmd->options & bit))
 			usage_error("option %s is not valid for command \"%s\"",
@@ -478,6 +532,9 @@ main(int argc, char **argv)
 
 	cmd = parse_options(argc, argv, &arg);
 	choose_output();
+
+	if (cmd->own_connections)
+		return cmd->run(NULL, arg);
 
 	conn = pgbcli_connect();
 	if (conn == NULL)

@@ -23,6 +23,15 @@
 /* the channel the extension sends its events to */
 #define PGBCLI_CHANNEL		"pgbatch_events"
 
+/*
+ * Every session: a search_path that only reaches pg_catalog (the queries
+ * qualify every name) and ISO dates, the same for JSON whatever the user's
+ * settings.
+ */
+#define PGBCLI_SESSION_SETUP_SQL \
+	"SELECT pg_catalog.set_config('search_path', '', false), " \
+	"pg_catalog.set_config('datestyle', 'ISO, YMD', false)"
+
 /* the least log level a command shows (--level) */
 typedef enum PgbcliLevel
 {
@@ -56,6 +65,10 @@ typedef struct PgbcliOptions
 	PgbcliLevel level;			/* log --level */
 	bool		follow;			/* log --follow */
 	int			limit;			/* log --limit */
+	const char *listen;			/* serve --listen */
+	int			web_port;		/* serve --web-port */
+	const char *tls_cert;		/* serve --tls-cert */
+	const char *tls_key;		/* serve --tls-key */
 } PgbcliOptions;
 
 /* how output is written, decided once from the options and stdout */
@@ -251,11 +264,15 @@ extern int	pgbcli_cmd_endpoints(PGconn *conn, const char *arg);
 /* item.c: one item */
 extern int	pgbcli_cmd_item(PGconn *conn, const char *arg);
 extern int	pgbcli_cmd_fix(PGconn *conn, const char *arg);
+extern char *pgbcli_read_file(const char *path);
 
 /* shared by errors and watch: the batch's errors by stage and code */
 extern PGresult *pgbcli_fetch_errors(PGconn *conn, const PgbcliBatch *batch);
 extern void pgbcli_errors_table(PgbcliScreen *scr, const PGresult *res,
 								int indent, bool full, int max_rows);
+
+/* serve.c: the web page */
+extern int	pgbcli_cmd_serve(PGconn *conn, const char *arg);
 
 /* health.c: whether executors serve the databases */
 extern PGresult *pgbcli_fetch_health_here(PGconn *conn);

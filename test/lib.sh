@@ -4,6 +4,7 @@
 # Source it; it defines:
 #   pgb_apt_install PKG.. apt-get the packages that are missing (Debian 12, as root)
 #   pgb_install_deps      apt-get the build and test dependencies
+#   pgb_install_browser   apt-get Chromium and ChromeDriver (the web page's test)
 #   pgb_build_install     build pgbatch and install it into PostgreSQL 15
 #   pgb_cluster_start DIR PORT [extra postgres -c settings...]
 #                         initdb (if needed) and start a throwaway cluster owned by
@@ -48,7 +49,14 @@ pgb_apt_install() {
 
 pgb_install_deps() {
 	pgb_apt_install build-essential postgresql-15 postgresql-server-dev-15 postgresql-15-cron \
-		libcurl4-openssl-dev libipc-run-perl python3 python3-h2 curl tmux nginx-light openssl pgbouncer
+		libcurl4-openssl-dev libmicrohttpd-dev libipc-run-perl python3 python3-h2 curl tmux nginx-light \
+		openssl pgbouncer
+}
+
+# the browser the web page's test drives (test/t/029_serve.pl): the tests
+# need it, the demos do not
+pgb_install_browser() {
+	pgb_apt_install chromium chromium-driver
 }
 
 pgb_build_install() {

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # test/run.sh - runs every pgbatch test on this machine: installs what it needs
-# (Debian 12, as root), builds and installs the extension, checks the shape of
-# src/ (test/structure.sh), then, as the postgres
-# user on a throwaway cluster, runs the pg_regress suite (sql/, expected/) and the
+# (Debian 12, as root; Chromium too, for the web page's test), builds and
+# installs the extension, checks the shape of src/ (test/structure.sh), then,
+# as the postgres user on a throwaway cluster, runs the pg_regress suite (sql/, expected/) and the
 # TAP tests (test/t/) through `make installcheck`.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 pgb_install_deps
+pgb_install_browser
 pgb_build_install
 # the shape of src/ (no call cycles, no file over 800 lines), from the objects just built
 bash "$PGB_TOP/test/structure.sh" "$PGB_TOP/src"

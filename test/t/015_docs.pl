@@ -317,8 +317,8 @@ ok($seen{$_}, "heard $_") for qw(batch_started progress items_failed batch_finis
 			}
 			# watch and --follow wait; item and fix take an item id the
 			# example does not fix in advance, and fix an editor; cancel
-			# would end the example's batch
-			next if $command && $command =~ /^(watch|item|fix|cancel)$/ || grep { /^(-f|--follow)$/ } @argv;
+			# would end the example's batch; serve runs until stopped
+			next if $command && $command =~ /^(watch|item|fix|cancel|serve)$/ || grep { /^(-f|--follow)$/ } @argv;
 			my ($out, $cerr) = ('', '');
 			{
 				local %ENV = (%ENV, PGHOST => $node->host, PGPORT => $node->port,
