@@ -85,6 +85,7 @@ extern PgbwSession *pgbw_session_find(const char *cookie);
 extern void pgbw_session_release(PgbwSession *s);
 extern void pgbw_session_end(PgbwSession *s);
 extern void pgbw_session_end_all(void);
+extern void pgbw_session_tick(void);
 extern PgbwSession *pgbw_sign_in(const char *user, char *password,
 								 PQExpBuffer error);
 extern void pgbw_session_flash(PgbwSession *s, bool is_error,

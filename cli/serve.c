@@ -34,6 +34,9 @@
 #define MAX_CONNECTIONS	64
 #define KEEPALIVE_MS	15000
 
+/* how often the main thread looks after the sessions */
+#define TICK_SECONDS	5
+
 /* the headers of every answer */
 #define CSP "default-src 'none'; script-src 'self'; style-src 'self'; " \
 	"img-src 'self'; connect-src 'self'; form-action 'self'; " \
@@ -692,7 +695,6 @@ pgbcli_cmd_serve(PGconn *conn, const char *arg)
 	unsigned	flags;
 	const union MHD_DaemonInfo *info;
 	sigset_t	stop_signals;
-	int			signo;
 	struct MHD_OptionItem options[8];
 	int			n = 0;
 
@@ -767,7 +769,16 @@ pgbcli_cmd_serve(PGconn *conn, const char *arg)
 		   port);
 	fflush(stdout);
 
-	sigwait(&stop_signals, &signo);
+	/* until a stop signal: the sessions' housekeeping every few seconds */
+	for (;;)
+	{
+		struct timespec tick = {TICK_SECONDS, 0};
+
+		if (sigtimedwait(&stop_signals, NULL, &tick) >= 0)
+			break;
+		if (errno == EAGAIN)
+			pgbw_session_tick();
+	}
 	pgbw_stopping = true;
 	MHD_stop_daemon(daemon);
 	pgbw_session_end_all();

@@ -479,6 +479,63 @@ pgbw_session_wait_event(PgbwSession *s, uint64_t *seen, int64 batch_id,
 }
 
 /*
+ * pgbw_session_tick
+ *		Housekeeping, every few seconds from the main thread: frees the
+ *		sessions past their time (their connections closed even if no
+ *		request comes), and reads the notifications of sessions no event
+ *		stream listens for, so that a listening connection nobody reads
+ *		never holds back the server's notification queue.
+ */
+void
+pgbw_session_tick(void)
+{
+	PgbwSession *live[MAX_SESSIONS];
+	int			n = 0;
+
+	pthread_mutex_lock(&table_lock);
+	sweep(pgbcli_now_ms());
+	for (int i = 0; i < MAX_SESSIONS; i++)
+	{
+		if (sessions[i] != NULL && !sessions[i]->dead)
+		{
+			sessions[i]->refs++;
+			live[n++] = sessions[i];
+		}
+	}
+	pthread_mutex_unlock(&table_lock);
+
+	for (int i = 0; i < n; i++)
+	{
+		/* a stream waiting on the connection reads it already */
+		if (pthread_mutex_trylock(&live[i]->listen_lock) == 0)
+		{
+			bool		alive = true;
+			struct pollfd pfd = {PQsocket(live[i]->listen), POLLIN, 0};
+			int64		until = pgbcli_now_ms() + 1000;
+
+			/*
+			 * While more comes within 10 ms (a burst may be megabytes), for a
+			 * second at most: the next tick goes on.
+			 */
+			while (alive && pgbcli_now_ms() < until)
+			{
+				alive = receive(live[i], 0);
+				if (!alive || poll(&pfd, 1, 10) <= 0)
+					break;
+			}
+
+			pthread_mutex_unlock(&live[i]->listen_lock);
+			if (!alive)
+				pgbw_session_end(live[i]);
+		}
+		/* (not pgbw_session_release: an idle session stays idle) */
+		pthread_mutex_lock(&table_lock);
+		live[i]->refs--;
+		pthread_mutex_unlock(&table_lock);
+	}
+}
+
+/*
  * url_decode
  *		Decodes a form value in place ("+" is a space, %XX a byte).
  */

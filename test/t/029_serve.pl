@@ -21,6 +21,9 @@
 #     a screenshot, fix a payload in the review queue, retry with the code
 #     and stage filters, and see the item complete without reloading (the
 #     event stream); the injected scripts never ran.
+#  5. The database restarts: the sessions end, signing in again works.  A
+#     session with no page open still reads its notifications, so its
+#     server process is never stuck writing them.
 
 use strict;
 use warnings;
@@ -460,6 +463,33 @@ webdriver('DELETE', '');
 $sid = '';
 kill('TERM', $wd_pid);
 waitpid($wd_pid, 0);
+
+# the database server restarts: the sessions end (their connections are
+# gone), and signing in again works
+my ($r1, $ann2) = sign_in('ann', 'ann-secret');
+$node->restart;
+my $status = 0;
+for (1 .. 100)
+{
+	$status = $http->get("$base/batch?id=$ann_batch", { headers => { Cookie => "pgbatch_session=$ann2" } })->{status};
+	last if $status == 303;
+	usleep(200_000);
+}
+is($status, 303, 'after the database restarts, the session has ended');
+my ($r2, $ann3) = sign_in('ann', 'ann-secret');
+ok(defined $ann3, '... and ann signs in again');
+like($http->get("$base/batch?id=$ann_batch", { headers => { Cookie => "pgbatch_session=$ann3" } })->{content},
+	qr/3 of 3 completed/, '... and sees her batch');
+
+# a signed-in session with no page open still reads its notifications (21
+# MB of them): a listening connection nobody reads would leave its server
+# process stuck writing them, and hold back the server's notification queue
+sql(q{SELECT count(pg_notify('pgbatch_events', g || repeat('x', 7000))) FROM generate_series(1, 3000) g});
+is( wait_for($node,
+		q{SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbatch serve' AND wait_event = 'ClientWrite'},
+		'0', 60),
+	'0',
+	'its server process is not stuck writing notifications nobody reads');
 
 kill('TERM', $serve_pid);
 waitpid($serve_pid, 0);
