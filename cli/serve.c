@@ -757,8 +757,8 @@ pgbcli_cmd_serve(PGconn *conn, const char *arg)
 							  MHD_OPTION_END);
 	if (daemon == NULL)
 	{
-		pg_log_error("could not listen on %s port %d", listen, port);
-		pg_log_error_hint("Is another program using the port? Choose another with --web-port.");
+		pg_log_error("could not start the web server on %s port %d", listen, port);
+		pg_log_error_hint("The messages above say why: another program on the port (choose another with --web-port), or a certificate or key that cannot be used.");
 		return PGBCLI_EXIT_ERROR;
 	}
 	info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);

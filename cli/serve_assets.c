@@ -7,7 +7,8 @@
  *		the page's event stream and, on a change, fetches the page again
  *		and replaces its live sections, except one the user is editing.  It
  *		also checks that an edited payload is JSON before sending it (the
- *		server validates it in any case).
+ *		server validates it in any case), and asks before cancelling a
+ *		batch.
  *
  * cli/serve_assets.c
  *
@@ -95,6 +96,10 @@ const char	pgbw_js[] =
 "  }\n"
 "  document.addEventListener('submit', function (e) {\n"
 "    var form = e.target;\n"
+"    if (form.classList.contains('cancel') && !window.confirm('Cancel the waiting items of this batch?')) {\n"
+"      e.preventDefault();\n"
+"      return;\n"
+"    }\n"
 "    if (!form.classList.contains('payload')) return;\n"
 "    var area = form.querySelector('textarea'), out = form.querySelector('.json-error');\n"
 "    try { JSON.parse(area.value); out.textContent = ''; }\n"

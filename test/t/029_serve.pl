@@ -139,6 +139,14 @@ system("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=127.0.0.1' 
 # --- 2. signing in ----------------------------------------------------------
 
 my ($serve_pid, $base, $serve_out) = serve('127.0.0.1');
+{
+	my ($web_port) = $base =~ /:(\d+)$/;
+	my ($stdout, $stderr);
+	IPC::Run::run([ $pgbatch, '-h', '127.0.0.1', '-p', $node->port, 'serve', '--web-port', $web_port ],
+		'<', \undef, '>', \$stdout, '2>', \$stderr, IPC::Run::timeout(30));
+	is($? >> 8, 1, 'a second serve on the same port: exit status 1');
+	like($stderr, qr/Address already in use.*could not start the web server/s, '... and says why');
+}
 my $http = HTTP::Tiny->new(max_redirect => 0, timeout => 30);
 
 # cookie($res, $name): the value a response's Set-Cookie gives $name
