@@ -25,7 +25,7 @@
 	"coalesce(attempt, 0) AS k_attempt " \
 	"FROM batch.log " \
 	"WHERE batch_id = $1::bigint " \
-	"AND CASE level WHEN 'error' THEN 3 WHEN 'warning' THEN 2 ELSE 1 END " \
+	"AND " PGBCLI_LEVEL_SQL " " \
 	">= $2::integer "
 
 #define LOG_ORDER		"finished_at, k_item, k_stage, k_attempt, event"

@@ -40,6 +40,11 @@ typedef enum PgbcliLevel
 	PGBCLI_LEVEL_ERROR = 3
 } PgbcliLevel;
 
+/* batch.log's level as a PgbcliLevel, in SQL (log, serve) */
+#define PGBCLI_LEVEL_SQL \
+	"CASE level WHEN 'error' THEN 3 WHEN 'warning' THEN 2 ELSE 1 END"
+
+
 /* what the command line asked for (pgbatch.c) */
 typedef struct PgbcliOptions
 {

@@ -61,7 +61,7 @@ static const char *const bar_kinds[] = {
 	"SELECT * FROM (SELECT to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS'), " \
 	"level, item_id, stage, attempt, error_code, message, finished_at " \
 	"FROM batch.log WHERE batch_id = $1::bigint " \
-	"AND CASE level WHEN 'error' THEN 3 WHEN 'warning' THEN 2 ELSE 1 END " \
+	"AND " PGBCLI_LEVEL_SQL " " \
 	">= $2::integer ORDER BY finished_at DESC LIMIT 100) AS l " \
 	"ORDER BY finished_at"
 
